@@ -1,0 +1,3 @@
+"""pcloud: a self-hosted personal cloud."""
+
+__version__ = "0.1.0"

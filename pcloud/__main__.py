@@ -1,0 +1,5 @@
+"""Allow `python -m pcloud`."""
+
+from pcloud.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""The HTTP API: `create_app(settings)` builds the Flask app that `pcloud serve` runs."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from pcloud.api import accounts, errors, files, root
+from pcloud.config import Settings
+from pcloud.core import Pcloud
+
+# Room for the multipart framing around a file of the maximum size.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -> Flask:
+    """Build the app from settings (or from an already opened Pcloud)."""
+    if pcloud is None:
+        if settings is None:
+            raise TypeError("create_app needs settings or a Pcloud")
+        pcloud = Pcloud.open(settings)
+    app = Flask("pcloud")
+    app.config.update(
+        MAX_CONTENT_LENGTH=pcloud.settings.max_upload_size + MULTIPART_OVERHEAD,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+    )
+    app.extensions["pcloud"] = pcloud
+    errors.register(app)
+    for blueprint in (root.blueprint, accounts.blueprint, files.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.teardown_appcontext
+    def return_database_connection(_error: BaseException | None) -> None:
+        if not pcloud.database.is_closed():
+            pcloud.database.close()
+
+    return app

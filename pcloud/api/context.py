@@ -1,0 +1,63 @@
+"""What a route needs from the request: the app's Pcloud, the JSON body, the signed-in user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from pcloud.core import Pcloud
+from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
+from pcloud.services import tokens, users
+
+MAX_JSON_BYTES = 64 * 1024
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def pcloud() -> Pcloud:
+    return current_app.extensions["pcloud"]
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object. Raises BadRequest for anything else."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return body
+
+
+def required(body: dict[str, Any], *fields: str) -> list[Any]:
+    """The values of fields that must be present and non-empty, in order."""
+    missing = [field for field in fields if body.get(field) in (None, "")]
+    if missing:
+        raise BadRequest(f"Missing field: {', '.join(missing)}")
+    return [body[field] for field in fields]
+
+
+def login_required(view: View) -> View:
+    """Let the request through only with a valid `Authorization: Bearer <access token>`."""
+
+    @wraps(view)
+    def authenticated_view(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization")
+        if not header:
+            raise Unauthorized("Missing Authorization header")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or " " in token:
+            raise Unauthorized("Authorization header must be 'Bearer <access token>'")
+        user_id = tokens.user_id_from_access_token(pcloud().settings, token)
+        if not users.exists(user_id):
+            raise Unauthorized("User no longer exists")
+        g.user_id = user_id
+        return view(*args, **kwargs)
+
+    return authenticated_view  # type: ignore[return-value]
+
+
+def current_user_id() -> int:
+    return g.user_id

@@ -1,0 +1,40 @@
+"""The one place errors become responses: always `{"error": ...}` JSON, never HTML."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from pcloud.errors import PcloudError
+
+log = logging.getLogger("pcloud.api")
+
+HTTP_ERROR_TEXT = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body is larger than this server accepts",
+}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(PcloudError)
+    def pcloud_error(error: PcloudError):
+        return jsonify(error.to_json()), error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        status = error.code or 500
+        text = HTTP_ERROR_TEXT.get(status, error.name)
+        response = jsonify({"error": text})
+        response.status_code = status
+        if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("Unexpected error", exc_info=error)
+        return jsonify({"error": "Internal server error"}), 500

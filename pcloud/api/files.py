@@ -1,0 +1,92 @@
+"""The Android contract's file routes: list, upload, download, delete, rename."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, send_file
+
+from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
+from pcloud.api.uploads import receive_file
+from pcloud.errors import NotFound
+from pcloud.services import files, names
+
+blueprint = Blueprint("files", __name__)
+log = logging.getLogger("pcloud.api")
+
+
+def iso_utc(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@blueprint.get("/files")
+@login_required
+def list_files():
+    return jsonify(
+        [
+            {
+                "filename": name,
+                "file_type": names.file_type(name),
+                "size": size,
+                "modified_at": iso_utc(modified_at),
+            }
+            for name, size, modified_at in files.list_files(current_user_id())
+        ]
+    )
+
+
+@blueprint.post("/upload")
+@login_required
+def upload():
+    app = pcloud()
+    received = receive_file(app.blobs, app.settings.max_upload_size)
+    stored = files.add_file(app.blobs, current_user_id(), received.name, received.blob)
+    return jsonify({"message": "File uploaded successfully", "file": stored.name}), 201
+
+
+@blueprint.get("/download/<path:filename>")
+@login_required
+def download(filename: str):
+    stored = files.get_file(current_user_id(), filename)
+    path = pcloud().blobs.local_path(stored.blob_key)
+    try:
+        response = send_file(
+            path,
+            mimetype=names.mime_type(stored.name),
+            as_attachment=True,
+            download_name=stored.name,
+            conditional=True,
+            etag=stored.sha256,
+            last_modified=stored.modified_at,
+        )
+    except FileNotFoundError:
+        log.error(
+            "File %r of user %s has no blob %s: run `pcloud files gc`",
+            stored.name,
+            stored.owner_id,
+            stored.blob_key,
+        )
+        raise NotFound(files.FILE_NOT_FOUND) from None
+    response.cache_control.private = True
+    return response
+
+
+@blueprint.delete("/delete/<path:filename>")
+@login_required
+def delete(filename: str):
+    name = files.delete_file(pcloud().blobs, current_user_id(), filename)
+    return jsonify({"message": f"File '{name}' deleted successfully"})
+
+
+@blueprint.put("/rename")
+@login_required
+def rename():
+    old_name, new_name = required(json_body(), "old_filename", "new_filename")
+    old_name, new_name = files.rename_file(current_user_id(), old_name, new_name)
+    return jsonify(
+        {
+            "message": f"File '{old_name}' renamed to '{new_name}'",
+            "old_filename": old_name,
+            "new_filename": new_name,
+        }
+    )

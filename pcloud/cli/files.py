@@ -1,0 +1,83 @@
+"""`pcloud files ...`: maintenance of stored files."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pcloud.cli.common import console, human_size, open_pcloud, reports_errors
+from pcloud.config import parse_duration
+from pcloud.services import gc
+
+app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
+
+
+def _grace(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+@app.command("gc")
+@reports_errors
+def collect_garbage(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report; change nothing."),
+    grace: str = typer.Option(
+        "1h",
+        "--grace",
+        help="Leave alone anything written more recently than this (uploads in progress).",
+    ),
+) -> None:
+    """Find blobs no file points to, files whose blob is missing, and abandoned partial
+    uploads; remove them unless --dry-run."""
+    from datetime import timedelta
+
+    grace_period = timedelta(seconds=_grace(grace))
+    pcloud = open_pcloud(ctx)
+    with Progress(
+        TextColumn("Scanning blobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scan", total=None)
+        report = gc.find_garbage(
+            pcloud.blobs,
+            grace_period,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _print_report(report)
+    if report.empty:
+        console.print(f"Nothing to collect ({report.blobs_scanned} blob(s) checked).")
+    elif dry_run:
+        console.print("Dry run: nothing was changed.")
+    else:
+        gc.collect_garbage(pcloud.blobs, report)
+        console.print(
+            f"Removed {len(report.orphan_blobs)} orphan blob(s), "
+            f"{len(report.stale_partials)} partial upload(s) and "
+            f"{len(report.broken_files)} file record(s) without content; "
+            f"{human_size(report.reclaimable_bytes)} reclaimed."
+        )
+    pcloud.close()
+
+
+def _print_report(report: gc.GarbageReport) -> None:
+    if report.empty:
+        return
+    table = Table(title="Garbage found")
+    table.add_column("Kind")
+    table.add_column("What")
+    table.add_column("Size", justify="right")
+    for entry in report.orphan_blobs:
+        table.add_row("orphan blob", entry.key, human_size(entry.size))
+    for entry in report.stale_partials:
+        table.add_row("partial upload", entry.key, human_size(entry.size))
+    for broken in report.broken_files:
+        table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
+    console.print(table)

@@ -1,0 +1,84 @@
+"""`pcloud serve`: the API under waitress."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import typer
+
+from pcloud import __version__
+from pcloud.api import create_app
+from pcloud.cli.common import console, database_label, open_pcloud, reports_errors
+from pcloud.config import Settings
+from pcloud.server import build_server, listening_urls
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@reports_errors
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(None, help="Address to listen on [default: PCLOUD_HOST or 0.0.0.0]."),
+    port: int = typer.Option(
+        None, help="Port to listen on; 0 picks a free one [default: PCLOUD_PORT or 5000]."
+    ),
+    threads: int = typer.Option(
+        None, min=1, help="Requests handled at once [default: PCLOUD_THREADS or 8]."
+    ),
+) -> None:
+    """Run the pcloud server until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    pcloud = open_pcloud(ctx, host=host, port=port, threads=threads)
+    settings = pcloud.settings
+    try:
+        server = build_server(
+            create_app(pcloud=pcloud), settings, settings.host, settings.port, settings.threads
+        )
+    except OSError as error:
+        pcloud.close()
+        message = f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
+        raise typer.BadParameter(message, param_hint="--port") from None
+    _print_banner(settings, listening_urls(server))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        pcloud.close()
+        console.print("pcloud stopped.")
+
+
+def _stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_banner(settings: Settings, urls: list[str]) -> None:
+    console.print(f"[bold]pcloud {__version__}[/bold] serving on {', '.join(urls)}")
+    if settings.host in ("0.0.0.0", "::"):
+        console.print(
+            f"  (every network interface; on this machine: "
+            f"http://127.0.0.1:{urls[0].rsplit(':', 1)[1]})"
+        )
+    if not any(
+        source == "the environment" or source.startswith(".env")
+        for source in settings.sources.values()
+    ):
+        console.print(
+            "  No configuration found (no environment settings, no .env): "
+            "using the built-in defaults."
+        )
+    console.print(f"  Data folder:    {settings.data_dir}")
+    console.print(f"  Database:       {database_label(settings)}")
+    console.print(f"  Files:          {settings.upload_folder}")
+    console.print(f"  Secret key:     {settings.sources.get('secret_key', 'SECRET_KEY')}")
+    google = (
+        f"on (client {settings.google_client_id})"
+        if settings.google_enabled
+        else "off (set GOOGLE_CLIENT_ID to enable)"
+    )
+    console.print(f"  Google sign-in: {google}")
+    console.print(f"  Upload limit:   {settings.max_upload_size} bytes")
+    console.print("Press Ctrl-C to stop.")

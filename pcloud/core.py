@@ -1,0 +1,43 @@
+"""The one object the server, the CLI and the tests all build the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+from pcloud.config import Settings
+from pcloud.db import create_schema, open_database
+from pcloud.services.google import GoogleCertificates
+from pcloud.storage import BlobStore, LocalBlobStore
+
+
+@dataclass
+class Pcloud:
+    """A configured pcloud: its settings, its database and where its bytes live."""
+
+    settings: Settings
+    database: peewee.Database
+    blobs: BlobStore
+    google_certificates: GoogleCertificates
+
+    @classmethod
+    def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
+        """Open the database (creating missing tables unless told not to) and the store."""
+        database = open_database(settings.database_url, max_connections=settings.threads + 8)
+        if create_tables:
+            create_schema(database)
+        return cls(
+            settings=settings,
+            database=database,
+            blobs=LocalBlobStore(settings.upload_folder),
+            google_certificates=GoogleCertificates(settings.google_certs_url),
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        close_all = getattr(self.database, "close_all", None)
+        if close_all is not None:
+            close_all()
+        elif not self.database.is_closed():
+            self.database.close()

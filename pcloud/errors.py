@@ -1,0 +1,65 @@
+"""Domain errors shared by the API and the CLI.
+
+Each kind carries the HTTP status the API answers with; the API turns every one into
+`{"error": message, **extra}` and the CLI prints the message as one red line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PcloudError(Exception):
+    """Base of every error pcloud reports to a person or a client."""
+
+    status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, **self.extra}
+
+
+class BadRequest(PcloudError):
+    status = 400
+
+
+class Unauthorized(PcloudError):
+    status = 401
+
+
+class Forbidden(PcloudError):
+    status = 403
+
+
+class NotFound(PcloudError):
+    status = 404
+
+
+class Conflict(PcloudError):
+    status = 409
+
+
+class PayloadTooLarge(PcloudError):
+    status = 413
+
+
+class ServiceUnavailable(PcloudError):
+    status = 503
+
+
+class ConfigError(PcloudError):
+    """A setting is wrong; the message names it and where its value came from."""
+
+    exit_code = 3
+
+
+class DatabaseUnavailable(PcloudError):
+    """The database cannot be opened or reached."""
+
+    status = 503
+    exit_code = 3

@@ -1,0 +1,86 @@
+"""Peewee models: tables, columns and indexes. Behaviour lives in pcloud.services."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from peewee import (
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    ForeignKeyField,
+    Model,
+)
+
+# Bound to the real database by pcloud.db.open_database().
+database_proxy = DatabaseProxy()
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTimeField(BigIntegerField):
+    """An aware UTC datetime, stored as whole microseconds since the epoch.
+
+    An integer sorts and compares the same on every engine, and converts far faster than
+    SQLite's text datetimes, which matters when a listing returns thousands of rows.
+    """
+
+    def db_value(self, value: datetime | None) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UtcDateTimeField needs an aware datetime")
+        delta = value - EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def python_value(self, value: int | None) -> datetime | None:
+        if value is None:
+            return None
+        return datetime.fromtimestamp(value / 1_000_000, timezone.utc)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    username = CharField(max_length=150, unique=True)
+    email = CharField(max_length=254, unique=True)  # stored lower-cased
+    password_hash = CharField(max_length=255, null=True)  # None: Google-only account
+    google_sub = CharField(max_length=255, null=True, unique=True)
+    created_at = UtcDateTimeField(default=utc_now)
+
+
+class StoredFile(BaseModel):
+    """A name in a user's file list, pointing at the blob that holds its bytes."""
+
+    owner = ForeignKeyField(User, backref="files", on_delete="CASCADE")
+    name = CharField(max_length=255)  # NFC, as the person wrote it
+    blob_key = CharField(max_length=64, unique=True)
+    size = BigIntegerField()
+    sha256 = CharField(max_length=64)
+    created_at = UtcDateTimeField(default=utc_now)
+    modified_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = ((("owner", "name"), True),)
+
+
+class RefreshToken(BaseModel):
+    """A refresh token that was issued; revoking it ends that sign-in."""
+
+    token_id = CharField(max_length=64, unique=True)  # the token's `jti` claim
+    user = ForeignKeyField(User, backref="refresh_tokens", on_delete="CASCADE")
+    created_at = UtcDateTimeField(default=utc_now)
+    expires_at = UtcDateTimeField()
+    revoked_at = UtcDateTimeField(null=True)
+
+
+ALL_MODELS = (User, StoredFile, RefreshToken)

@@ -1,0 +1,86 @@
+"""Garbage collection: blobs no file points to, files whose blob is gone, dead partial uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pcloud.models import StoredFile, User, database_proxy, utc_now
+from pcloud.storage import BlobEntry, BlobStore
+
+# A blob is renamed into place a moment before its row commits, and a partial upload is
+# written to while it runs: anything touched more recently than this is left alone.
+DEFAULT_GRACE = timedelta(hours=1)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class BrokenFile:
+    file_id: int
+    username: str
+    name: str
+    blob_key: str
+
+
+@dataclass
+class GarbageReport:
+    orphan_blobs: list[BlobEntry] = field(default_factory=list)
+    broken_files: list[BrokenFile] = field(default_factory=list)
+    stale_partials: list[BlobEntry] = field(default_factory=list)
+    blobs_scanned: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.orphan_blobs or self.broken_files or self.stale_partials)
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return sum(entry.size for entry in self.orphan_blobs + self.stale_partials)
+
+
+def find_garbage(
+    blobs: BlobStore,
+    grace: timedelta = DEFAULT_GRACE,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> GarbageReport:
+    """Compare the database with the store. Changes nothing."""
+    cutoff = (now or utc_now()) - grace
+    # The database is read before the disk: a file committed during the scan then shows
+    # up as a young blob (spared by the grace period), never as a row with no blob.
+    referenced = {
+        key: (file_id, username, name)
+        for key, file_id, username, name in StoredFile.select(
+            StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name
+        )
+        .join(User)
+        .tuples()
+    }
+    found = list(blobs.scan())
+    report = GarbageReport(blobs_scanned=len(found))
+    present = set()
+    for done, entry in enumerate(found, start=1):
+        present.add(entry.key)
+        if entry.key not in referenced and entry.modified_at < cutoff:
+            report.orphan_blobs.append(entry)
+        if progress is not None:
+            progress(done, len(found))
+    for key, (file_id, username, name) in referenced.items():
+        if key not in present:
+            report.broken_files.append(BrokenFile(file_id, username, name, key))
+    report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
+    return report
+
+
+def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
+    """Remove what find_garbage() reported: orphan blobs, broken rows, stale partials."""
+    for entry in report.orphan_blobs:
+        blobs.delete(entry.key)
+    for entry in report.stale_partials:
+        blobs.delete_partial(entry.key)
+    broken_ids = [broken.file_id for broken in report.broken_files]
+    if broken_ids:
+        with database_proxy.atomic():
+            StoredFile.delete().where(StoredFile.id.in_(broken_ids)).execute()

@@ -1,0 +1,157 @@
+"""Signing in with a Google ID token.
+
+The token's signature is checked against Google's published certificates, which are
+fetched once and kept for as long as Google's Cache-Control allows (refetched early, at
+most once a minute, when a token names a key we do not have: Google rotates its keys).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+
+import google.auth.exceptions
+import peewee
+import requests
+from google.auth import jwt as google_jwt
+
+from pcloud.config import Settings
+from pcloud.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
+from pcloud.models import User, database_proxy
+
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+DEFAULT_MAX_AGE = 3600
+MIN_REFETCH_INTERVAL = 60
+CLOCK_SKEW_SECONDS = 10
+NOT_CONFIGURED = "Google sign-in is not configured on this server (GOOGLE_CLIENT_ID is not set)"
+
+
+class GoogleCertificates:
+    """Google's signing certificates (key id -> PEM), cached per Cache-Control max-age."""
+
+    def __init__(self, url: str, session: requests.Session | None = None) -> None:
+        self.url = url
+        self._session = session or requests.Session()
+        self._lock = threading.Lock()
+        self._certs: dict[str, str] = {}
+        self._expires = 0.0
+        self._fetched = -MIN_REFETCH_INTERVAL * 2.0
+        self.fetch_count = 0
+
+    def for_key(self, key_id: str | None) -> Mapping[str, str]:
+        with self._lock:
+            now = time.monotonic()
+            stale = now >= self._expires
+            unknown_key = key_id not in self._certs and now - self._fetched > MIN_REFETCH_INTERVAL
+            if stale or unknown_key:
+                self._fetch(now)
+            return dict(self._certs)
+
+    def _fetch(self, now: float) -> None:
+        try:
+            response = self._session.get(self.url, timeout=10)
+            response.raise_for_status()
+            certs = response.json()
+        except (requests.RequestException, ValueError) as error:
+            if self._certs and now < self._expires:
+                return
+            raise ServiceUnavailable(
+                f"Cannot fetch Google's sign-in certificates: {type(error).__name__}"
+            ) from None
+        if not isinstance(certs, dict):
+            raise ServiceUnavailable("Google's sign-in certificates are not a JSON object")
+        self._certs = {str(kid): str(pem) for kid, pem in certs.items()}
+        self._fetched = now
+        self._expires = now + _max_age(response.headers.get("Cache-Control", ""))
+        self.fetch_count += 1
+
+
+def _max_age(cache_control: str) -> int:
+    match = re.search(r"max-age=(\d+)", cache_control)
+    return int(match.group(1)) if match else DEFAULT_MAX_AGE
+
+
+def verify_id_token(settings: Settings, certificates: GoogleCertificates, token: str) -> dict:
+    """The claims of a valid Google ID token for our client. Raises Unauthorized."""
+    try:
+        header = google_jwt.decode_header(token)
+    except (ValueError, TypeError):
+        raise Unauthorized("Invalid Google token: malformed") from None
+    certs = certificates.for_key(header.get("kid"))
+    try:
+        claims = google_jwt.decode(
+            token,
+            certs=certs,
+            audience=settings.google_client_id,
+            clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+        )
+    except (ValueError, TypeError, google.auth.exceptions.GoogleAuthError) as error:
+        reason = "expired" if "expired" in str(error).lower() else "not valid for this server"
+        raise Unauthorized(f"Invalid Google token: {reason}") from None
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        raise Unauthorized("Invalid Google token: wrong issuer")
+    if not claims.get("sub"):
+        raise Unauthorized("Invalid Google token: no subject")
+    return claims
+
+
+def username_base(email: str) -> str:
+    """'John.Doe_99@gmail.com' -> 'johndoe99', the contract's rule for new accounts."""
+    local = email.split("@", 1)[0].lower().replace(".", "").replace("_", "")
+    local = re.sub(r"[\x00-\x20\x7f-\x9f@/\\]", "", local)
+    return local[:140] or "user"
+
+
+def sign_in(settings: Settings, certificates: GoogleCertificates, token: object) -> User:
+    """The user a Google ID token belongs to, creating the account on first sign-in."""
+    if not settings.google_enabled:
+        raise ServiceUnavailable(NOT_CONFIGURED)
+    if not isinstance(token, str) or not token:
+        raise BadRequest("Missing field: google_token")
+    claims = verify_id_token(settings, certificates, token)
+    google_sub = str(claims["sub"])
+    user = User.get_or_none(User.google_sub == google_sub)
+    if user is not None:
+        return user
+    email = claims.get("email")
+    if not isinstance(email, str) or claims.get("email_verified") not in (True, "true"):
+        raise Unauthorized("Invalid Google token: the account has no verified email")
+    email = email.strip().lower()
+    existing = User.get_or_none(User.email == email)
+    if existing is not None:
+        if existing.google_sub is None and existing.password_hash is None:
+            with database_proxy.atomic():
+                existing.google_sub = google_sub
+                existing.save()
+            return existing
+        raise Conflict(
+            "account_exists_with_password",
+            message="An account with this email already exists. Sign in with your "
+            "password; Google sign-in is not linked to it.",
+        )
+    return _create_google_user(email, google_sub)
+
+
+def _create_google_user(email: str, google_sub: str) -> User:
+    base = username_base(email)
+    taken = {
+        name
+        for (name,) in User.select(User.username).where(User.username.startswith(base)).tuples()
+    }
+    for _attempt in range(100):
+        number = 0
+        candidate = base
+        while candidate in taken:
+            number += 1
+            candidate = f"{base}{number}"
+        try:
+            with database_proxy.atomic():
+                return User.create(username=candidate, email=email, google_sub=google_sub)
+        except peewee.IntegrityError:
+            existing = User.get_or_none(User.google_sub == google_sub)
+            if existing is not None:  # the same person signed in twice at once
+                return existing
+            taken.add(candidate)
+    raise Conflict("Could not find a free username; try again")
