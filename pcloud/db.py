@@ -100,8 +100,3 @@ def create_schema(database: peewee.Database) -> None:
     """Create every table and index that does not exist yet. Safe to run again."""
     with database.connection_context():
         database.create_tables(ALL_MODELS, safe=True)
-
-
-def schema_exists(database: peewee.Database) -> bool:
-    with database.connection_context():
-        return all(model.table_exists() for model in ALL_MODELS)

@@ -1,0 +1,164 @@
+"""Fixtures: settings, pcloud, app, client, runner, auth — the same app `pcloud serve` runs.
+
+The database is chosen by PCLOUD_TEST_DATABASE: `sqlite` (default) or `postgresql`
+(the server at PCLOUD_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test).
+Every PostgreSQL test gets a schema of its own and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from typer.testing import CliRunner
+
+from pcloud.api import create_app
+from pcloud.cli import app as cli_app
+from pcloud.config import Settings
+from pcloud.core import Pcloud
+
+TEST_DATABASE = os.environ.get("PCLOUD_TEST_DATABASE", "sqlite")
+POSTGRES_URL = os.environ.get(
+    "PCLOUD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# Cheap hashing keeps the suite fast; production uses werkzeug's scrypt default.
+TEST_PASSWORD_HASH = "scrypt:1024:8:1"
+
+
+def pytest_report_header() -> str:
+    return f"pcloud test database: {TEST_DATABASE}"
+
+
+def _postgres_admin():
+    import psycopg2
+
+    connection = psycopg2.connect(POSTGRES_URL)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    if TEST_DATABASE == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pcloud.db'}"
+        return
+    if TEST_DATABASE != "postgresql":
+        raise pytest.UsageError("PCLOUD_TEST_DATABASE must be sqlite or postgresql")
+    schema = f"pcloud_test_{uuid.uuid4().hex[:12]}"
+    admin = _postgres_admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        upload_folder=tmp_path / "files",
+        secret_key="test-secret-key-that-is-long-enough",
+        password_hash=TEST_PASSWORD_HASH,
+        max_upload_size=8 * 1024 * 1024,
+    )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a `pcloud` process use these settings."""
+    return {
+        "PCLOUD_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "UPLOAD_FOLDER": str(settings.upload_folder),
+        "SECRET_KEY": settings.secret_key,
+        "PASSWORD_HASH": settings.password_hash,
+        "MAX_UPLOAD_SIZE": str(settings.max_upload_size),
+        "GOOGLE_CLIENT_ID": settings.google_client_id,
+        "GOOGLE_CERTS_URL": settings.google_certs_url,
+    }
+
+
+@pytest.fixture
+def pcloud(settings: Settings) -> Iterator[Pcloud]:
+    instance = Pcloud.open(settings)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def app(pcloud: Pcloud):
+    application = create_app(pcloud=pcloud)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Runner:
+    """Typer's CliRunner on the real `pcloud` command, configured like the test's app."""
+
+    def __init__(self, settings: Settings, cwd: Path) -> None:
+        self.settings = settings
+        self.cwd = cwd
+        self.runner = CliRunner()
+
+    def invoke(self, *args: str, input: str | None = None, env: dict | None = None):
+        environment = {**settings_environment(self.settings), **(env or {})}
+        previous = Path.cwd()
+        os.chdir(self.cwd)  # so no developer's .env is read
+        try:
+            return self.runner.invoke(cli_app, list(args), input=input, env=environment)
+        finally:
+            os.chdir(previous)
+
+
+@pytest.fixture
+def runner(settings: Settings, tmp_path: Path, pcloud: Pcloud) -> Runner:
+    workdir = tmp_path / "cwd"
+    workdir.mkdir(exist_ok=True)
+    return Runner(settings, workdir)
+
+
+class AuthActions:
+    """Register, sign in and make authenticated requests."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def register(self, username="ann", email=None, password="correct horse battery"):
+        email = email or f"{username}@example.org"
+        return self.client.post(
+            "/register", json={"username": username, "email": email, "password": password}
+        )
+
+    def login(self, identifier="ann", password="correct horse battery"):
+        return self.client.post(
+            "/login", json={"login_identifier": identifier, "password": password}
+        )
+
+    def tokens(self, username="ann", password="correct horse battery") -> dict:
+        """Register (if needed) and sign in; the login answer's JSON."""
+        self.register(username, password=password)
+        response = self.login(username, password)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def headers(self, username="ann") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens(username)['access_token']}"}
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
