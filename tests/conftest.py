@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,11 +42,11 @@ def _postgres_admin():
     return connection
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database for one test."""
+@contextmanager
+def fresh_database_url(folder: Path) -> Iterator[str]:
+    """A new, empty database (SQLite in folder, or a PostgreSQL schema), dropped afterwards."""
     if TEST_DATABASE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'pcloud.db'}"
+        yield f"sqlite:///{folder / 'pcloud.db'}"
         return
     if TEST_DATABASE != "postgresql":
         raise pytest.UsageError("PCLOUD_TEST_DATABASE must be sqlite or postgresql")
@@ -62,15 +63,28 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    with fresh_database_url(tmp_path) as url:
+        yield url
+
+
+def make_settings(folder: Path, database_url: str, **changes) -> Settings:
+    values = {
+        "data_dir": folder,
+        "database_url": database_url,
+        "upload_folder": folder / "files",
+        "secret_key": "test-secret-key-that-is-long-enough",
+        "password_hash": TEST_PASSWORD_HASH,
+        "max_upload_size": 8 * 1024 * 1024,
+        **changes,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        upload_folder=tmp_path / "files",
-        secret_key="test-secret-key-that-is-long-enough",
-        password_hash=TEST_PASSWORD_HASH,
-        max_upload_size=8 * 1024 * 1024,
-    )
+    return make_settings(tmp_path, database_url)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

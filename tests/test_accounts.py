@@ -270,3 +270,19 @@ def test_every_user_sees_only_their_own_files(client, auth):
                         json={"old_filename": "a.txt", "new_filename": "b.txt"})
     assert rename.status_code == 404
     assert [f["filename"] for f in client.get("/files", headers=ann).get_json()] == ["a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/login", {"login_identifier": "ann\x00", "password": "pw"}),
+        ("/login", {"login_identifier": "ann", "password": "p\x00w"}),
+        ("/register", {"username": "bob", "email": "b\x00b@example.org", "password": "pw"}),
+        ("/token/refresh", {"refresh_token": "x\x00y"}),
+    ],
+)
+def test_nul_characters_in_json_fields_are_400_not_500(client, auth, route, body):
+    auth.register()
+    response = client.post(route, json=body)
+    assert response.status_code == 400
+    assert "NUL" in response.get_json()["error"]

@@ -21,7 +21,6 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app = Flask("pcloud")
     app.config.update(
         MAX_CONTENT_LENGTH=pcloud.settings.max_upload_size + MULTIPART_OVERHEAD,
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
     )
     app.extensions["pcloud"] = pcloud
     errors.register(app)

@@ -27,6 +27,10 @@ def json_body() -> dict[str, Any]:
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
+    for field, value in body.items():
+        # No stored text may hold NUL (PostgreSQL cannot), so no lookup should see one.
+        if isinstance(value, str) and "\x00" in value:
+            raise BadRequest(f"'{field}' may not contain NUL characters")
     return body
 
 

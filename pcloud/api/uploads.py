@@ -24,6 +24,9 @@ from pcloud.storage import BlobStore, BlobWriter, StoredBlob
 FILE_FIELD = "file"
 READ_SIZE = 256 * 1024
 MAX_FORM_PARTS = 16
+# Caps the text fields held in memory; werkzeug also applies it to each piece it reads,
+# so it must exceed READ_SIZE.
+MAX_FORM_MEMORY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class _Discard:
 class _UploadParser(MultiPartParser):
     def __init__(self, blobs: BlobStore, max_file_size: int) -> None:
         super().__init__(
-            buffer_size=READ_SIZE, max_form_memory_size=64 * 1024, max_form_parts=MAX_FORM_PARTS
+            buffer_size=READ_SIZE, max_form_memory_size=MAX_FORM_MEMORY, max_form_parts=MAX_FORM_PARTS
         )
         self.blobs = blobs
         self.max_file_size = max_file_size

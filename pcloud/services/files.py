@@ -30,7 +30,7 @@ def list_files(owner_id: int) -> list[tuple[str, int, datetime]]:
 
 def get_file(owner_id: int, name: object) -> StoredFile:
     """The user's file of that name. Raises NotFound."""
-    if not isinstance(name, str):
+    if not isinstance(name, str) or "\x00" in name:  # no stored name holds NUL
         raise NotFound(FILE_NOT_FOUND)
     stored = StoredFile.get_or_none(
         (StoredFile.owner == owner_id) & (StoredFile.name == names.normalize(name))

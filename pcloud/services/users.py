@@ -18,7 +18,7 @@ MAX_USERNAME_LENGTH = 150
 MAX_EMAIL_LENGTH = 254
 MAX_PASSWORD_BYTES = 4096  # refused above, never truncated
 USERNAME_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f@/\\]")
-EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
+EMAIL_SHAPE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 INVALID_CREDENTIALS = "Invalid credentials"
 # Checked against when no account matches, so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("pcloud-dummy-password", method="scrypt")

@@ -1,0 +1,271 @@
+"""`pcloud serve` as a real process, under real waitress, driven over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import fresh_database_url, make_settings, settings_environment
+
+pytestmark = pytest.mark.e2e
+SERVER_LIMIT = 512 * 1024 * 1024
+
+
+class Server:
+    """A running `pcloud serve` and a way to make users on it."""
+
+    def __init__(self, process: subprocess.Popen, url: str, settings) -> None:
+        self.process = process
+        self.url = url
+        self.settings = settings
+
+    def new_user(self) -> dict[str, str]:
+        """Register a fresh user; their Authorization header."""
+        name = f"u{uuid.uuid4().hex[:10]}"
+        response = requests.post(f"{self.url}/register", timeout=10, json={
+            "username": name, "email": f"{name}@example.org", "password": "pw"})
+        assert response.status_code == 201, response.text
+        login = requests.post(f"{self.url}/login", timeout=10,
+                              json={"login_identifier": name, "password": "pw"})
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    def peak_memory_reset(self) -> None:
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
+    def memory(self, field: str) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) * 1024
+
+    def partials(self) -> list[Path]:
+        return list((self.settings.upload_folder / "partial").iterdir())
+
+    def blobs(self) -> list[Path]:
+        return [p for p in (self.settings.upload_folder / "blobs").rglob("*") if p.is_file()]
+
+
+def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
+    env.update(settings_environment(settings), **(extra_env or {}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env", "serve",
+         "--host", "127.0.0.1", "--port", "0", "--threads", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=settings.data_dir)
+    deadline = time.monotonic() + 30
+    output = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = re.search(r"serving on (http://[\d.]+:\d+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return process, match.group(1)
+    process.kill()
+    raise AssertionError("pcloud serve did not start:\n" + "".join(output))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("served")
+    with fresh_database_url(folder) as database_url:
+        settings = make_settings(folder, database_url, max_upload_size=SERVER_LIMIT)
+        process, url = start_server(settings)
+        try:
+            yield Server(process, url, settings)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_the_contract_flow_over_http(server):
+    headers = server.new_user()
+    content = os.urandom(300_000)
+    upload = requests.post(f"{server.url}/upload", headers=headers, timeout=10,
+                           files={"file": ("clip.mp4", content)})
+    assert upload.status_code == 201 and upload.json()["file"] == "clip.mp4"
+    [entry] = requests.get(f"{server.url}/files", headers=headers, timeout=10).json()
+    assert entry["filename"] == "clip.mp4" and entry["size"] == len(content)
+    assert entry["file_type"] == "video"
+    download = requests.get(f"{server.url}/download/clip.mp4", headers=headers, timeout=10)
+    assert download.content == content
+    part = requests.get(f"{server.url}/download/clip.mp4", timeout=10,
+                        headers={**headers, "Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == content[1000:2000]
+    rename = requests.put(f"{server.url}/rename", headers=headers, timeout=10,
+                          json={"old_filename": "clip.mp4", "new_filename": "holiday.mp4"})
+    assert rename.status_code == 200
+    delete = requests.delete(f"{server.url}/delete/holiday.mp4", headers=headers, timeout=10)
+    assert delete.status_code == 200
+    assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
+
+
+def test_a_chunked_upload_without_content_length_is_stored(server):
+    headers = server.new_user()
+    boundary = "chunkyboundary"
+    content = os.urandom(1_000_000)
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="chunked.bin"\r\n\r\n').encode() + content + f"\r\n--{boundary}--\r\n".encode()
+
+    def pieces():
+        for start in range(0, len(body), 65536):
+            yield body[start:start + 65536]
+
+    response = requests.post(f"{server.url}/upload", data=pieces(), timeout=30, headers={
+        **headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 201, response.text
+    download = requests.get(f"{server.url}/download/chunked.bin", headers=headers, timeout=10)
+    assert hashlib.sha256(download.content).digest() == hashlib.sha256(content).digest()
+
+
+def _raw_request_head(server, headers: dict, content_length: int, boundary="cutoff") -> bytes:
+    host = server.url.removeprefix("http://")
+    lines = [f"POST /upload HTTP/1.1", f"Host: {host}",
+             f"Content-Type: multipart/form-data; boundary={boundary}",
+             f"Content-Length: {content_length}",
+             *(f"{key}: {value}" for key, value in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_answer(connection: socket.socket) -> str:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received.decode()
+
+
+def _connect(server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_an_upload_that_disconnects_halfway_leaves_no_file_and_no_row(server):
+    headers = server.new_user()
+    part_head = (b'--cutoff\r\nContent-Disposition: form-data; name="file"; '
+                 b'filename="half.bin"\r\n\r\n')
+    declared = len(part_head) + 4_000_000 + len(b"\r\n--cutoff--\r\n")
+    with _connect(server) as connection:
+        connection.sendall(_raw_request_head(server, headers, declared) + part_head)
+        connection.sendall(os.urandom(2_000_000))
+    time.sleep(0.3)
+    assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
+    assert server.partials() == []
+    assert requests.get(f"{server.url}/", timeout=10).status_code == 200
+
+
+def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(server):
+    headers = server.new_user()
+    with _connect(server) as connection:
+        connection.sendall(_raw_request_head(server, headers, SERVER_LIMIT + 10 * 1024 * 1024))
+        answer = _read_answer(connection)
+    assert answer.startswith("HTTP/1.1 413")
+    assert "application/json" in answer
+    assert '{"error": ' in answer
+    assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
+
+
+def test_concurrent_uploads_of_one_name_are_all_kept_under_distinct_names(server):
+    headers = server.new_user()
+    contents = [f"upload number {number}".encode() for number in range(24)]
+    results: list = [None] * len(contents)
+
+    def send(number: int) -> None:
+        results[number] = requests.post(f"{server.url}/upload", headers=headers, timeout=30,
+                                        files={"file": ("same.txt", contents[number])})
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(len(contents))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [response.status_code for response in results] == [201] * len(contents)
+    stored_names = [response.json()["file"] for response in results]
+    assert len(set(stored_names)) == len(contents)
+    assert set(stored_names) == {"same.txt", *(f"same_{n}.txt" for n in range(1, len(contents)))}
+    for name, content in zip(stored_names, contents):
+        download = requests.get(f"{server.url}/download/{name}", headers=headers, timeout=10)
+        assert download.content == content
+
+
+def test_many_concurrent_writers_never_hit_database_is_locked(server):
+    users = [server.new_user() for _ in range(4)]
+    failures: list = []
+
+    def upload_many(headers: dict, worker: int) -> None:
+        with requests.Session() as session:
+            for number in range(25):
+                response = session.post(f"{server.url}/upload", headers=headers, timeout=30,
+                                        files={"file": (f"w{worker}-{number}.txt", b"x" * 4096)})
+                if response.status_code != 201:
+                    failures.append(response.text)
+
+    threads = [threading.Thread(target=upload_many, args=(users[n % 4], n)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(len(requests.get(f"{server.url}/files", headers=h, timeout=10).json())
+               for h in users) == 200
+
+
+def test_a_large_upload_streams_with_flat_memory(server, tmp_path):
+    """The bytes never sit in memory: peak RSS grows far less than the upload's size."""
+    headers = server.new_user()
+    size = 256 * 1024 * 1024
+    boundary = "bigboundary"
+    body_path = tmp_path / "body"
+    expected = hashlib.sha256()
+    with body_path.open("wb") as body:
+        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                   f'filename="big.bin"\r\n\r\n'.encode())
+        block = os.urandom(1024 * 1024)
+        for _ in range(size // len(block)):
+            body.write(block)
+            expected.update(block)
+        body.write(f"\r\n--{boundary}--\r\n".encode())
+
+    idle = server.memory("VmRSS")
+    server.peak_memory_reset()
+    with body_path.open("rb") as body:  # requests streams an open file with its length
+        response = requests.post(f"{server.url}/upload", data=body, timeout=120, headers={
+            **headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 201, response.text
+    peak = server.memory("VmHWM")
+    assert peak - idle < 100 * 1024 * 1024, f"peak grew by {(peak - idle) >> 20} MiB"
+    [entry] = requests.get(f"{server.url}/files", headers=headers, timeout=10).json()
+    assert entry["size"] == size
+    download = requests.get(f"{server.url}/download/big.bin", headers=headers, timeout=120,
+                            stream=True)
+    received = hashlib.sha256()
+    for chunk in download.iter_content(1024 * 1024):
+        received.update(chunk)
+    assert received.hexdigest() == expected.hexdigest()
+    assert server.partials() == []
+
+
+def test_waitress_errors_are_json_too(server):
+    with _connect(server) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        answer = _read_answer(connection)
+    assert answer.startswith("HTTP/1.1 400")
+    assert "application/json" in answer
