@@ -123,7 +123,8 @@ def test_a_chunked_upload_without_content_length_is_stored(server):
     boundary = "chunkyboundary"
     content = os.urandom(1_000_000)
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="chunked.bin"\r\n\r\n').encode() + content + f"\r\n--{boundary}--\r\n".encode()
+            f'filename="chunked.bin"\r\n\r\n').encode()
+    body += content + f"\r\n--{boundary}--\r\n".encode()
 
     def pieces():
         for start in range(0, len(body), 65536):
@@ -138,7 +139,7 @@ def test_a_chunked_upload_without_content_length_is_stored(server):
 
 def _raw_request_head(server, headers: dict, content_length: int, boundary="cutoff") -> bytes:
     host = server.url.removeprefix("http://")
-    lines = [f"POST /upload HTTP/1.1", f"Host: {host}",
+    lines = ["POST /upload HTTP/1.1", f"Host: {host}",
              f"Content-Type: multipart/form-data; boundary={boundary}",
              f"Content-Length: {content_length}",
              *(f"{key}: {value}" for key, value in headers.items())]
@@ -201,7 +202,7 @@ def test_concurrent_uploads_of_one_name_are_all_kept_under_distinct_names(server
     stored_names = [response.json()["file"] for response in results]
     assert len(set(stored_names)) == len(contents)
     assert set(stored_names) == {"same.txt", *(f"same_{n}.txt" for n in range(1, len(contents)))}
-    for name, content in zip(stored_names, contents):
+    for name, content in zip(stored_names, contents, strict=True):
         download = requests.get(f"{server.url}/download/{name}", headers=headers, timeout=10)
         assert download.content == content
 
