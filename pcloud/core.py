@@ -9,6 +9,7 @@ import peewee
 from pcloud.config import Settings
 from pcloud.db import create_schema, open_database
 from pcloud.services.google import GoogleCertificates
+from pcloud.services.tokens import AccessTokenCache
 from pcloud.storage import BlobStore, LocalBlobStore
 
 
@@ -20,6 +21,7 @@ class Pcloud:
     database: peewee.Database
     blobs: BlobStore
     google_certificates: GoogleCertificates
+    access_tokens: AccessTokenCache
 
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
@@ -32,6 +34,7 @@ class Pcloud:
             database=database,
             blobs=LocalBlobStore(settings.upload_folder),
             google_certificates=GoogleCertificates(settings.google_certs_url),
+            access_tokens=AccessTokenCache(settings),
         )
 
     def close(self) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
 from playhouse import db_url
+from playhouse.pool import PooledSqliteDatabase
 
 from pcloud.errors import ConfigError, DatabaseUnavailable
 from pcloud.models import ALL_MODELS, database_proxy
@@ -25,9 +31,82 @@ POOLED_SCHEMES = {
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",  # readers never block the writer
     "synchronous": "normal",  # durable across crashes of pcloud; WAL keeps it consistent
-    "busy_timeout": 10_000,  # wait up to 10 s for another writer (e.g. the CLI)
+    "busy_timeout": 10_000,  # a last resort: writers queue on WriterQueue first
     "foreign_keys": 1,
+    "mmap_size": 256 * 1024 * 1024,  # read pages through memory, not a syscall each
 }
+
+
+class WriterQueue:
+    """Lets one SQLite writer in at a time, across threads and processes.
+
+    SQLite itself makes a second writer retry on a timer (sleeping 1, 2, 5, 10... ms), which
+    under concurrent uploads costs far more time than the writes. Here a waiting writer
+    blocks on a thread lock and an flock() of a file beside the database instead, and the
+    kernel wakes it the moment the lock is free. Other programs that write the database
+    still meet SQLite's own locking, so this is only ever faster, never required.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self._lock_path = lock_path
+        self._thread_lock = threading.Lock()
+        self._lock_file: Any = None
+        self._owner_pid = 0
+
+    def acquire(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._file().fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            fcntl.flock(self._file().fileno(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def _file(self):
+        if self._lock_file is None or self._owner_pid != os.getpid():
+            self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open)
+            self._owner_pid = os.getpid()
+        return self._lock_file
+
+
+class QueuedSqliteDatabase(PooledSqliteDatabase):
+    """Pooled SQLite whose write transactions queue on a WriterQueue."""
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._writers = WriterQueue(Path(f"{database}.writelock"))
+        self._holding = threading.local()
+
+    def begin(self, lock_type: str | None = None) -> None:
+        self._writers.acquire()
+        self._holding.lock = True
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def commit(self) -> bool:
+        try:
+            return super().commit()
+        finally:
+            self._release_writer()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_writer()
+
+    def _release_writer(self) -> None:
+        if getattr(self._holding, "lock", False):
+            self._holding.lock = False
+            self._writers.release()
 
 
 def describe(url: str) -> str:
@@ -53,8 +132,8 @@ def open_database(url: str, max_connections: int = 32) -> peewee.Database:
             "use sqlite:///path/to/pcloud.db or postgresql://user@host/database."
         )
     options: dict = {"max_connections": max_connections, "stale_timeout": 300, "timeout": 30}
+    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
     if scheme == "sqlite+pool":
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if path and path != ":memory:":
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +155,10 @@ def open_database(url: str, max_connections: int = 32) -> peewee.Database:
                 "install it with `pip install 'pcloud[postgres]'`."
             ) from None
     try:
-        database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
+        if scheme == "sqlite+pool" and path and path != ":memory:":
+            database = QueuedSqliteDatabase(**{**db_url.parse(url), **options})
+        else:
+            database = db_url.connect(scheme + url[len(parsed.scheme) :], **options)
     except (ValueError, RuntimeError) as error:
         raise ConfigError(f"DATABASE_URL {describe(url)!r}: {error}") from None
     database_proxy.initialize(database)
@@ -100,3 +182,56 @@ def create_schema(database: peewee.Database) -> None:
     """Create every table and index that does not exist yet. Safe to run again."""
     with database.connection_context():
         database.create_tables(ALL_MODELS, safe=True)
+
+
+class PreparedQuery:
+    """A peewee query turned into SQL once per kind of database, then run with new values.
+
+    Building SQL with peewee's query builder costs a few hundred microseconds, more than
+    SQLite takes to answer; the queries that every request makes are built once instead.
+    `build` receives one placeholder value per parameter; those values must be distinct
+    and unlike any constant in the query.
+    """
+
+    def __init__(self, build: Callable[..., peewee.Query], *placeholders: Any) -> None:
+        self._build = build
+        self._placeholders = placeholders
+        self._compiled: dict[type, tuple[peewee.Query, str, list[int | None], list]] = {}
+
+    def _compile(self, database: peewee.Database):
+        query = self._build(*self._placeholders)
+        sql, params = database.get_sql_context().sql(query).query()
+        slots = [self._placeholders.index(p) if p in self._placeholders else None for p in params]
+        if sorted(slot for slot in slots if slot is not None) != list(
+            range(len(self._placeholders))
+        ):
+            raise ValueError("every placeholder must appear in the query exactly once")
+        compiled = (query, sql, slots, params)
+        self._compiled[type(database)] = compiled
+        return compiled
+
+    def execute(self, *values: Any):
+        """Run the query with these values; returns the database cursor."""
+        database = database_proxy.obj
+        compiled = self._compiled.get(type(database)) or self._compile(database)
+        _query, sql, slots, constants = compiled
+        params = [
+            constant if slot is None else values[slot]
+            for slot, constant in zip(slots, constants, strict=True)
+        ]
+        return database.execute_sql(sql, params)
+
+    def first(self, *values: Any) -> Any:
+        """The first row as a model instance (values converted as peewee would), or None."""
+        database = database_proxy.obj
+        query = (self._compiled.get(type(database)) or self._compile(database))[0]
+        row = self.execute(*values).fetchone()
+        if row is None:
+            return None
+        fields = query._returning  # the selected fields, in order
+        return query.model(
+            **{
+                field.name: field.python_value(value)
+                for field, value in zip(fields, row, strict=True)
+            }
+        )

@@ -321,3 +321,26 @@ def test_rename_only_changes_case(client, headers):
                           json={"old_filename": "photo.jpg", "new_filename": "Photo.JPG"})
     assert response.status_code == 200
     assert listed(client, headers) == ["Photo.JPG"]
+
+
+def test_a_numbered_name_still_fits_in_255_bytes(client, headers):
+    name = "é" * 125 + ".jpg"  # 254 bytes
+    assert upload(client, headers, name).get_json()["file"] == name
+    second = upload(client, headers, name).get_json()["file"]
+    assert second.endswith("_1.jpg")
+    assert len(second.encode()) <= 255
+    assert listed(client, headers) == sorted([name, second], key=str.casefold)
+
+
+def test_numbering_goes_past_many_taken_names(client, headers, pcloud):
+    from pcloud.models import StoredFile, database_proxy
+
+    owner = StoredFile.select().count()  # no files yet; the user made by `headers` is id 1
+    with database_proxy.atomic():
+        StoredFile.insert_many([
+            {"owner": 1, "name": "x.txt" if n == 0 else f"x_{n}.txt",
+             "blob_key": f"{n:032x}", "size": 0, "sha256": "0" * 64}
+            for n in range(40)
+        ]).execute()
+    assert owner == 0
+    assert upload(client, headers, "x.txt").get_json()["file"] == "x_40.txt"

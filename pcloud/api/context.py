@@ -10,7 +10,7 @@ from flask import current_app, g, request
 
 from pcloud.core import Pcloud
 from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
-from pcloud.services import tokens, users
+from pcloud.services import users
 
 MAX_JSON_BYTES = 64 * 1024
 View = TypeVar("View", bound=Callable[..., Any])
@@ -54,7 +54,7 @@ def login_required(view: View) -> View:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise Unauthorized("Authorization header must be 'Bearer <access token>'")
-        user_id = tokens.user_id_from_access_token(pcloud().settings, token)
+        user_id = pcloud().access_tokens.user_id(token)
         if not users.exists(user_id):
             raise Unauthorized("User no longer exists")
         g.user_id = user_id

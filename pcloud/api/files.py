@@ -15,10 +15,6 @@ blueprint = Blueprint("files", __name__)
 log = logging.getLogger("pcloud.api")
 
 
-def iso_utc(moment) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @blueprint.get("/files")
 @login_required
 def list_files():
@@ -28,7 +24,7 @@ def list_files():
                 "filename": name,
                 "file_type": names.file_type(name),
                 "size": size,
-                "modified_at": iso_utc(modified_at),
+                "modified_at": modified_at,
             }
             for name, size, modified_at in files.list_files(current_user_id())
         ]

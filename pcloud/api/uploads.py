@@ -51,7 +51,9 @@ class _Discard:
 class _UploadParser(MultiPartParser):
     def __init__(self, blobs: BlobStore, max_file_size: int) -> None:
         super().__init__(
-            buffer_size=READ_SIZE, max_form_memory_size=MAX_FORM_MEMORY, max_form_parts=MAX_FORM_PARTS
+            buffer_size=READ_SIZE,
+            max_form_memory_size=MAX_FORM_MEMORY,
+            max_form_parts=MAX_FORM_PARTS,
         )
         self.blobs = blobs
         self.max_file_size = max_file_size

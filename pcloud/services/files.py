@@ -5,36 +5,61 @@ The database is the truth for what a user has; listing never walks the disk.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import peewee
 
+from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
-from pcloud.models import StoredFile, database_proxy
+from pcloud.models import StoredFile, database_proxy, utc_now
 from pcloud.services import names
 from pcloud.storage import BlobStore, StoredBlob
 
 FILE_NOT_FOUND = "File not found"
 MAX_NAME_ATTEMPTS = 50
+NAME_CANDIDATES = 32
 
 
-def list_files(owner_id: int) -> list[tuple[str, int, datetime]]:
-    """(name, size, modified_at) of every file of the user, by name, case-insensitively."""
-    rows = (
-        StoredFile.select(StoredFile.name, StoredFile.size, StoredFile.modified_at)
-        .where(StoredFile.owner == owner_id)
-        .tuples()
+def list_files(owner_id: int) -> list[tuple[str, int, str]]:
+    """(name, size, modified_at as ISO 8601 UTC text) of every file of the user,
+    sorted by name case-insensitively."""
+    query = StoredFile.select(StoredFile.name, StoredFile.size, StoredFile.modified_at).where(
+        StoredFile.owner == owner_id
     )
-    return sorted(rows, key=lambda row: (row[0].casefold(), row[0]))
+    # Straight from the cursor: peewee's per-row conversion would cost more than the
+    # query itself when a user has tens of thousands of files.
+    rows = database_proxy.execute(query).fetchall()
+    rows.sort(key=lambda row: (row[0].casefold(), row[0]))
+    iso_of_second: dict[int, str] = {}
+    listing = []
+    for name, size, modified_micros in rows:
+        second = modified_micros // 1_000_000
+        iso = iso_of_second.get(second)
+        if iso is None:
+            iso = iso_of_second[second] = iso_utc(second)
+        listing.append((name, size, iso))
+    return listing
+
+
+def iso_utc(epoch_seconds: int) -> str:
+    """1795564123 -> '2026-11-24T23:48:43Z', the contract's timestamp format."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_FILE_BY_NAME = PreparedQuery(
+    lambda owner_id, name: StoredFile.select().where(
+        (StoredFile.owner == owner_id) & (StoredFile.name == name)
+    ),
+    -7301,
+    "\x01name",
+)
 
 
 def get_file(owner_id: int, name: object) -> StoredFile:
     """The user's file of that name. Raises NotFound."""
     if not isinstance(name, str) or "\x00" in name:  # no stored name holds NUL
         raise NotFound(FILE_NOT_FOUND)
-    stored = StoredFile.get_or_none(
-        (StoredFile.owner == owner_id) & (StoredFile.name == names.normalize(name))
-    )
+    stored = _FILE_BY_NAME.first(owner_id, names.normalize(name))
     if stored is None:
         raise NotFound(FILE_NOT_FOUND)
     return stored
@@ -51,25 +76,27 @@ def add_file(
 
     If no row can be committed the blob is deleted, so a failed upload leaves nothing.
     """
+    now = utc_now()
+    record = StoredFile(
+        owner=owner_id,
+        name=requested_name,
+        blob_key=blob.key,
+        size=blob.size,
+        sha256=blob.sha256,
+        created_at=now,
+        modified_at=modified_at or now,
+    )
     try:
-        with database_proxy.atomic():
-            for _ in range(MAX_NAME_ATTEMPTS):
-                name = first_free_name(owner_id, requested_name)
-                fields = {
-                    "owner": owner_id,
-                    "name": name,
-                    "blob_key": blob.key,
-                    "size": blob.size,
-                    "sha256": blob.sha256,
-                }
-                if modified_at is not None:
-                    fields["modified_at"] = modified_at
-                try:
-                    with database_proxy.atomic():  # a savepoint: a lost race keeps the rest
-                        return StoredFile.create(**fields)
-                except peewee.IntegrityError:
-                    continue  # another upload took that name a moment ago
-            raise Conflict("Too many uploads of this name at once; try again")
+        # Most names are free: try the name as given first, and look for a numbered one
+        # only when the unique index says it is taken (by an earlier or a concurrent upload).
+        for _ in range(MAX_NAME_ATTEMPTS):
+            try:
+                with database_proxy.atomic():
+                    record.save(force_insert=True)
+                return record
+            except peewee.IntegrityError:
+                record.name = first_free_name(owner_id, requested_name)
+        raise Conflict("Too many uploads of this name at once; try again")
     except BaseException:
         blobs.delete(blob.key)
         raise
@@ -77,21 +104,24 @@ def add_file(
 
 def first_free_name(owner_id: int, requested_name: str) -> str:
     """requested_name if the user has no file of that name, else the first free numbered one."""
-    stem, dot, _extension = requested_name.rpartition(".")
-    prefix = stem if dot and stem else requested_name
-    # A case-insensitive prefix match finds a superset; the exact test is below.
-    taken = {
-        name
-        for (name,) in StoredFile.select(StoredFile.name)
-        .where((StoredFile.owner == owner_id) & StoredFile.name.startswith(prefix))
-        .tuples()
-    }
-    if requested_name not in taken:
-        return requested_name
-    number = 1
-    while names.numbered(requested_name, number) in taken:
-        number += 1
-    return names.numbered(requested_name, number)
+    first = 0
+    while True:
+        # Exact candidates, looked up through the (owner, name) index: a prefix match
+        # cannot use the index on every engine, and would read every similar name.
+        candidates = [
+            names.numbered(requested_name, number) if number else requested_name
+            for number in range(first, first + NAME_CANDIDATES)
+        ]
+        taken = {
+            name
+            for (name,) in StoredFile.select(StoredFile.name)
+            .where((StoredFile.owner == owner_id) & StoredFile.name.in_(candidates))
+            .tuples()
+        }
+        for candidate in candidates:
+            if candidate not in taken:
+                return candidate
+        first += NAME_CANDIDATES
 
 
 def rename_file(owner_id: int, old_name: object, new_name: object) -> tuple[str, str]:

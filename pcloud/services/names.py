@@ -84,11 +84,18 @@ def from_upload(filename: str | None) -> str:
 
 
 def numbered(name: str, number: int) -> str:
-    """'photo.jpg', 2 -> 'photo_2.jpg'; the number goes before the last extension."""
+    """'photo.jpg', 2 -> 'photo_2.jpg'; the number goes before the last extension.
+
+    The stem is shortened if need be, so the result stays within MAX_NAME_BYTES.
+    """
     stem, dot, extension = name.rpartition(".")
     if not dot or not stem:  # no extension, or a dotfile such as '.bashrc'
-        return f"{name}_{number}"
-    return f"{stem}_{number}.{extension}"
+        stem, extension = name, ""
+    suffix = f"_{number}" + (f".{extension}" if extension else "")
+    room = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+    while len(stem.encode("utf-8")) > room:
+        stem = stem[:-1]
+    return stem + suffix
 
 
 def extension(name: str) -> str:

@@ -10,6 +10,7 @@ import peewee
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings
+from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
 from pcloud.models import RefreshToken, StoredFile, User, database_proxy, utc_now
 from pcloud.storage import BlobStore
@@ -193,6 +194,9 @@ def list_users() -> list[UserUsage]:
     ]
 
 
+_USER_EXISTS = PreparedQuery(lambda user_id: User.select(User.id).where(User.id == user_id), -7301)
+
+
 def exists(user_id: int) -> bool:
     """Whether the account still exists (checked on every authenticated request)."""
-    return User.select(User.id).where(User.id == user_id).exists()
+    return _USER_EXISTS.execute(user_id).fetchone() is not None
