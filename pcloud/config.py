@@ -54,6 +54,12 @@ def parse_positive_int(text: str) -> int:
     return number
 
 
+def parse_workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return max(1, min(os.cpu_count() or 1, 8))
+    return parse_positive_int(text)
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its environment name, the Settings field it fills, its default and help."""
@@ -148,10 +154,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("PCLOUD_PORT", "port", "5000", "Port `pcloud serve` listens on.", parse_port),
     Option(
+        "PCLOUD_WORKERS",
+        "workers",
+        "auto",
+        "Processes `pcloud serve` runs (auto: one per CPU core, at most 8). Python runs "
+        "one thread at a time per process, so more processes use more cores.",
+        parse_workers,
+    ),
+    Option(
         "PCLOUD_THREADS",
         "threads",
-        "8",
-        "Worker threads of `pcloud serve`: requests handled at once.",
+        "4",
+        "Threads per process: requests each process handles at once.",
         parse_positive_int,
     ),
 )
@@ -173,7 +187,8 @@ class Settings:
     password_hash: str = "scrypt"
     host: str = "0.0.0.0"
     port: int = 5000
-    threads: int = 8
+    workers: int = 1
+    threads: int = 4
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -1,25 +1,38 @@
-"""Running the Flask app under waitress, tuned for streaming large bodies.
+"""Running the Flask app under waitress, in one process or several.
 
 Waitress reads each request body completely (spooling it to a temporary file) before the
 app runs. So: read the socket in large pieces, and refuse a body larger than the upload
 limit from its Content-Length, before any byte of it is read. Waitress's own error
 answers (413, 400 for a malformed request, ...) are plain text; ours are JSON, like
 every other error of the API.
+
+One Python process runs one thread at a time, so `pcloud serve` forks a few worker
+processes (one per core by default) that share the listening socket, as gunicorn does.
+Each worker opens its own database connections after the fork.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
 
-from flask import Flask
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.task import ErrorTask
 
-from pcloud.api import MULTIPART_OVERHEAD
+from pcloud.api import MULTIPART_OVERHEAD, create_app
 from pcloud.config import Settings
+from pcloud.core import Pcloud
 
 RECV_BYTES = 256 * 1024  # waitress reads 8 KiB at a time by default: slow for uploads
+RESTART_PAUSE = 1.0
+log = logging.getLogger("pcloud.server")
 
 
 class JsonErrorTask(ErrorTask):
@@ -39,12 +52,30 @@ class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
 
 
-def build_server(app: Flask, settings: Settings, host: str, port: int, threads: int):
-    """A waitress server for `app`, bound and listening but not yet running."""
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one). Raises OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def build_server(app, settings: Settings, sock: socket.socket, threads: int):
+    """A waitress server for `app` on an already listening socket."""
     server = create_server(
         app,
-        host=host,
-        port=port,
+        sockets=[sock],
         threads=threads,
         ident="pcloud",
         recv_bytes=RECV_BYTES,
@@ -60,11 +91,82 @@ def build_server(app: Flask, settings: Settings, host: str, port: int, threads: 
     return server
 
 
-def listening_urls(server) -> list[str]:
-    """The http:// URL of every socket the server listens on."""
-    if isinstance(server, MultiSocketServer):
-        return [f"http://{host}:{port}" for (host, port) in server.effective_listen]
-    host, port = server.effective_host, server.effective_port
-    if ":" in str(host):
-        host = f"[{host}]"
-    return [f"http://{host}:{port}"]
+def run_worker(settings: Settings, sock: socket.socket) -> None:
+    """Serve on `sock` in this process until SIGINT or SIGTERM."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    pcloud = Pcloud.open(settings, create_tables=False)
+    server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        pcloud.close()
+
+
+def run(settings: Settings, sock: socket.socket, workers: int) -> None:
+    """Serve until SIGINT or SIGTERM, in this process or in `workers` forked ones."""
+    if workers <= 1 or not hasattr(os, "fork"):
+        run_worker(settings, sock)
+        return
+    children: set[int] = set()
+    stopping = False
+
+    def stop(_signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            _signal_quietly(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # Ctrl-C reaches the workers too; wait for them
+    try:
+        for _ in range(workers):
+            children.add(_fork_worker(lambda: run_worker(settings, sock)))
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            children.discard(pid)
+            if not stopping:
+                log.error(
+                    "Worker %s stopped unexpectedly (status %s); starting another", pid, status
+                )
+                time.sleep(RESTART_PAUSE)
+                children.add(_fork_worker(lambda: run_worker(settings, sock)))
+    finally:
+        for pid in children:
+            _signal_quietly(pid, signal.SIGTERM)
+        for pid in children:
+            _wait_quietly(pid)
+
+
+def _fork_worker(work: Callable[[], None]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        work()
+    except BaseException:  # a worker must never return into the parent's code
+        log.exception("Worker failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _signal_quietly(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _wait_quietly(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
 
 import typer
 
 from pcloud import __version__
-from pcloud.api import create_app
 from pcloud.cli.common import console, database_label, open_pcloud, reports_errors
 from pcloud.config import Settings
-from pcloud.server import build_server, listening_urls
+from pcloud.server import listen, run, url_of
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,44 +21,37 @@ def serve(
     port: int = typer.Option(
         None, help="Port to listen on; 0 picks a free one [default: PCLOUD_PORT or 5000]."
     ),
+    workers: int = typer.Option(
+        None, min=1, help="Processes serving requests [default: PCLOUD_WORKERS or one per core]."
+    ),
     threads: int = typer.Option(
-        None, min=1, help="Requests handled at once [default: PCLOUD_THREADS or 8]."
+        None, min=1, help="Threads per process [default: PCLOUD_THREADS or 4]."
     ),
 ) -> None:
     """Run the pcloud server until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    pcloud = open_pcloud(ctx, host=host, port=port, threads=threads)
+    pcloud = open_pcloud(ctx, host=host, port=port, workers=workers, threads=threads)
     settings = pcloud.settings
+    pcloud.close()  # each worker opens its own connections
     try:
-        server = build_server(
-            create_app(pcloud=pcloud), settings, settings.host, settings.port, settings.threads
-        )
+        sock = listen(settings.host, settings.port)
     except OSError as error:
-        pcloud.close()
         message = f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
         raise typer.BadParameter(message, param_hint="--port") from None
-    _print_banner(settings, listening_urls(server))
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _print_banner(settings, url_of(sock))
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        run(settings, sock, settings.workers)
     finally:
-        server.close()
-        pcloud.close()
+        sock.close()
         console.print("pcloud stopped.")
 
 
-def _stop_on_sigterm(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _print_banner(settings: Settings, urls: list[str]) -> None:
-    console.print(f"[bold]pcloud {__version__}[/bold] serving on {', '.join(urls)}")
+def _print_banner(settings: Settings, url: str) -> None:
+    console.print(f"[bold]pcloud {__version__}[/bold] serving on {url}")
     if settings.host in ("0.0.0.0", "::"):
         console.print(
-            f"  (every network interface; on this machine: "
-            f"http://127.0.0.1:{urls[0].rsplit(':', 1)[1]})"
+            "  (every network interface; on this machine: "
+            f"http://127.0.0.1:{url.rsplit(':', 1)[1]})"
         )
     if not any(
         source == "the environment" or source.startswith(".env")
@@ -81,4 +72,5 @@ def _print_banner(settings: Settings, urls: list[str]) -> None:
     )
     console.print(f"  Google sign-in: {google}")
     console.print(f"  Upload limit:   {settings.max_upload_size} bytes")
+    console.print(f"  Workers:        {settings.workers} processes x {settings.threads} threads")
     console.print("Press Ctrl-C to stop.")
