@@ -221,6 +221,12 @@ class PreparedQuery:
         ]
         return database.execute_sql(sql, params)
 
+    def insert(self, *values: Any) -> int:
+        """Run a prepared INSERT; returns the new row's id."""
+        database = database_proxy.obj
+        cursor = self.execute(*values)
+        return database.last_insert_id(cursor, peewee.Insert.SIMPLE)
+
     def first(self, *values: Any) -> Any:
         """The first row as a model instance (values converted as peewee would), or None."""
         database = database_proxy.obj

@@ -20,6 +20,12 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def micros(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch, as UtcDateTimeField stores it."""
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 class UtcDateTimeField(BigIntegerField):
     """An aware UTC datetime, stored as whole microseconds since the epoch.
 
@@ -27,13 +33,12 @@ class UtcDateTimeField(BigIntegerField):
     SQLite's text datetimes, which matters when a listing returns thousands of rows.
     """
 
-    def db_value(self, value: datetime | None) -> int | None:
-        if value is None:
-            return None
+    def db_value(self, value: datetime | int | None) -> int | None:
+        if value is None or isinstance(value, int):  # an int is microseconds already
+            return value
         if value.tzinfo is None:
             raise ValueError("UtcDateTimeField needs an aware datetime")
-        delta = value - EPOCH
-        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return micros(value)
 
     def python_value(self, value: int | None) -> datetime | None:
         if value is None:

@@ -11,7 +11,7 @@ import peewee
 
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
-from pcloud.models import StoredFile, database_proxy, utc_now
+from pcloud.models import StoredFile, database_proxy, micros, utc_now
 from pcloud.services import names
 from pcloud.storage import BlobStore, StoredBlob
 
@@ -65,6 +65,26 @@ def get_file(owner_id: int, name: object) -> StoredFile:
     return stored
 
 
+_INSERT_FILE = PreparedQuery(
+    lambda owner_id, name, blob_key, size, sha256, created, modified: StoredFile.insert(
+        owner=owner_id,
+        name=name,
+        blob_key=blob_key,
+        size=size,
+        sha256=sha256,
+        created_at=created,
+        modified_at=modified,
+    ),
+    -7301,
+    "\x01name",
+    "\x01key",
+    -7302,
+    "\x01sha256",
+    -7303,
+    -7304,
+)
+
+
 def add_file(
     blobs: BlobStore,
     owner_id: int,
@@ -77,25 +97,35 @@ def add_file(
     If no row can be committed the blob is deleted, so a failed upload leaves nothing.
     """
     now = utc_now()
-    record = StoredFile(
-        owner=owner_id,
-        name=requested_name,
-        blob_key=blob.key,
-        size=blob.size,
-        sha256=blob.sha256,
-        created_at=now,
-        modified_at=modified_at or now,
-    )
+    modified_at = modified_at or now
+    name = requested_name
     try:
         # Most names are free: try the name as given first, and look for a numbered one
         # only when the unique index says it is taken (by an earlier or a concurrent upload).
         for _ in range(MAX_NAME_ATTEMPTS):
             try:
                 with database_proxy.atomic():
-                    record.save(force_insert=True)
-                return record
+                    file_id = _INSERT_FILE.insert(
+                        owner_id,
+                        name,
+                        blob.key,
+                        blob.size,
+                        blob.sha256,
+                        micros(now),
+                        micros(modified_at),
+                    )
+                return StoredFile(
+                    id=file_id,
+                    owner=owner_id,
+                    name=name,
+                    blob_key=blob.key,
+                    size=blob.size,
+                    sha256=blob.sha256,
+                    created_at=now,
+                    modified_at=modified_at,
+                )
             except peewee.IntegrityError:
-                record.name = first_free_name(owner_id, requested_name)
+                name = first_free_name(owner_id, requested_name)
         raise Conflict("Too many uploads of this name at once; try again")
     except BaseException:
         blobs.delete(blob.key)

@@ -22,7 +22,6 @@ from pcloud.storage.base import BlobEntry, BlobStore, BlobWriter, StoredBlob
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 PARTIAL_PATTERN = re.compile(r"[A-Za-z0-9_]+\.part")
-WRITE_BUFFER = 1024 * 1024
 
 
 class LocalBlobWriter(BlobWriter):
@@ -31,7 +30,9 @@ class LocalBlobWriter(BlobWriter):
         self._store = store
         descriptor, path = tempfile.mkstemp(dir=store.partial_dir, suffix=".part")
         self._partial_path = Path(path)
-        self._file = os.fdopen(descriptor, "wb", buffering=WRITE_BUFFER)
+        # Unbuffered: the multipart parser hands over large chunks already, and a buffer
+        # per upload would be allocated and freed for every small file.
+        self._file = os.fdopen(descriptor, "wb", buffering=0)
         self._committed = False
 
     def _write(self, data: bytes) -> None:
@@ -41,8 +42,11 @@ class LocalBlobWriter(BlobWriter):
         key = uuid.uuid4().hex
         target = self._store.blob_path(key)
         self._file.close()
-        target.parent.mkdir(exist_ok=True)
-        os.rename(self._partial_path, target)
+        try:
+            os.rename(self._partial_path, target)
+        except FileNotFoundError:  # the first blob of its shard folder
+            target.parent.mkdir(exist_ok=True)
+            os.rename(self._partial_path, target)
         self._committed = True
         self.closed = True
         return StoredBlob(key=key, size=self.size, sha256=self.sha256)
