@@ -74,8 +74,12 @@ def test_register_with_a_wrong_type_or_shape_is_400(client, body):
 @pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b'"text"', b"", b"\xff\xfe"])
 def test_malformed_json_is_400_on_every_json_route(client, auth, route, payload):
     method = client.put if route == "/rename" else client.post
-    response = method(route, data=payload, content_type="application/json",
-                      headers=auth.headers() if route == "/rename" else {})
+    response = method(
+        route,
+        data=payload,
+        content_type="application/json",
+        headers=auth.headers() if route == "/rename" else {},
+    )
     assert response.status_code in (400, 503)  # 503: Google sign-in is not configured
     assert "error" in response.get_json()
 
@@ -185,7 +189,9 @@ def test_logout_revokes_the_refresh_token(client, auth):
 def test_logout_with_an_unknown_refresh_token_is_401(client, settings):
     forged = jwt.encode(
         {"sub": "1", "typ": "refresh", "jti": "0" * 32, "iat": 0, "exp": 2**40},
-        settings.secret_key, algorithm="HS256")
+        settings.secret_key,
+        algorithm="HS256",
+    )
     assert client.post("/logout", json={"refresh_token": forged}).status_code == 401
 
 
@@ -194,8 +200,7 @@ def test_logout_with_an_unknown_refresh_token_is_401(client, settings):
 
 def _claims(**overrides):
     now = datetime.now(timezone.utc)
-    return {"sub": "1", "typ": "access", "iat": now, "exp": now + timedelta(hours=1),
-            **overrides}
+    return {"sub": "1", "typ": "access", "iat": now, "exp": now + timedelta(hours=1), **overrides}
 
 
 @pytest.mark.parametrize(
@@ -226,8 +231,11 @@ def test_a_valid_token_under_another_scheme_is_401(client, auth):
 
 def test_expired_access_token_is_401(client, auth, settings):
     auth.register()
-    expired = jwt.encode(_claims(exp=datetime.now(timezone.utc) - timedelta(seconds=5)),
-                         settings.secret_key, algorithm="HS256")
+    expired = jwt.encode(
+        _claims(exp=datetime.now(timezone.utc) - timedelta(seconds=5)),
+        settings.secret_key,
+        algorithm="HS256",
+    )
     response = client.get("/files", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401
     assert "expired" in response.get_json()["error"]
@@ -266,8 +274,9 @@ def test_every_user_sees_only_their_own_files(client, auth):
     assert client.get("/files", headers=bob).get_json() == []
     assert client.get("/download/a.txt", headers=bob).status_code == 404
     assert client.delete("/delete/a.txt", headers=bob).status_code == 404
-    rename = client.put("/rename", headers=bob,
-                        json={"old_filename": "a.txt", "new_filename": "b.txt"})
+    rename = client.put(
+        "/rename", headers=bob, json={"old_filename": "a.txt", "new_filename": "b.txt"}
+    )
     assert rename.status_code == 404
     assert [f["filename"] for f in client.get("/files", headers=ann).get_json()] == ["a.txt"]
 
@@ -286,3 +295,32 @@ def test_nul_characters_in_json_fields_are_400_not_500(client, auth, route, body
     response = client.post(route, json=body)
     assert response.status_code == 400
     assert "NUL" in response.get_json()["error"]
+
+
+def test_a_cached_access_token_is_still_refused_once_it_expires(
+    client, auth, settings, monkeypatch
+):
+    auth.register()
+    user = User.get(User.username == "ann")
+    token = tokens.issue_access_token(replace(settings, access_token_lifetime=60), user.id)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/files", headers=headers).status_code == 200  # now verified and cached
+    later = __import__("time").time() + 120
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _FrozenDatetime(later))
+    response = client.get("/files", headers=headers)
+    assert response.status_code == 401
+    assert "expired" in response.get_json()["error"]
+
+
+class _FrozenDatetime:
+    """Stands in for the datetime module inside PyJWT, so its clock reads `at`."""
+
+    def __init__(self, at: float) -> None:
+        self._at = at
+
+    def __getattr__(self, name):
+        return getattr(datetime, name)
+
+    def now(self, tz=None):
+        return datetime.fromtimestamp(self._at, tz)

@@ -2,8 +2,8 @@
 
 Both are JWTs signed with SECRET_KEY (HS256, and only HS256 is accepted). A `typ` claim
 keeps them apart: a refresh token is never accepted as an access token, nor the reverse.
-Access tokens are checked by signature and expiry alone (no database round trip);
-refresh tokens are also recorded, so that one can be revoked.
+Access tokens are checked by signature and expiry (and remembered once checked, see
+AccessTokenCache); refresh tokens are also recorded, so that one can be revoked.
 """
 
 from __future__ import annotations
@@ -90,15 +90,6 @@ def issue_pair(settings: Settings, user: User) -> TokenPair:
     return TokenPair(issue_access_token(settings, user.id, now), refresh_token)
 
 
-def user_id_from_access_token(settings: Settings, token: object) -> int:
-    """The user an access token speaks for. Raises Unauthorized."""
-    claims = _decode(settings, token, ACCESS)
-    try:
-        return int(claims["sub"])
-    except (TypeError, ValueError):
-        raise Unauthorized("Invalid token") from None
-
-
 class AccessTokenCache:
     """Remembers which access tokens were already verified, until each one expires.
 
@@ -113,7 +104,7 @@ class AccessTokenCache:
         self._user_and_expiry: dict[str, tuple[int, float]] = {}
 
     def user_id(self, token: object) -> int:
-        """Like user_id_from_access_token(), cached. Raises Unauthorized."""
+        """The user an access token speaks for. Raises Unauthorized."""
         if isinstance(token, str):
             cached = self._user_and_expiry.get(token)
             if cached is not None and cached[1] > time.time():

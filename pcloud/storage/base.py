@@ -125,7 +125,3 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_partial(self, key: str) -> bool:
         """Remove one unfinished write found by scan_partials()."""
-
-    @abstractmethod
-    def describe(self) -> str:
-        """Where the blobs live, for people."""

@@ -110,9 +110,6 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return False
 
-    def describe(self) -> str:
-        return str(self.root)
-
 
 def _scandir(path: Path) -> Iterator[os.DirEntry]:
     try:
