@@ -1,0 +1,87 @@
+"""The BlobStore contract. Every backend runs these same tests (add it to BACKENDS)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pcloud.errors import PayloadTooLarge
+from pcloud.storage import BlobStore, LocalBlobStore
+
+BACKENDS = {"local": lambda tmp_path: LocalBlobStore(tmp_path / "store")}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request, tmp_path) -> BlobStore:
+    return BACKENDS[request.param](tmp_path)
+
+
+def test_put_returns_key_size_and_sha256(store):
+    blob = store.put([b"hello ", b"world"])
+    assert blob.size == 11
+    assert blob.sha256 == hashlib.sha256(b"hello world").hexdigest()
+    with store.open(blob.key) as stored:
+        assert stored.read() == b"hello world"
+
+
+def test_every_blob_gets_a_new_key(store):
+    assert store.put([b"same"]).key != store.put([b"same"]).key
+
+
+def test_nothing_is_visible_before_commit_and_nothing_stays_after_abort(store):
+    writer = store.writer()
+    writer.write(b"partial bytes")
+    assert [entry.key for entry in store.scan()] == []
+    writer.abort()
+    writer.abort()  # safe twice
+    assert list(store.scan()) == []
+    assert list(store.scan_partials()) == []
+
+
+def test_a_write_over_max_size_raises_and_leaves_nothing(store):
+    writer = store.writer(max_size=10)
+    writer.write(b"x" * 10)
+    with pytest.raises(PayloadTooLarge):
+        writer.write(b"y")
+    assert list(store.scan()) == [] and list(store.scan_partials()) == []
+
+
+def test_an_unfinished_write_is_a_partial_until_commit(store):
+    writer = store.writer()
+    writer.write(b"abc")
+    [partial] = store.scan_partials()
+    assert partial.size == 3
+    blob = writer.commit()
+    assert list(store.scan_partials()) == []
+    assert [(entry.key, entry.size) for entry in store.scan()] == [(blob.key, 3)]
+
+
+def test_delete_reports_whether_there_was_a_blob(store):
+    blob = store.put([b"bytes"])
+    assert store.delete(blob.key) is True
+    assert store.delete(blob.key) is False
+    with pytest.raises(FileNotFoundError):
+        store.open(blob.key)
+
+
+def test_delete_partial_removes_an_unfinished_write(store):
+    writer = store.writer()
+    writer.write(b"abc")
+    [partial] = store.scan_partials()
+    assert store.delete_partial(partial.key) is True
+    assert list(store.scan_partials()) == []
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "", "a" * 32 + "/x", "ZZ" * 16, "."])
+def test_a_key_the_store_did_not_make_is_refused(store, key):
+    with pytest.raises((ValueError, FileNotFoundError)):
+        store.open(key)
+    with pytest.raises(ValueError):
+        store.delete_partial(key + "/../x.part")
+
+
+def test_local_blobs_live_under_generated_names_in_shard_folders(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    blob = store.put([b"x"])
+    assert store.local_path(blob.key) == tmp_path / "blobs" / blob.key[:2] / blob.key
