@@ -324,3 +324,23 @@ class _FrozenDatetime:
 
     def now(self, tz=None):
         return datetime.fromtimestamp(self._at, tz)
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "field", "others"),
+    [
+        ("post", "/register", "username", {"email": "a@example.org", "password": "pw"}),
+        ("post", "/login", "login_identifier", {"password": "pw"}),
+        ("post", "/token/refresh", "refresh_token", {}),
+        ("post", "/logout", "refresh_token", {}),
+        ("put", "/rename", "old_filename", {"new_filename": "b.txt"}),
+        ("put", "/rename", "new_filename", {"old_filename": "a.txt"}),
+    ],
+)
+@pytest.mark.parametrize("wrong", [42, 1.5, True, ["text"], {"text": 1}])
+def test_a_field_of_the_wrong_type_is_400_on_every_json_route(client, auth, method, route,
+                                                              field, others, wrong):
+    headers = auth.headers() if route == "/rename" else {}
+    response = getattr(client, method)(route, headers=headers, json={**others, field: wrong})
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]

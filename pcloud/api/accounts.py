@@ -3,6 +3,7 @@
 from flask import Blueprint, jsonify
 
 from pcloud.api.context import json_body, pcloud, required
+from pcloud.errors import ServiceUnavailable
 from pcloud.services import google, tokens, users
 
 blueprint = Blueprint("accounts", __name__)
@@ -24,9 +25,11 @@ def login():
 
 @blueprint.post("/login/google")
 def login_google():
-    body = json_body()
     app = pcloud()
-    user = google.sign_in(app.settings, app.google_certificates, body.get("google_token"))
+    if not app.settings.google_enabled:
+        raise ServiceUnavailable(google.NOT_CONFIGURED)
+    (google_token,) = required(json_body(), "google_token")
+    user = google.sign_in(app.settings, app.google_certificates, google_token)
     return _signed_in(user)
 
 

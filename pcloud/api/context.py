@@ -34,11 +34,14 @@ def json_body() -> dict[str, Any]:
     return body
 
 
-def required(body: dict[str, Any], *fields: str) -> list[Any]:
-    """The values of fields that must be present and non-empty, in order."""
+def required(body: dict[str, Any], *fields: str) -> list[str]:
+    """The values of text fields that must be present and non-empty, in order."""
     missing = [field for field in fields if body.get(field) in (None, "")]
     if missing:
         raise BadRequest(f"Missing field: {', '.join(missing)}")
+    for field in fields:
+        if not isinstance(body[field], str):
+            raise BadRequest(f"'{field}' must be a string")
     return [body[field] for field in fields]
 
 
