@@ -3,7 +3,6 @@
 from flask import Blueprint, jsonify
 
 from pcloud.api.context import json_body, pcloud, required
-from pcloud.errors import ServiceUnavailable
 from pcloud.services import google, tokens, users
 
 blueprint = Blueprint("accounts", __name__)
@@ -26,10 +25,8 @@ def login():
 @blueprint.post("/login/google")
 def login_google():
     app = pcloud()
-    if not app.settings.google_enabled:
-        raise ServiceUnavailable(google.NOT_CONFIGURED)
-    (google_token,) = required(json_body(), "google_token")
-    user = google.sign_in(app.settings, app.google_certificates, google_token)
+    token = json_body().get("google_token")
+    user = google.sign_in(app.settings, app.google_certificates, token)
     return _signed_in(user)
 
 

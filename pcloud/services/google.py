@@ -108,8 +108,10 @@ def sign_in(settings: Settings, certificates: GoogleCertificates, token: object)
     """The user a Google ID token belongs to, creating the account on first sign-in."""
     if not settings.google_enabled:
         raise ServiceUnavailable(NOT_CONFIGURED)
-    if not isinstance(token, str) or not token:
+    if token in (None, ""):
         raise BadRequest("Missing field: google_token")
+    if not isinstance(token, str):
+        raise BadRequest("'google_token' must be a string")
     claims = verify_id_token(settings, certificates, token)
     google_sub = str(claims["sub"])
     user = User.get_or_none(User.google_sub == google_sub)
