@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pcloud.api import create_app
 
@@ -53,3 +54,31 @@ def test_an_unexpected_exception_is_a_500_that_reveals_nothing(pcloud, caplog):
     assert response.status_code == 500
     assert response.get_json() == {"error": "Internal server error"}
     assert "secret internal detail" in caplog.text  # the log has the traceback
+
+
+def test_an_upload_cut_short_leaves_no_file_no_row_and_no_partial(client, auth, settings):
+    """A body shorter than its Content-Length (the client went away) stores nothing."""
+    headers = auth.headers()
+    body = (b'--cut\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
+            + b"x" * 300_000)
+    response = client.post(
+        "/upload", input_stream=io.BytesIO(body),
+        headers={**headers, "Content-Type": "multipart/form-data; boundary=cut",
+                 "Content-Length": str(len(body) + 500_000)})
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+    assert client.get("/files", headers=headers).get_json() == []
+    assert not [p for p in (settings.upload_folder / "blobs").rglob("*") if p.is_file()]
+    assert list((settings.upload_folder / "partial").iterdir()) == []
+
+
+def test_a_json_body_of_unknown_length_is_still_bounded(app):
+    body = (b'{"username": "ann", "email": "ann@example.org", "password": "pw", "pad": "'
+            + b"a" * 1_000_000 + b'"}')
+    environ = EnvironBuilder(method="POST", path="/register", input_stream=io.BytesIO(body),
+                             content_type="application/json").get_environ()
+    del environ["CONTENT_LENGTH"]  # as a chunked request arrives from some servers
+    environ["wsgi.input_terminated"] = True
+    app_iter, status, _headers = run_wsgi_app(app, environ)  # the test client adds a length
+    assert status[:3] in ("400", "413")  # read no further than the JSON limit
+    assert b'"error"' in b"".join(app_iter)
