@@ -15,9 +15,10 @@ class PcloudError(Exception):
     status = 500
     exit_code = 1
 
-    def __init__(self, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, text: str, /, **extra: Any) -> None:
+        # Positional-only: an extra JSON field may itself be called "message".
+        super().__init__(text)
+        self.message = text
         self.extra = extra
 
     def to_json(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import peewee
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from pcloud.config import Settings, load_settings
 from pcloud.core import Pcloud
@@ -60,8 +61,8 @@ def reports_errors(command: Command) -> Command:
         ctx = kwargs.get("ctx") or next(arg for arg in args if isinstance(arg, typer.Context))
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit, KeyboardInterrupt):
+            raise  # Typer's own: exit codes and usage errors (2) as Typer prints them
         except PcloudError as error:
             if state(ctx).debug:
                 raise
@@ -83,6 +84,14 @@ def reports_errors(command: Command) -> Command:
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_table(table: Table) -> None:
+    """Print a table; off a terminal (a pipe, cron, a file) at full width, cells whole."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(highlight=False, width=100_000).print(table)
 
 
 def human_size(size: int) -> str:

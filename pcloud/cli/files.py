@@ -6,18 +6,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pcloud.cli.common import console, human_size, open_pcloud, reports_errors
+from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.config import parse_duration
 from pcloud.services import gc
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
 
 
-def _grace(text: str) -> int:
+def _grace(text: str) -> str:
     try:
-        return parse_duration(text)
+        parse_duration(text)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    return text
 
 
 @app.command("gc")
@@ -28,6 +29,7 @@ def collect_garbage(
     grace: str = typer.Option(
         "1h",
         "--grace",
+        callback=_grace,
         help="Leave alone anything written more recently than this (uploads in progress).",
     ),
 ) -> None:
@@ -35,7 +37,7 @@ def collect_garbage(
     uploads; remove them unless --dry-run."""
     from datetime import timedelta
 
-    grace_period = timedelta(seconds=_grace(grace))
+    grace_period = timedelta(seconds=parse_duration(grace))
     pcloud = open_pcloud(ctx)
     with Progress(
         TextColumn("Scanning blobs"),
@@ -80,4 +82,4 @@ def _print_report(report: gc.GarbageReport) -> None:
         table.add_row("partial upload", entry.key, human_size(entry.size))
     for broken in report.broken_files:
         table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
-    console.print(table)
+    print_table(table)

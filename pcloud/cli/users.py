@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pcloud.cli.common import console, human_size, open_pcloud, reports_errors
+from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.services import users
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
@@ -27,7 +27,7 @@ def list_users(ctx: typer.Context) -> None:
         ("Used", "right"),
         ("Created (UTC)", "left"),
     ):
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, overflow="fold")
     for row in rows:
         table.add_row(
             str(row.id),
@@ -38,7 +38,7 @@ def list_users(ctx: typer.Context) -> None:
             human_size(row.bytes_used),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    print_table(table)
     pcloud.close()
 
 

@@ -50,6 +50,7 @@ class GoogleCertificates:
             return dict(self._certs)
 
     def _fetch(self, now: float) -> None:
+        self._fetched = now  # a failed fetch counts too: never hammer a host that is down
         try:
             response = self._session.get(self.url, timeout=10)
             response.raise_for_status()
@@ -63,7 +64,6 @@ class GoogleCertificates:
         if not isinstance(certs, dict):
             raise ServiceUnavailable("Google's sign-in certificates are not a JSON object")
         self._certs = {str(kid): str(pem) for kid, pem in certs.items()}
-        self._fetched = now
         self._expires = now + _max_age(response.headers.get("Cache-Control", ""))
         self.fetch_count += 1
 

@@ -93,7 +93,12 @@ class LocalBlobStore(BlobStore):
         for shard in _scandir(self.blob_dir):
             if shard.is_dir(follow_symlinks=False):
                 for entry in _scandir(Path(shard.path)):
-                    if KEY_PATTERN.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    # Only where blob_path() puts it: anything else is not ours to claim.
+                    if (
+                        KEY_PATTERN.fullmatch(entry.name)
+                        and entry.name[:2] == shard.name
+                        and entry.is_file(follow_symlinks=False)
+                    ):
                         yield _entry(entry.name, entry)
 
     def scan_partials(self) -> Iterator[BlobEntry]:
