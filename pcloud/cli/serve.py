@@ -7,7 +7,7 @@ import logging
 import typer
 
 from pcloud import __version__
-from pcloud.cli.common import console, database_label, open_pcloud, reports_errors
+from pcloud.cli.common import console, database_label, human_size, open_pcloud, reports_errors
 from pcloud.config import Settings
 from pcloud.server import listen, run, url_of
 
@@ -71,6 +71,6 @@ def _print_banner(settings: Settings, url: str) -> None:
         else "off (set GOOGLE_CLIENT_ID to enable)"
     )
     console.print(f"  Google sign-in: {google}")
-    console.print(f"  Upload limit:   {settings.max_upload_size} bytes")
+    console.print(f"  Upload limit:   {human_size(settings.max_upload_size)}")
     console.print(f"  Workers:        {settings.workers} processes x {settings.threads} threads")
     console.print("Press Ctrl-C to stop.")
