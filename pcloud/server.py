@@ -32,6 +32,7 @@ from pcloud.core import Pcloud
 
 RECV_BYTES = 256 * 1024  # waitress reads 8 KiB at a time by default: slow for uploads
 RESTART_PAUSE = 1.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 log = logging.getLogger("pcloud.server")
 
 
@@ -92,17 +93,21 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
 
 
 def run_worker(settings: Settings, sock: socket.socket) -> None:
-    """Serve on `sock` in this process until SIGINT or SIGTERM."""
+    """Serve on `sock` in this process until SIGINT or SIGTERM (even one while starting)."""
     signal.signal(signal.SIGTERM, _interrupt)
-    pcloud = Pcloud.open(settings, create_tables=False)
-    server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
+    signal.signal(signal.SIGINT, _interrupt)
+    pcloud = server = None
     try:
+        pcloud = Pcloud.open(settings, create_tables=False)
+        server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
-        pcloud.close()
+        if server is not None:
+            server.close()
+        if pcloud is not None:
+            pcloud.close()
 
 
 def run(settings: Settings, sock: socket.socket, workers: int) -> None:
@@ -119,11 +124,21 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
         for pid in children:
             _signal_quietly(pid, signal.SIGTERM)
 
+    def start_worker() -> None:
+        # Signals wait while a worker is forked and recorded: one arriving in between
+        # would otherwise miss the new worker, or reach it with the parent's handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            if not stopping:
+                children.add(_fork_worker(lambda: run_worker(settings, sock)))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)  # Ctrl-C reaches the workers too; wait for them
     try:
         for _ in range(workers):
-            children.add(_fork_worker(lambda: run_worker(settings, sock)))
+            start_worker()
         while children:
             try:
                 pid, status = os.wait()
@@ -135,7 +150,7 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
                     "Worker %s stopped unexpectedly (status %s); starting another", pid, status
                 )
                 time.sleep(RESTART_PAUSE)
-                children.add(_fork_worker(lambda: run_worker(settings, sock)))
+                start_worker()
     finally:
         for pid in children:
             _signal_quietly(pid, signal.SIGTERM)
@@ -144,14 +159,22 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
 
 
 def _fork_worker(work: Callable[[], None]) -> int:
+    """Fork; the child runs `work` and exits, never returning into the parent's code.
+
+    Called with the stop signals blocked: the child installs its own handlers first.
+    """
     pid = os.fork()
     if pid:
         return pid
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         work()
-    except BaseException:  # a worker must never return into the parent's code
+    except KeyboardInterrupt:
+        pass
+    except BaseException:
         log.exception("Worker failed")
         code = 1
     finally:

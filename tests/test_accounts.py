@@ -338,8 +338,9 @@ class _FrozenDatetime:
     ],
 )
 @pytest.mark.parametrize("wrong", [42, 1.5, True, ["text"], {"text": 1}])
-def test_a_field_of_the_wrong_type_is_400_on_every_json_route(client, auth, method, route,
-                                                              field, others, wrong):
+def test_a_field_of_the_wrong_type_is_400_on_every_json_route(
+    client, auth, method, route, field, others, wrong
+):
     headers = auth.headers() if route == "/rename" else {}
     response = getattr(client, method)(route, headers=headers, json={**others, field: wrong})
     assert response.status_code == 400

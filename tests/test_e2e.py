@@ -35,11 +35,15 @@ class Server:
     def new_user(self) -> dict[str, str]:
         """Register a fresh user; their Authorization header."""
         name = f"u{uuid.uuid4().hex[:10]}"
-        response = requests.post(f"{self.url}/register", timeout=10, json={
-            "username": name, "email": f"{name}@example.org", "password": "pw"})
+        response = requests.post(
+            f"{self.url}/register",
+            timeout=10,
+            json={"username": name, "email": f"{name}@example.org", "password": "pw"},
+        )
         assert response.status_code == 201, response.text
-        login = requests.post(f"{self.url}/login", timeout=10,
-                              json={"login_identifier": name, "password": "pw"})
+        login = requests.post(
+            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": "pw"}
+        )
         return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
     def worker_pids(self) -> list[int]:
@@ -70,10 +74,28 @@ def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Po
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(settings), **(extra_env or {}))
     process = subprocess.Popen(
-        [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env", "serve",
-         "--host", "127.0.0.1", "--port", "0", "--workers", "2", "--threads", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        cwd=settings.data_dir)
+        [
+            sys.executable,
+            "-m",
+            "pcloud",
+            "--env-file",
+            "/nonexistent/.env",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=settings.data_dir,
+    )
     deadline = time.monotonic() + 30
     output = []
     while time.monotonic() < deadline:
@@ -109,19 +131,27 @@ def server(tmp_path_factory) -> Iterator[Server]:
 def test_the_contract_flow_over_http(server):
     headers = server.new_user()
     content = os.urandom(300_000)
-    upload = requests.post(f"{server.url}/upload", headers=headers, timeout=10,
-                           files={"file": ("clip.mp4", content)})
+    upload = requests.post(
+        f"{server.url}/upload", headers=headers, timeout=10, files={"file": ("clip.mp4", content)}
+    )
     assert upload.status_code == 201 and upload.json()["file"] == "clip.mp4"
     [entry] = requests.get(f"{server.url}/files", headers=headers, timeout=10).json()
     assert entry["filename"] == "clip.mp4" and entry["size"] == len(content)
     assert entry["file_type"] == "video"
     download = requests.get(f"{server.url}/download/clip.mp4", headers=headers, timeout=10)
     assert download.content == content
-    part = requests.get(f"{server.url}/download/clip.mp4", timeout=10,
-                        headers={**headers, "Range": "bytes=1000-1999"})
+    part = requests.get(
+        f"{server.url}/download/clip.mp4",
+        timeout=10,
+        headers={**headers, "Range": "bytes=1000-1999"},
+    )
     assert part.status_code == 206 and part.content == content[1000:2000]
-    rename = requests.put(f"{server.url}/rename", headers=headers, timeout=10,
-                          json={"old_filename": "clip.mp4", "new_filename": "holiday.mp4"})
+    rename = requests.put(
+        f"{server.url}/rename",
+        headers=headers,
+        timeout=10,
+        json={"old_filename": "clip.mp4", "new_filename": "holiday.mp4"},
+    )
     assert rename.status_code == 200
     delete = requests.delete(f"{server.url}/delete/holiday.mp4", headers=headers, timeout=10)
     assert delete.status_code == 200
@@ -132,16 +162,22 @@ def test_a_chunked_upload_without_content_length_is_stored(server):
     headers = server.new_user()
     boundary = "chunkyboundary"
     content = os.urandom(1_000_000)
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="chunked.bin"\r\n\r\n').encode()
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="chunked.bin"\r\n\r\n'
+    ).encode()
     body += content + f"\r\n--{boundary}--\r\n".encode()
 
     def pieces():
         for start in range(0, len(body), 65536):
-            yield body[start:start + 65536]
+            yield body[start : start + 65536]
 
-    response = requests.post(f"{server.url}/upload", data=pieces(), timeout=30, headers={
-        **headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = requests.post(
+        f"{server.url}/upload",
+        data=pieces(),
+        timeout=30,
+        headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert response.status_code == 201, response.text
     download = requests.get(f"{server.url}/download/chunked.bin", headers=headers, timeout=10)
     assert hashlib.sha256(download.content).digest() == hashlib.sha256(content).digest()
@@ -149,10 +185,13 @@ def test_a_chunked_upload_without_content_length_is_stored(server):
 
 def _raw_request_head(server, headers: dict, content_length: int, boundary="cutoff") -> bytes:
     host = server.url.removeprefix("http://")
-    lines = ["POST /upload HTTP/1.1", f"Host: {host}",
-             f"Content-Type: multipart/form-data; boundary={boundary}",
-             f"Content-Length: {content_length}",
-             *(f"{key}: {value}" for key, value in headers.items())]
+    lines = [
+        "POST /upload HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Type: multipart/form-data; boundary={boundary}",
+        f"Content-Length: {content_length}",
+        *(f"{key}: {value}" for key, value in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -171,8 +210,9 @@ def _connect(server) -> socket.socket:
 
 def test_an_upload_that_disconnects_halfway_leaves_no_file_and_no_row(server):
     headers = server.new_user()
-    part_head = (b'--cutoff\r\nContent-Disposition: form-data; name="file"; '
-                 b'filename="half.bin"\r\n\r\n')
+    part_head = (
+        b'--cutoff\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
+    )
     declared = len(part_head) + 4_000_000 + len(b"\r\n--cutoff--\r\n")
     with _connect(server) as connection:
         connection.sendall(_raw_request_head(server, headers, declared) + part_head)
@@ -200,8 +240,12 @@ def test_concurrent_uploads_of_one_name_are_all_kept_under_distinct_names(server
     results: list = [None] * len(contents)
 
     def send(number: int) -> None:
-        results[number] = requests.post(f"{server.url}/upload", headers=headers, timeout=30,
-                                        files={"file": ("same.txt", contents[number])})
+        results[number] = requests.post(
+            f"{server.url}/upload",
+            headers=headers,
+            timeout=30,
+            files={"file": ("same.txt", contents[number])},
+        )
 
     threads = [threading.Thread(target=send, args=(number,)) for number in range(len(contents))]
     for thread in threads:
@@ -224,8 +268,12 @@ def test_many_concurrent_writers_never_hit_database_is_locked(server):
     def upload_many(headers: dict, worker: int) -> None:
         with requests.Session() as session:
             for number in range(25):
-                response = session.post(f"{server.url}/upload", headers=headers, timeout=30,
-                                        files={"file": (f"w{worker}-{number}.txt", b"x" * 4096)})
+                response = session.post(
+                    f"{server.url}/upload",
+                    headers=headers,
+                    timeout=30,
+                    files={"file": (f"w{worker}-{number}.txt", b"x" * 4096)},
+                )
                 if response.status_code != 201:
                     failures.append(response.text)
 
@@ -235,8 +283,10 @@ def test_many_concurrent_writers_never_hit_database_is_locked(server):
     for thread in threads:
         thread.join()
     assert failures == []
-    assert sum(len(requests.get(f"{server.url}/files", headers=h, timeout=10).json())
-               for h in users) == 200
+    assert (
+        sum(len(requests.get(f"{server.url}/files", headers=h, timeout=10).json()) for h in users)
+        == 200
+    )
 
 
 def test_a_large_upload_streams_with_flat_memory(server, tmp_path):
@@ -247,8 +297,10 @@ def test_a_large_upload_streams_with_flat_memory(server, tmp_path):
     body_path = tmp_path / "body"
     expected = hashlib.sha256()
     with body_path.open("wb") as body:
-        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                   f'filename="big.bin"\r\n\r\n'.encode())
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.bin"\r\n\r\n'.encode()
+        )
         block = os.urandom(1024 * 1024)
         for _ in range(size // len(block)):
             body.write(block)
@@ -258,16 +310,21 @@ def test_a_large_upload_streams_with_flat_memory(server, tmp_path):
     idle = server.memory("VmRSS")
     server.peak_memory_reset()
     with body_path.open("rb") as body:  # requests streams an open file with its length
-        response = requests.post(f"{server.url}/upload", data=body, timeout=120, headers={
-            **headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = requests.post(
+            f"{server.url}/upload",
+            data=body,
+            timeout=120,
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
     assert response.status_code == 201, response.text
     peak = server.memory("VmHWM")
     growth = max(peak[pid] - idle[pid] for pid in peak)
     assert growth < 100 * 1024 * 1024, f"a worker's peak grew by {growth >> 20} MiB"
     [entry] = requests.get(f"{server.url}/files", headers=headers, timeout=10).json()
     assert entry["size"] == size
-    download = requests.get(f"{server.url}/download/big.bin", headers=headers, timeout=120,
-                            stream=True)
+    download = requests.get(
+        f"{server.url}/download/big.bin", headers=headers, timeout=120, stream=True
+    )
     received = hashlib.sha256()
     for chunk in download.iter_content(1024 * 1024):
         received.update(chunk)

@@ -59,12 +59,19 @@ def test_an_unexpected_exception_is_a_500_that_reveals_nothing(pcloud, caplog):
 def test_an_upload_cut_short_leaves_no_file_no_row_and_no_partial(client, auth, settings):
     """A body shorter than its Content-Length (the client went away) stores nothing."""
     headers = auth.headers()
-    body = (b'--cut\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
-            + b"x" * 300_000)
+    body = (
+        b'--cut\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
+        + b"x" * 300_000
+    )
     response = client.post(
-        "/upload", input_stream=io.BytesIO(body),
-        headers={**headers, "Content-Type": "multipart/form-data; boundary=cut",
-                 "Content-Length": str(len(body) + 500_000)})
+        "/upload",
+        input_stream=io.BytesIO(body),
+        headers={
+            **headers,
+            "Content-Type": "multipart/form-data; boundary=cut",
+            "Content-Length": str(len(body) + 500_000),
+        },
+    )
     assert response.status_code == 400
     assert "error" in response.get_json()
     assert client.get("/files", headers=headers).get_json() == []
@@ -73,10 +80,17 @@ def test_an_upload_cut_short_leaves_no_file_no_row_and_no_partial(client, auth, 
 
 
 def test_a_json_body_of_unknown_length_is_still_bounded(app):
-    body = (b'{"username": "ann", "email": "ann@example.org", "password": "pw", "pad": "'
-            + b"a" * 1_000_000 + b'"}')
-    environ = EnvironBuilder(method="POST", path="/register", input_stream=io.BytesIO(body),
-                             content_type="application/json").get_environ()
+    body = (
+        b'{"username": "ann", "email": "ann@example.org", "password": "pw", "pad": "'
+        + b"a" * 1_000_000
+        + b'"}'
+    )
+    environ = EnvironBuilder(
+        method="POST",
+        path="/register",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+    ).get_environ()
     del environ["CONTENT_LENGTH"]  # as a chunked request arrives from some servers
     environ["wsgi.input_terminated"] = True
     app_iter, status, _headers = run_wsgi_app(app, environ)  # the test client adds a length

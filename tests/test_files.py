@@ -64,13 +64,22 @@ def test_listing_has_the_contract_fields_sorted_case_insensitively(client, heade
 @pytest.mark.parametrize(
     ("name", "file_type"),
     [
-        ("a.jpg", "image"), ("a.PNG", "image"), ("a.heic", "image"),
-        ("a.mp4", "video"), ("a.mov", "video"),
+        ("a.jpg", "image"),
+        ("a.PNG", "image"),
+        ("a.heic", "image"),
+        ("a.mp4", "video"),
+        ("a.mov", "video"),
         ("a.pdf", "pdf"),
-        ("a.txt", "text"), ("a.csv", "text"),
-        ("a.mp3", "audio"), ("a.m4a", "audio"),
-        ("a.zip", "archive"), ("a.rar", "archive"), ("a.7z", "archive"),
-        ("a.bin", "generic"), ("noextension", "generic"), ("a.tar.gz", "generic"),
+        ("a.txt", "text"),
+        ("a.csv", "text"),
+        ("a.mp3", "audio"),
+        ("a.m4a", "audio"),
+        ("a.zip", "archive"),
+        ("a.rar", "archive"),
+        ("a.7z", "archive"),
+        ("a.bin", "generic"),
+        ("noextension", "generic"),
+        ("a.tar.gz", "generic"),
     ],
 )
 def test_file_type_comes_from_the_names_mime_type(client, headers, name, file_type):
@@ -83,7 +92,9 @@ def test_a_taken_name_gets_a_number_before_the_extension(client, headers):
     stored = [upload(client, headers, "photo.jpg").get_json()["file"] for _ in range(3)]
     assert stored == ["photo.jpg", "photo_1.jpg", "photo_2.jpg"]
     assert [upload(client, headers, "README").get_json()["file"] for _ in range(2)] == [
-        "README", "README_1"]
+        "README",
+        "README_1",
+    ]
 
 
 def test_numbering_skips_names_that_are_already_numbered(client, headers):
@@ -108,10 +119,16 @@ def test_names_are_normalised_to_nfc(client, headers):
 
 def raw_upload(client, headers, quoted_filename: bytes, content=b"hello"):
     """POST a multipart body written by hand, filename header exactly as given."""
-    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\""
-            + quoted_filename + b"\"\r\n\r\n" + content + b"\r\n--b0undary--\r\n")
-    return client.post("/upload", headers=headers, data=body,
-                       content_type="multipart/form-data; boundary=b0undary")
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="'
+        + quoted_filename
+        + b'"\r\n\r\n'
+        + content
+        + b"\r\n--b0undary--\r\n"
+    )
+    return client.post(
+        "/upload", headers=headers, data=body, content_type="multipart/form-data; boundary=b0undary"
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,11 +148,21 @@ def test_the_directory_part_of_an_uploaded_name_is_dropped(client, headers, sett
 
 @pytest.mark.parametrize(
     "name",
-    ["..", ".", "...", "dir/..", "a\x00b.txt", "tab\there.txt", "bell\x07.txt",
-     "x" * 252 + ".txt", "é" * 128 + ".txt"],
+    [
+        "..",
+        ".",
+        "...",
+        "dir/..",
+        "a\x00b.txt",
+        "tab\there.txt",
+        "bell\x07.txt",
+        "x" * 252 + ".txt",
+        "é" * 128 + ".txt",
+    ],
 )
-def test_unsafe_upload_names_are_refused_with_400_and_nothing_stored(client, headers, settings,
-                                                                     name):
+def test_unsafe_upload_names_are_refused_with_400_and_nothing_stored(
+    client, headers, settings, name
+):
     response = upload(client, headers, name)
     assert response.status_code == 400
     assert "error" in response.get_json()
@@ -162,8 +189,9 @@ def test_upload_with_an_empty_filename_is_400(client, headers):
 def test_upload_that_is_not_multipart_is_400(client, headers):
     response = client.post("/upload", headers=headers, data=b"raw", content_type="text/plain")
     assert response.status_code == 400
-    response = client.post("/upload", headers=headers, data=b"--x\r\n",
-                           content_type="multipart/form-data")  # no boundary
+    response = client.post(
+        "/upload", headers=headers, data=b"--x\r\n", content_type="multipart/form-data"
+    )  # no boundary
     assert response.status_code == 400
 
 
@@ -218,16 +246,18 @@ def test_download_etag_is_the_sha256_and_if_none_match_gives_304(client, headers
     upload(client, headers, "c.txt", content)
     response = client.get("/download/c.txt", headers=headers)
     assert response.headers["ETag"] == f'"{hashlib.sha256(content).hexdigest()}"'
-    again = client.get("/download/c.txt",
-                       headers={**headers, "If-None-Match": response.headers["ETag"]})
+    again = client.get(
+        "/download/c.txt", headers={**headers, "If-None-Match": response.headers["ETag"]}
+    )
     assert again.status_code == 304
     assert again.data == b""
 
 
 def test_if_range_with_a_stale_etag_sends_the_whole_file(client, headers):
     upload(client, headers, "digits.txt", b"0123456789")
-    response = client.get("/download/digits.txt",
-                          headers={**headers, "Range": "bytes=2-5", "If-Range": '"stale"'})
+    response = client.get(
+        "/download/digits.txt", headers={**headers, "Range": "bytes=2-5", "If-Range": '"stale"'}
+    )
     assert response.status_code == 200
     assert response.data == b"0123456789"
 
@@ -262,8 +292,9 @@ def test_delete_of_an_unknown_or_hostile_name_is_404(client, headers, settings, 
 
 def test_rename_answers_with_both_names(client, headers):
     upload(client, headers, "old.txt", b"content")
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "old.txt", "new_filename": "new name.txt"})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "old.txt", "new_filename": "new name.txt"}
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["old_filename"] == "old.txt" and body["new_filename"] == "new name.txt"
@@ -275,16 +306,18 @@ def test_rename_answers_with_both_names(client, headers):
 def test_rename_to_a_taken_name_is_409_and_changes_nothing(client, headers):
     upload(client, headers, "a.txt", b"A")
     upload(client, headers, "b.txt", b"B")
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "a.txt", "new_filename": "b.txt"})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": "b.txt"}
+    )
     assert response.status_code == 409
     assert client.get("/download/a.txt", headers=headers).data == b"A"
     assert client.get("/download/b.txt", headers=headers).data == b"B"
 
 
 def test_rename_of_an_unknown_file_is_404(client, headers):
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "nope.txt", "new_filename": "b.txt"})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "nope.txt", "new_filename": "b.txt"}
+    )
     assert response.status_code == 404
 
 
@@ -301,24 +334,27 @@ def test_rename_without_a_field_is_400(client, headers, missing):
 )
 def test_rename_to_an_unsafe_name_is_400(client, headers, new_name):
     upload(client, headers, "a.txt")
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "a.txt", "new_filename": new_name})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": new_name}
+    )
     assert response.status_code == 400
     assert listed(client, headers) == ["a.txt"]
 
 
 def test_rename_to_the_same_name_is_harmless(client, headers):
     upload(client, headers, "a.txt")
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "a.txt", "new_filename": "a.txt"})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": "a.txt"}
+    )
     assert response.status_code == 200
     assert listed(client, headers) == ["a.txt"]
 
 
 def test_rename_only_changes_case(client, headers):
     upload(client, headers, "photo.jpg")
-    response = client.put("/rename", headers=headers,
-                          json={"old_filename": "photo.jpg", "new_filename": "Photo.JPG"})
+    response = client.put(
+        "/rename", headers=headers, json={"old_filename": "photo.jpg", "new_filename": "Photo.JPG"}
+    )
     assert response.status_code == 200
     assert listed(client, headers) == ["Photo.JPG"]
 
@@ -337,10 +373,17 @@ def test_numbering_goes_past_many_taken_names(client, headers, pcloud):
 
     owner = StoredFile.select().count()  # no files yet; the user made by `headers` is id 1
     with database_proxy.atomic():
-        StoredFile.insert_many([
-            {"owner": 1, "name": "x.txt" if n == 0 else f"x_{n}.txt",
-             "blob_key": f"{n:032x}", "size": 0, "sha256": "0" * 64}
-            for n in range(40)
-        ]).execute()
+        StoredFile.insert_many(
+            [
+                {
+                    "owner": 1,
+                    "name": "x.txt" if n == 0 else f"x_{n}.txt",
+                    "blob_key": f"{n:032x}",
+                    "size": 0,
+                    "sha256": "0" * 64,
+                }
+                for n in range(40)
+            ]
+        ).execute()
     assert owner == 0
     assert upload(client, headers, "x.txt").get_json()["file"] == "x_40.txt"
