@@ -4,7 +4,7 @@ Waitress reads each request body completely (spooling it to a temporary file) be
 app runs. So: read the socket in large pieces, and refuse a body larger than the upload
 limit from its Content-Length, before any byte of it is read. Waitress's own error
 answers (413, 400 for a malformed request, ...) are plain text; ours are JSON, like
-every other error of the API.
+every other error of the API. File bodies go out through sendfile(2).
 
 One Python process runs one thread at a time, so `pcloud serve` forks a few worker
 processes (one per core by default) that share the listening socket, as gunicorn does.
@@ -22,9 +22,11 @@ import socket
 import time
 from collections.abc import Callable
 
+from waitress.buffers import ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.task import ErrorTask
+from waitress.wasyncore import _DISCONNECTED
 
 from pcloud.api import MULTIPART_OVERHEAD, create_app
 from pcloud.config import Settings
@@ -32,6 +34,14 @@ from pcloud.core import Pcloud
 
 RECV_BYTES = 256 * 1024  # waitress reads 8 KiB at a time by default: slow for uploads
 RESTART_PAUSE = 1.0
+# Waitress sends a file in pieces of the socket's send buffer size, which starts small
+# (a few tens of KiB): a larger buffer means fewer, larger sends for big downloads.
+SEND_BUFFER = 4 * 1024 * 1024
+SENDFILE_PIECE = 16 * 1024 * 1024
+SOCKET_OPTIONS = [
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
+    (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
+]
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 log = logging.getLogger("pcloud.server")
 
@@ -49,8 +59,76 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
-class JsonErrorChannel(HTTPChannel):
+class PcloudChannel(HTTPChannel):
+    """Waitress's connection, with JSON errors, and file bodies sent by sendfile(2).
+
+    Waitress sends a file body by reading each piece into Python and writing it to the
+    socket: two copies through user space. When the body is a real file the kernel moves
+    it to the socket itself, as nginx does. `_flush_some` is waitress 3's own loop (which
+    is why waitress is pinned below 4), with that one branch added.
+    """
+
     error_task_class = JsonErrorTask
+
+    def _flush_some(self, do_close=True):
+        sent = 0
+        while True:
+            outbuf = self.outbufs[0]
+            outbuflen = outbuf.__len__()
+            while outbuflen > 0:
+                file_descriptor = _file_descriptor(outbuf)
+                if file_descriptor is not None:
+                    num_sent = self._sendfile(outbuf, file_descriptor, do_close)
+                else:
+                    num_sent = self.send(outbuf.get(self.sendbuf_len), do_close=do_close)
+                if not num_sent:
+                    break  # the socket is full (or gone): waitress calls again
+                outbuf.skip(num_sent, True)
+                outbuflen -= num_sent
+                sent += num_sent
+                self.total_outbufs_len -= num_sent
+            else:
+                if len(self.outbufs) > 1:
+                    finished = self.outbufs.pop(0)
+                    try:
+                        finished.close()
+                    except Exception:
+                        self.logger.exception("Unexpected error when closing an outbuf")
+                    continue
+            break
+        if sent:
+            self.last_activity = time.time()
+            return True
+        return False
+
+    def _sendfile(
+        self, outbuf: ReadOnlyFileBasedBuffer, file_descriptor: int, do_close: bool
+    ) -> int:
+        try:
+            return os.sendfile(
+                self.socket.fileno(),
+                file_descriptor,
+                outbuf.file.tell(),
+                min(outbuf.remain, SENDFILE_PIECE),
+            )
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            if error.errno in _DISCONNECTED:
+                if do_close:
+                    self.handle_close()
+                return 0
+            raise
+
+
+def _file_descriptor(outbuf) -> int | None:
+    """The descriptor of a file body waitress would send piece by piece, if it has one."""
+    if type(outbuf) is not ReadOnlyFileBasedBuffer:
+        return None
+    try:
+        return outbuf.file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -88,7 +166,8 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
     servers = server.map.values() if isinstance(server, MultiSocketServer) else [server]
     for each in servers:
         if isinstance(each, BaseWSGIServer):
-            each.channel_class = JsonErrorChannel
+            each.channel_class = PcloudChannel
+            each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
     return server
 
 
