@@ -20,6 +20,12 @@ def listed(client, headers):
     return [entry["filename"] for entry in client.get("/files", headers=headers).get_json()]
 
 
+def rename(client, headers, old_name, new_name):
+    return client.put(
+        "/rename", headers=headers, json={"old_filename": old_name, "new_filename": new_name}
+    )
+
+
 def blob_files(settings):
     return sorted(path for path in (settings.upload_folder / "blobs").rglob("*") if path.is_file())
 
@@ -292,9 +298,7 @@ def test_delete_of_an_unknown_or_hostile_name_is_404(client, headers, settings, 
 
 def test_rename_answers_with_both_names(client, headers):
     upload(client, headers, "old.txt", b"content")
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "old.txt", "new_filename": "new name.txt"}
-    )
+    response = rename(client, headers, "old.txt", "new name.txt")
     assert response.status_code == 200
     body = response.get_json()
     assert body["old_filename"] == "old.txt" and body["new_filename"] == "new name.txt"
@@ -306,18 +310,14 @@ def test_rename_answers_with_both_names(client, headers):
 def test_rename_to_a_taken_name_is_409_and_changes_nothing(client, headers):
     upload(client, headers, "a.txt", b"A")
     upload(client, headers, "b.txt", b"B")
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": "b.txt"}
-    )
+    response = rename(client, headers, "a.txt", "b.txt")
     assert response.status_code == 409
     assert client.get("/download/a.txt", headers=headers).data == b"A"
     assert client.get("/download/b.txt", headers=headers).data == b"B"
 
 
 def test_rename_of_an_unknown_file_is_404(client, headers):
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "nope.txt", "new_filename": "b.txt"}
-    )
+    response = rename(client, headers, "nope.txt", "b.txt")
     assert response.status_code == 404
 
 
@@ -334,27 +334,21 @@ def test_rename_without_a_field_is_400(client, headers, missing):
 )
 def test_rename_to_an_unsafe_name_is_400(client, headers, new_name):
     upload(client, headers, "a.txt")
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": new_name}
-    )
+    response = rename(client, headers, "a.txt", new_name)
     assert response.status_code == 400
     assert listed(client, headers) == ["a.txt"]
 
 
 def test_rename_to_the_same_name_is_harmless(client, headers):
     upload(client, headers, "a.txt")
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": "a.txt"}
-    )
+    response = rename(client, headers, "a.txt", "a.txt")
     assert response.status_code == 200
     assert listed(client, headers) == ["a.txt"]
 
 
 def test_rename_only_changes_case(client, headers):
     upload(client, headers, "photo.jpg")
-    response = client.put(
-        "/rename", headers=headers, json={"old_filename": "photo.jpg", "new_filename": "Photo.JPG"}
-    )
+    response = rename(client, headers, "photo.jpg", "Photo.JPG")
     assert response.status_code == 200
     assert listed(client, headers) == ["Photo.JPG"]
 
@@ -369,21 +363,21 @@ def test_a_numbered_name_still_fits_in_255_bytes(client, headers):
 
 
 def test_numbering_goes_past_many_taken_names(client, headers, pcloud):
-    from pcloud.models import StoredFile, database_proxy
+    from pcloud.models import StoredFile, User, database_proxy
 
-    owner = StoredFile.select().count()  # no files yet; the user made by `headers` is id 1
+    owner = User.get(User.username == "ann").id
+    taken = ["x.txt", *(f"x_{number}.txt" for number in range(1, 40))]
     with database_proxy.atomic():
         StoredFile.insert_many(
             [
                 {
-                    "owner": 1,
-                    "name": "x.txt" if n == 0 else f"x_{n}.txt",
-                    "blob_key": f"{n:032x}",
+                    "owner": owner,
+                    "name": name,
+                    "blob_key": f"{number:032x}",
                     "size": 0,
                     "sha256": "0" * 64,
                 }
-                for n in range(40)
+                for number, name in enumerate(taken)
             ]
         ).execute()
-    assert owner == 0
     assert upload(client, headers, "x.txt").get_json()["file"] == "x_40.txt"
