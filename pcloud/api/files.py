@@ -44,10 +44,13 @@ def upload():
 @login_required
 def download(filename: str):
     stored = files.get_file(current_user_id(), filename)
-    path = pcloud().blobs.local_path(stored.blob_key)
+    blobs = pcloud().blobs
     try:
+        # A path lets werkzeug answer Range requests and the server use sendfile; a
+        # backend without local files hands over a stream instead.
+        body = blobs.local_path(stored.blob_key) or blobs.open(stored.blob_key)
         response = send_file(
-            path,
+            body,
             mimetype=names.mime_type(stored.name),
             as_attachment=True,
             download_name=stored.name,
