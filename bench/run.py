@@ -1,42 +1,62 @@
 #!/usr/bin/env python3
-"""pcloud beside nginx (the physical limit) and copyparty (the fastest Python peer).
+"""Benchmark pcloud beside nginx (the physical limit) and copyparty (the fastest Python peer).
 
-    python bench/run.py            # full run: 1 GiB files, 3 rounds (~5 minutes)
-    python bench/run.py --quick    # 256 MiB files, 1 round, shorter loads
+Run it in the venv where pcloud is installed (`pip install -e .`):
+
+    python bench/run.py                        # 1 GiB files, 3 rounds, 10 s loads (~6 min)
+    python bench/run.py --quick                # 256 MiB files, 1 round, 3 s loads (~1.5 min)
     python bench/run.py --only W3,W4 --rounds 5 --json results.json
+    python bench/run.py --only W3 --profile prof/   # then py-spy pcloud under each load
+    python bench/run.py --pcloud-args "--workers 1 --threads 8"
 
-Everything runs on loopback. Each workload is measured on the three servers in turn,
-round after round, and the median is reported, since these machines are noisy:
+It starts the three servers on 127.0.0.1, each over a folder of its own in a temporary
+directory, and measures:
 
-    W1  1 GiB download, MB/s (curl)
-    W2  1 GiB upload, MB/s (curl), with the server's CPU seconds and its memory growth
-    W3  4 KiB uploads per second from 8 concurrent clients (wrk)
-    W4  4 KiB downloads per second over 8 keep-alive connections (wrk), with p99 latency;
-        pcloud's are authenticated, the peers have no accounts
-    W5  listing a folder (pcloud: an account) of 10,000 files, ms
+    W1  one big download (1 GiB), MB/s                          curl
+    W2  one big upload (1 GiB), MB/s, with the server's CPU     curl: pcloud multipart POST,
+        seconds and its peak memory above idle                  the peers PUT
+    W3  4 KiB uploads per second from 8 concurrent clients      wrk + wrk_upload.lua
+    W4  4 KiB downloads per second over 8 keep-alive            wrk; pcloud's carry a Bearer
+        connections, with p99 latency                           token, the peers have no auth
+    W5  one listing of 10,000 files, ms (lower is better)       curl: pcloud GET /files of an
+                                                                account holding 10,000 files;
+                                                                nginx JSON autoindex; copyparty ?ls
 
-Needs nginx and wrk (Debian packages) and copyparty (PyPI), and installs what is
-missing. Run it in the venv where pcloud is installed. MB here is 10^6 bytes.
+Each workload runs on the three servers in turn, round after round, the order rotating,
+and the median over rounds is reported with the ratios pcloud/nginx and pcloud/copyparty,
+then the targets of issue 2 and anything odd seen (non-2xx answers, errors, crashes,
+memory growth). Only 2xx answers count as done. MB is 10^6 bytes.
+
+It installs what it lacks (nginx and wrk with apt-get, copyparty and py-spy with pip
+into this venv) and stops every server it started when it ends, however it ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import importlib.metadata
+import importlib.util
 import json
 import os
+import platform
+import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
@@ -44,30 +64,238 @@ import requests
 HERE = Path(__file__).resolve().parent
 SERVERS = ("pcloud", "nginx", "copyparty")
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
-SMALL = 4096
-LISTING_FILES = 10_000
 MB = 1_000_000
+MIB = 1 << 20
+SMALL = 4096  # bytes: W3's uploads, W4's download, W5's files
+CONNECTIONS = 8
+WRK_THREADS = 2
+LISTING_FILES = 10_000
+LISTING_REPEATS = 7  # W5's listings per measurement (the median counts)
+DOWNLOAD_REPEATS = 3  # W1's downloads per measurement (the median counts)
+START_SECONDS = 30
+WARM_UP_SECONDS = 1  # an unrecorded wrk load on each server before W3's and W4's rounds
+PASSWORD = "bench password 1234"
 
 
-# --- tools ---------------------------------------------------------------------------------
+@dataclass
+class Options:
+    big_size: int  # bytes, W1 and W2
+    rounds: int
+    load_seconds: float  # each wrk run, W3 and W4
+    only: list[str]
+    pcloud_args: list[str]
+    profile_dir: Path | None
 
 
-def ensure_tools() -> None:
-    """Install nginx, wrk and copyparty when they are missing."""
-    missing = [tool for tool in ("nginx", "wrk") if not shutil.which(tool)]
+# --- tools -----------------------------------------------------------------------------------
+
+
+def tool_path(name: str) -> str | None:
+    """A command from this venv, the PATH, or /usr/sbin (nginx, for users without it)."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def ensure_tools(need_py_spy: bool) -> None:
+    """Install nginx, wrk, curl, copyparty (and py-spy) when missing; pcloud must be there."""
+    missing = [name for name in ("nginx", "wrk", "curl") if tool_path(name) is None]
     if missing:
-        print(f"installing {' '.join(missing)} (apt-get)...", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", *missing], check=True, stdout=subprocess.DEVNULL
-        )
+        apt_install(missing)
+    if importlib.util.find_spec("copyparty") is None:
+        pip_install("copyparty")
+    if need_py_spy and tool_path("py-spy") is None:
+        pip_install("py-spy")
+    if tool_path("pcloud") is None:
+        sys.exit(f"pcloud is not installed: {sys.executable} -m pip install -e . (repo root)")
+
+
+def apt_install(packages: list[str]) -> None:
+    how = f"apt-get update && apt-get install -y {' '.join(packages)}"
+    if os.geteuid() != 0:
+        sys.exit(f"{', '.join(packages)} missing; install as root first: {how}")
+    print(f"installing {' '.join(packages)} (apt-get)...", flush=True)
     try:
-        import copyparty  # noqa: F401
-    except ImportError:
-        print("installing copyparty (pip)...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "copyparty"], check=True)
-    if not shutil.which("pcloud"):
-        sys.exit("pcloud is not installed here: pip install -e . (in this venv) first")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *packages],
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    except (subprocess.SubprocessError, OSError) as error:
+        sys.exit(f"could not install {' '.join(packages)} ({error}); try: {how}")
+
+
+def pip_install(package: str) -> None:
+    print(f"installing {package} (pip, into {sys.prefix})...", flush=True)
+    command = [sys.executable, "-m", "pip", "install", "-q", package]
+    try:
+        subprocess.run(command, check=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as error:
+        sys.exit(f"could not install {package} ({error}); try: {shlex.join(command)}")
+
+
+def versions() -> dict[str, str]:
+    def output(*command: str) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        return (done.stdout + done.stderr).strip().splitlines()[0]
+
+    return {
+        "pcloud": output(tool_path("pcloud"), "--version"),
+        "nginx": output(tool_path("nginx"), "-v"),
+        "copyparty": importlib.metadata.version("copyparty"),
+        "wrk": output(tool_path("wrk"), "-v"),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpus": str(os.cpu_count()),
+    }
+
+
+# --- processes: the tree of a server, its CPU time and memory ---------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (nginx's workers, pcloud's forked workers)."""
+    found, pending = [], [pid]
+    while pending and len(found) < 1000:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes, all threads, so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pids: list[int], field_name: str) -> dict[int, int]:
+    """A /proc/PID/status size (VmRSS, VmHWM) of each process, in KiB."""
+    sizes = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.MULTILINE)
+            if match:
+                sizes[pid] = int(match.group(1))
+    return sizes
+
+
+def reset_peak_memory(pids: list[int]) -> None:
+    """Restart each process's VmHWM (peak RSS) from its RSS now."""
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+@contextlib.contextmanager
+def resource_use(pid: int) -> Iterator[dict[str, float]]:
+    """Measure a server's CPU seconds and peak memory above idle over a `with` block."""
+    pids = process_tree(pid)
+    idle = memory_kib(pids, "VmRSS")
+    reset_peak_memory(pids)
+    cpu_before = cpu_seconds(pids)
+    use: dict[str, float] = {}
+    yield use
+    pids = process_tree(pid)
+    use["cpu_s"] = cpu_seconds(pids) - cpu_before
+    peaks = memory_kib(pids, "VmHWM")
+    above_idle_kib = sum(max(0, peak - idle.get(each, 0)) for each, peak in peaks.items())
+    use["peak_mb"] = above_idle_kib * 1024 / MB
+
+
+def rss_mb(pid: int) -> float:
+    return sum(memory_kib(process_tree(pid), "VmRSS").values()) * 1024 / MB
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM should this script die without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def raise_on_termination() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so that every server gets stopped."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+class ServerDied(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+    files_dir: Path | None = None  # a peer's folder, filled directly for W5
+    headers: dict[str, str] = field(default_factory=dict)  # pcloud: the bench user's token
+    listing_headers: dict[str, str] = field(default_factory=dict)  # pcloud: the W5 user's
+    stored: dict[str, str] = field(default_factory=dict)  # our name -> the name it stored
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def upload_url(self, name: str) -> str:
+        return f"{self.url}/upload" if self.name == "pcloud" else f"{self.url}/{name}"
+
+    def download_path(self, name: str) -> str:
+        stored = self.stored.get(name, name)
+        return f"/download/{stored}" if self.name == "pcloud" else f"/{stored}"
+
+    def listing_url(self) -> str:
+        paths = {"pcloud": "/files", "nginx": "/list10k/", "copyparty": "/list10k/?ls"}
+        return self.url + paths[self.name]
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise ServerDied(
+                f"{self.name} exited with {self.process.returncode}:\n{log_tail(self.log)}"
+            )
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL it if still there after 10 s."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        with contextlib.suppress(ProcessLookupError):  # workers a parent left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
 
 
 def free_port() -> int:
@@ -76,540 +304,841 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {seconds} s")
+def launch(name: str, command: list[str], work: Path, port: int, **popen: object) -> Server:
+    log = work / f"{name}.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own: stop() reaches its workers
+            preexec_fn=die_with_parent,
+            **popen,
+        )
+    return Server(name, port, process, log)
 
 
-# --- the process tree of a server: CPU and memory ------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        pids.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with contextlib.suppress(FileNotFoundError):
-                pending.extend(int(child) for child in (task / "children").read_text().split())
-    return pids
-
-
-def cpu_seconds(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for each in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / ticks
-
-
-def memory_kib(pid: int, field_name: str) -> dict[int, int]:
-    sizes = {}
-    for each in process_tree(pid):
-        try:
-            status = Path(f"/proc/{each}/status").read_text()
-        except FileNotFoundError:
-            continue
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", status, re.MULTILINE)
-        if match:
-            sizes[each] = int(match.group(1))
-    return sizes
-
-
-def reset_peak_memory(pid: int) -> None:
-    for each in process_tree(pid):
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            Path(f"/proc/{each}/clear_refs").write_text("5")
-
-
-# --- servers -------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    process: subprocess.Popen
-    files_dir: Path | None = None  # where a peer keeps files (to fill it directly)
-    headers: dict[str, str] = field(default_factory=dict)  # pcloud's Authorization
-    listing_headers: dict[str, str] = field(default_factory=dict)
-
-    def upload_url(self, name: str) -> str:
-        return f"{self.url}/upload" if self.name == "pcloud" else f"{self.url}/{name}"
-
-    def download_url(self, name: str) -> str:
-        return f"{self.url}/download/{name}" if self.name == "pcloud" else f"{self.url}/{name}"
-
-    def listing_url(self) -> str:
-        return {
-            "pcloud": f"{self.url}/files",
-            "nginx": f"{self.url}/list10k/",
-            "copyparty": f"{self.url}/list10k/?ls",
-        }[self.name]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_pcloud(work: Path) -> Server:
+def launch_pcloud(work: Path, options: Options) -> Server:
     port = free_port()
+    # Only these settings: none of the caller's (DATABASE_URL, PCLOUD_WORKERS...) leak in.
     env = {
-        **os.environ,
+        **{name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ},
         "PCLOUD_DATA_DIR": str(work / "pcloud-data"),
         "SECRET_KEY": "bench-secret-key-of-a-sensible-length",
         "MAX_UPLOAD_SIZE": "8GiB",
     }
-    log = (work / "pcloud.log").open("w")
-    process = subprocess.Popen(
-        [
-            "pcloud",
-            "--env-file",
-            "/nonexistent",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=work,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = Server("pcloud", f"http://127.0.0.1:{port}", process)
-    try:
-        wait_for(server.url + "/")
-    except RuntimeError:
-        server.stop()
-        sys.exit("pcloud did not start:\n" + (work / "pcloud.log").read_text())
-    server.headers = pcloud_user(server.url, "bench")
-    server.listing_headers = pcloud_user(server.url, "lister")
-    return server
+    command = [tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *options.pcloud_args]
+    return launch("pcloud", command, work, port, env=env, cwd=work)
 
 
-def pcloud_user(url: str, name: str) -> dict[str, str]:
-    requests.post(
-        f"{url}/register",
-        timeout=30,
-        json={"username": name, "email": f"{name}@example.org", "password": "bench password"},
-    )
-    login = requests.post(
-        f"{url}/login", timeout=30, json={"login_identifier": name, "password": "bench password"}
-    )
-    login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-
-NGINX_CONF = """
-worker_processes auto;
-user root;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path {work}/nginx-body;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{
-            dav_methods PUT;
-            create_full_put_path on;
-            client_max_body_size 0;
-            autoindex on;
-            autoindex_format json;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(work: Path) -> Server:
+def launch_nginx(work: Path, _options: Options) -> Server:
     port = free_port()
     root = work / "nginx-files"
     root.mkdir()
     (work / "nginx-body").mkdir()
     conf = work / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(work=work, port=port, root=root))
-    process = subprocess.Popen(
-        ["nginx", "-p", str(work), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Server("nginx", f"http://127.0.0.1:{port}", process, files_dir=root)
-    wait_for(server.url + "/")
+    conf.write_text(nginx_config(work, root, port))
+    command = [tool_path("nginx"), "-p", f"{work}/", "-c", str(conf)]
+    command += ["-e", str(work / "nginx-error.log"), "-g", "daemon off;"]
+    server = launch("nginx", command, work, port)
+    server.files_dir = root
     return server
 
 
-def start_copyparty(work: Path) -> Server:
+def nginx_config(work: Path, root: Path, port: int) -> str:
+    template = string.Template((HERE / "nginx.conf.template").read_text())
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    return template.substitute(
+        work=work,
+        root=root,
+        port=port,
+        # As root, workers would otherwise run as nobody and could not write our folders.
+        user_line=f"user {user};" if os.geteuid() == 0 else "",
+    )
+
+
+def launch_copyparty(work: Path, _options: Options) -> Server:
     port = free_port()
     root = work / "copyparty-files"
     root.mkdir()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "copyparty",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-q",
-            "-v",
-            f"{root}::rw",
-            "--no-thumb",
-            "--hist",
-            str(work / "copyparty-hist"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Server("copyparty", f"http://127.0.0.1:{port}", process, files_dir=root)
-    wait_for(server.url + "/")
+    command = [sys.executable, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(port)]
+    command += [
+        *("-v", f"{root}::rw"),  # anonymous read and write
+        "-q",  # no access log
+        "--http-only",
+        "--no-crt",
+        "--no-thumb",  # no thumbnailer; the up2k index (-e2d) is off by default
+        *("--hist", str(work / "copyparty-hist")),
+    ]
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "copyparty-config")}
+    server = launch("copyparty", command, work, port, env=env)
+    server.files_dir = root
     return server
 
 
-# --- client helpers ------------------------------------------------------------------------
+LAUNCHERS: dict[str, Callable[[Path, Options], Server]] = {
+    "pcloud": launch_pcloud,
+    "nginx": launch_nginx,
+    "copyparty": launch_copyparty,
+}
 
 
-def curl(*args: str) -> dict[str, float]:
-    """Run curl; returns the numbers its --write-out named."""
-    fmt = "%{http_code} %{speed_download} %{speed_upload} %{time_total}"
-    out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", fmt, *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    status, down, up, total = int(out[0]), float(out[1]), float(out[2]), float(out[3])
-    if not 200 <= status < 300:
-        raise RuntimeError(f"curl {' '.join(args)} answered {status}")
-    return {"download": down, "upload": up, "time": total}
+def start_servers(work: Path, options: Options, servers: list[Server]) -> None:
+    """Start the three servers, each appended to `servers` (to be stopped) once it runs."""
+    for name in SERVERS:
+        servers.append(LAUNCHERS[name](work, options))
+    for server in servers:
+        wait_until_ready(server)
+    pcloud = servers[0]
+    pcloud.headers = pcloud_login(pcloud, "bench")
+    pcloud.listing_headers = pcloud_login(pcloud, "lister")
 
 
-def header_args(headers: dict[str, str]) -> list[str]:
-    return [arg for key, value in headers.items() for arg in ("-H", f"{key}: {value}")]
+def wait_until_ready(server: Server) -> None:
+    """Until GET / answers (pcloud: with 200), at most START_SECONDS."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        server.check_alive()
+        with contextlib.suppress(requests.RequestException):
+            answer = requests.get(server.url + "/", timeout=2)
+            if answer.status_code == 200 or (server.name != "pcloud" and answer.ok):
+                return
+        time.sleep(0.1)
+    raise ServerDied(
+        f"{server.name} not answering after {START_SECONDS} s:\n{log_tail(server.log)}"
+    )
 
 
-def upload_file(server: Server, path: Path, name: str) -> dict[str, float]:
-    if server.name == "pcloud":
-        return curl(
-            *header_args(server.headers),
-            "-F",
-            f"file=@{path};filename={name}",
-            server.upload_url(name),
+def pcloud_login(server: Server, username: str) -> dict[str, str]:
+    """Register a pcloud user and sign in; the Authorization header for its requests."""
+    account = {"username": username, "email": f"{username}@example.org", "password": PASSWORD}
+    registered = requests.post(f"{server.url}/register", json=account, timeout=30)
+    if registered.status_code != 201:
+        raise RuntimeError(f"pcloud POST /register: {registered.status_code} {registered.text}")
+    login = requests.post(
+        f"{server.url}/login",
+        json={"login_identifier": username, "password": PASSWORD},
+        timeout=30,
+    )
+    if login.status_code != 200:
+        raise RuntimeError(f"pcloud POST /login: {login.status_code} {login.text}")
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+# --- clients: curl and wrk -------------------------------------------------------------------
+
+
+@dataclass
+class CurlResult:
+    status: int
+    speed_download: float  # bytes/s
+    speed_upload: float
+    size_download: int
+    seconds: float
+    body: str
+
+
+CURL_WRITE_OUT = "%{http_code} %{speed_download} %{speed_upload} %{size_download} %{time_total}"
+
+
+def curl(
+    url: str, *args: str, headers: dict[str, str] | None = None, keep_body: bool = True
+) -> CurlResult:
+    """One request with curl; raises on a non-2xx answer. Without keep_body, the body (a big
+    download) goes to /dev/null."""
+    with tempfile.NamedTemporaryFile() as body_file:
+        command = [tool_path("curl"), "-sS", "--max-time", "900", "-H", "Expect:"]
+        for key, value in (headers or {}).items():
+            command += ["-H", f"{key}: {value}"]
+        command += ["-o", body_file.name if keep_body else "/dev/null", "-w", CURL_WRITE_OUT]
+        done = subprocess.run(
+            [*command, *args, url],
+            capture_output=True,
+            text=True,
+            timeout=960,
+            preexec_fn=die_with_parent,
         )
-    return curl("-T", str(path), server.upload_url(name))
+        if done.returncode != 0:
+            raise RuntimeError(f"curl {url}: {done.stderr.strip()}")
+        body = Path(body_file.name).read_bytes()[:100_000].decode(errors="replace")
+    status, down, up, size, seconds = done.stdout.split()
+    result = CurlResult(int(status), float(down), float(up), int(size), float(seconds), body)
+    if not 200 <= result.status < 300:
+        raise RuntimeError(f"{url} answered {result.status}: {body[:200]}")
+    return result
 
 
-WRK_UPLOAD_LUA = """
-local counter = 0
-local boundary = "benchboundary"
-local payload = string.rep("x", {size})
-setup = function(thread) thread:set("tid", tostring(math.random(1, 1e9))) end
-request = function()
-  counter = counter + 1
-  local name = "w-" .. tid .. "-" .. counter .. ".bin"
-  if {multipart} then
-    local body = "--" .. boundary .. "\\r\\nContent-Disposition: form-data; name=\\"file\\"; " ..
-      "filename=\\"" .. name .. "\\"\\r\\n\\r\\n" .. payload .. "\\r\\n--" .. boundary .. "--\\r\\n"
-    local headers = {{["Content-Type"] = "multipart/form-data; boundary=" .. boundary}}
-    {auth_line}
-    return wrk.format("POST", "/upload", headers, body)
-  end
-  return wrk.format("PUT", "/" .. name, {{}}, payload)
-end
-"""
+def upload(server: Server, path: Path, name: str) -> tuple[CurlResult, str]:
+    """Upload a file as a client of this server would; the result and the stored name."""
+    if server.name == "pcloud":
+        result = curl(
+            server.upload_url(name), "-F", f"file=@{path};filename={name}", headers=server.headers
+        )
+        return result, json.loads(result.body)["file"]
+    return curl(server.upload_url(name), "-T", str(path)), name
+
+
+def remove(server: Server, stored_name: str) -> None:
+    """Delete an uploaded file (W2's), so that big files do not pile up on disk."""
+    if server.name == "pcloud":
+        requests.delete(
+            f"{server.url}/delete/{stored_name}", headers=server.headers, timeout=60
+        ).raise_for_status()
+    else:
+        (server.files_dir / stored_name).unlink()
+
+
+@dataclass
+class WrkResult:
+    requests: int  # answered
+    rate: float  # requests/s, all answers
+    ok_rate: float  # 2xx (and 3xx) answers/s
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    statuses: dict[str, int]
 
 
 def wrk(
     server: Server,
     seconds: float,
-    script: str | None = None,
     path: str = "/",
     headers: dict[str, str] | None = None,
-) -> dict[str, float]:
-    """Run wrk (8 connections, 2 threads); requests/s, non-2xx count and p99 in ms."""
-    args = ["wrk", "-c", "8", "-t", "2", "-d", f"{seconds}s", "--latency"]
+    script_args: list[str] | None = None,
+) -> WrkResult:
+    """wrk over CONNECTIONS connections; with script_args, through wrk_upload.lua."""
+    command = [tool_path("wrk"), "-c", str(CONNECTIONS), "-t", str(WRK_THREADS)]
+    duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds only
+    command += ["-d", duration, "--timeout", "10s", "--latency"]
     for key, value in (headers or {}).items():
-        args += ["-H", f"{key}: {value}"]
-    if script:
-        args += ["-s", script]
-    out = subprocess.run(
-        [*args, server.url + path], capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors:.*", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)] if p99 else 0
-    return {
-        "rate": rate,
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(0) if socket_errors else "",
-        "p99_ms": p99_ms,
-    }
-
-
-def upload_script(work: Path, server: Server) -> str:
-    auth_line = "".join(f'headers["{k}"] = "{v}"' for k, v in server.headers.items())
-    script = work / f"upload-{server.name}.lua"
-    script.write_text(
-        WRK_UPLOAD_LUA.format(
-            size=SMALL, multipart=str(server.name == "pcloud").lower(), auth_line=auth_line
-        )
+        command += ["-H", f"{key}: {value}"]
+    if script_args is not None:
+        command += ["-s", str(HERE / "wrk_upload.lua")]
+    command.append(server.url + path)
+    if script_args is not None:
+        command += ["--", *script_args]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        preexec_fn=die_with_parent,
     )
-    return str(script)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    return parse_wrk(done.stdout)
 
 
-# --- workloads -----------------------------------------------------------------------------
+def parse_wrk(out: str) -> WrkResult:
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    non_2xx_count = int(non_2xx.group(1)) if non_2xx else 0
+    socket_errors = re.search(r"Socket errors:(.*)", out)
+    errors = sum(map(int, re.findall(r"\d+", socket_errors.group(1)))) if socket_errors else 0
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    ok_share = (requests_done - non_2xx_count) / requests_done if requests_done else 0.0
+    return WrkResult(
+        requests=requests_done,
+        rate=rate,
+        ok_rate=rate * ok_share,
+        p99_ms=p99_ms,
+        non_2xx=non_2xx_count,
+        socket_errors=errors,
+        statuses={code: int(n) for code, n in re.findall(r"^status (\d+) (\d+)$", out, re.M)},
+    )
 
 
-class Bench:
-    def __init__(self, work: Path, big_size: int, load_seconds: float) -> None:
+# --- workloads -------------------------------------------------------------------------------
+
+
+class Workloads:
+    """W1-W5, each a method measuring one server once; prepare() and prepare_listing() first."""
+
+    def __init__(self, work: Path, options: Options) -> None:
         self.work = work
-        self.big_size = big_size
-        self.load_seconds = load_seconds
+        self.options = options
         self.big = work / "big.bin"
         self.small = work / "small.bin"
-        self.uploads = 0
+        self.names_given = 0
 
     def prepare(self, servers: list[Server]) -> None:
+        """Write the test files; give every server the big and the small one."""
         with self.big.open("wb") as big:
-            block = os.urandom(MB)
-            for _ in range(self.big_size // MB):
-                big.write(block)
+            for _ in range(self.options.big_size // MIB):
+                big.write(os.urandom(MIB))
         self.small.write_bytes(os.urandom(SMALL))
         for server in servers:
-            upload_file(server, self.big, "big.bin")
-            upload_file(server, self.small, "small.bin")
+            for path in (self.big, self.small):
+                _, server.stored[path.name] = upload(server, path, path.name)
 
-    def w1(self, server: Server) -> dict:
-        result = curl(*header_args(server.headers), server.download_url("big.bin"))
-        return {"value": result["download"] / MB}
+    def fresh_name(self, kind: str) -> str:
+        """A name no earlier upload of this run (or another run's) has had."""
+        self.names_given += 1
+        return f"{kind}-{os.getpid()}-{self.names_given}"
 
-    def w2(self, server: Server) -> dict:
-        pid = server.process.pid
-        idle = memory_kib(pid, "VmRSS")
-        reset_peak_memory(pid)  # each process's peak restarts from its size now
-        cpu_before = cpu_seconds(pid)
-        self.uploads += 1
-        result = upload_file(server, self.big, f"upload-{self.uploads}.bin")
-        cpu = cpu_seconds(pid) - cpu_before
-        peak = memory_kib(pid, "VmHWM")
-        # Summed over the server's processes: what the upload made them grow, at most.
-        growth_kib = sum(max(0, peak[each] - idle.get(each, 0)) for each in peak)
-        return {
-            "value": result["upload"] / MB,
-            "cpu_s": cpu,
-            "peak_growth_mb": growth_kib * 1024 / MB,
-        }
+    def measure(self, workload: str, server: Server) -> dict[str, float]:
+        return getattr(self, workload.lower())(server)
 
-    def w3(self, server: Server) -> dict:
-        result = wrk(server, self.load_seconds, upload_script(self.work, server))
-        return {
-            "value": result["rate"],
-            "errors": result["non_2xx"],
-            "socket_errors": result["socket_errors"],
-        }
+    def w1(self, server: Server) -> dict[str, float]:
+        """The median of DOWNLOAD_REPEATS downloads: one takes well under a second."""
+        url = server.url + server.download_path("big.bin")
+        speeds = []
+        for _ in range(DOWNLOAD_REPEATS):
+            result = curl(url, headers=server.headers, keep_body=False)
+            if result.size_download != self.options.big_size:
+                size = result.size_download
+                raise RuntimeError(f"W1 got {size} bytes, not {self.options.big_size}")
+            speeds.append(result.speed_download / MB)
+        return {"value": statistics.median(speeds)}
 
-    def w4(self, server: Server) -> dict:
-        result = wrk(
-            server,
-            self.load_seconds,
-            path=server.download_url("small.bin").removeprefix(server.url),
-            headers=server.headers,
-        )
-        return {"value": result["rate"], "p99_ms": result["p99_ms"], "errors": result["non_2xx"]}
+    def w2(self, server: Server) -> dict[str, float]:
+        name = self.fresh_name("w2") + ".bin"
+        with resource_use(server.pid) as use:
+            result, stored = upload(server, self.big, name)
+        remove(server, stored)
+        return {"value": result.speed_upload / MB, **use}
 
-    def prepare_listing(self, server: Server) -> None:
-        if server.files_dir is not None:
-            folder = server.files_dir / "list10k"
-            folder.mkdir(exist_ok=True)
-            for number in range(LISTING_FILES):
-                (folder / f"photo-{number:05d}.jpg").write_bytes(b"x" * SMALL)
-            return
+    def warm_up(self, workload: str, server: Server) -> None:
+        """A short, unrecorded load first: the first one after start-up runs slower."""
+        if workload == "W3":
+            self.w3(server, seconds=WARM_UP_SECONDS)
+        elif workload == "W4":
+            self.w4(server, seconds=WARM_UP_SECONDS)
 
-        # pcloud: through its own API, as a phone would, with a user of its own.
-        def upload_share(first: int) -> None:
-            with requests.Session() as session:
-                for number in range(first, LISTING_FILES, 8):
-                    session.post(
-                        server.upload_url(""),
-                        headers=server.listing_headers,
-                        files={"file": (f"photo-{number:05d}.jpg", b"x" * SMALL)},
-                        timeout=60,
-                    ).raise_for_status()
+    def w3(self, server: Server, seconds: float | None = None) -> dict[str, float]:
+        prefix = self.fresh_name("w3")
+        if server.name == "pcloud":  # its answers by status too: any non-2xx is a bug
+            script_args = ["multipart", prefix, str(SMALL), "statuses"]
+        else:
+            script_args = ["put", prefix, str(SMALL)]
+        seconds = seconds or self.options.load_seconds
+        with resource_use(server.pid) as use:
+            result = wrk(server, seconds, headers=server.headers, script_args=script_args)
+        return wrk_measures(result, use["cpu_s"])
 
-        threads = [threading.Thread(target=upload_share, args=(first,)) for first in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        count = len(
-            requests.get(server.listing_url(), headers=server.listing_headers, timeout=60).json()
-        )
-        if count != LISTING_FILES:
-            raise RuntimeError(f"pcloud listing user holds {count} files, not {LISTING_FILES}")
+    def w4(self, server: Server, seconds: float | None = None) -> dict[str, float]:
+        path = server.download_path("small.bin")
+        seconds = seconds or self.options.load_seconds
+        with resource_use(server.pid) as use:
+            result = wrk(server, seconds, path=path, headers=server.headers)
+        return wrk_measures(result, use["cpu_s"])
 
-    def w5(self, server: Server) -> dict:
+    def w5(self, server: Server) -> dict[str, float]:
         times = [
-            curl(*header_args(server.listing_headers), server.listing_url())["time"]
-            for _ in range(7)
+            curl(server.listing_url(), headers=server.listing_headers).seconds
+            for _ in range(LISTING_REPEATS)
         ]
         return {"value": statistics.median(times) * 1000}
 
+    def prepare_listing(self, server: Server) -> None:
+        """Give the server 10,000 files to list: peers on disk, pcloud through its API."""
+        if server.files_dir is not None:
+            folder = server.files_dir / "list10k"
+            folder.mkdir()
+            for number in range(LISTING_FILES):
+                (folder / listing_name(number)).write_bytes(b"x" * SMALL)
+        else:
+            upload_listing_files(server)
+        count = listing_count(server)
+        if count != LISTING_FILES:
+            raise RuntimeError(f"{server.name} lists {count} files, not {LISTING_FILES}")
 
-# --- running and reporting -----------------------------------------------------------------
 
-UNITS = {"W1": "MB/s", "W2": "MB/s", "W3": "uploads/s", "W4": "req/s", "W5": "ms"}
-TITLES = {
-    "W1": "1 GiB download",
-    "W2": "1 GiB upload",
-    "W3": "4 KiB uploads, 8 clients",
-    "W4": "4 KiB auth. downloads, 8 conns",
-    "W5": "list 10,000 files",
-}
-
-
-def run(only: list[str], rounds: int, bench: Bench, servers: list[Server]) -> dict:
-    results: dict[str, dict[str, list[dict]]] = {w: {s.name: [] for s in servers} for w in only}
-    if "W5" in only:
-        for server in servers:
-            print(f"  preparing W5 on {server.name}...", flush=True)
-            bench.prepare_listing(server)
-    measures: dict[str, Callable[[Server], dict]] = {
-        "W1": bench.w1,
-        "W2": bench.w2,
-        "W3": bench.w3,
-        "W4": bench.w4,
-        "W5": bench.w5,
+def wrk_measures(result: WrkResult, cpu_s: float) -> dict[str, float]:
+    """What W3 and W4 report of a wrk run, with the server's CPU time per request."""
+    return {
+        "value": result.ok_rate,
+        "cpu_ms": 1000 * cpu_s / max(result.requests, 1),
+        "p99_ms": result.p99_ms,
+        "non_2xx": result.non_2xx,
+        "socket_errors": result.socket_errors,
+        "statuses": result.statuses,
     }
-    for round_number in range(1, rounds + 1):
-        for workload in only:
-            order = servers if round_number % 2 else list(reversed(servers))
-            for server in order:
-                result = measures[workload](server)
-                results[workload][server.name].append(result)
-                print(
-                    f"  round {round_number} {workload} {server.name:9s} "
-                    f"{result['value']:10.1f} {UNITS[workload]}",
-                    flush=True,
+
+
+def listing_name(number: int) -> str:
+    return f"photo-{number:05d}.jpg"
+
+
+def upload_listing_files(server: Server) -> None:
+    """10,000 uploads by 8 threads to pcloud's listing user, as phones would send them."""
+
+    def upload_share(first: int) -> None:
+        with requests.Session() as session:
+            for number in range(first, LISTING_FILES, CONNECTIONS):
+                answer = session.post(
+                    server.upload_url(""),
+                    headers=server.listing_headers,
+                    files={"file": (listing_name(number), b"x" * SMALL)},
+                    timeout=60,
                 )
-    return results
+                if answer.status_code != 201:
+                    raise RuntimeError(f"pcloud upload: {answer.status_code} {answer.text[:200]}")
+
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        for share in [pool.submit(upload_share, first) for first in range(CONNECTIONS)]:
+            share.result()
 
 
-def median_of(samples: list[dict], key: str = "value") -> float:
-    return statistics.median(sample[key] for sample in samples if key in sample)
+def listing_count(server: Server) -> int:
+    listing = requests.get(server.listing_url(), headers=server.listing_headers, timeout=60)
+    listing.raise_for_status()
+    body = listing.json()
+    return len(body["files"]) if server.name == "copyparty" else len(body)
 
 
-def report(results: dict) -> dict:
-    summary = {}
-    print()
-    print(
-        f"{'workload':38s} {'pcloud':>10s} {'nginx':>10s} {'copyparty':>10s}"
-        f" {'÷nginx':>8s} {'÷copyparty':>10s}"
-    )
-    for workload, by_server in results.items():
-        values = {name: median_of(samples) for name, samples in by_server.items()}
-        lower_is_better = workload == "W5"
-        ratio = (lambda a, b: b / a) if lower_is_better else (lambda a, b: a / b)
-        summary[workload] = {
-            "median": values,
-            "vs_nginx": ratio(values["pcloud"], values["nginx"]),
-            "vs_copyparty": ratio(values["pcloud"], values["copyparty"]),
-        }
-        print(
-            f"{workload} {TITLES[workload] + ' (' + UNITS[workload] + ')':35s}"
-            f" {values['pcloud']:10.1f} {values['nginx']:10.1f} {values['copyparty']:10.1f}"
-            f" {summary[workload]['vs_nginx']:7.2f}x {summary[workload]['vs_copyparty']:9.2f}x"
+# --- running ---------------------------------------------------------------------------------
+
+Samples = dict[str, dict[str, list[dict]]]  # workload -> server -> one dict per round
+# What a failed measurement raises: recorded, and the run goes on.
+MEASUREMENT_ERRORS = (
+    RuntimeError,
+    OSError,
+    ValueError,
+    subprocess.SubprocessError,
+    requests.RequestException,
+)
+UNITS = {"W1": "MB/s", "W2": "MB/s", "W3": "uploads/s", "W4": "downloads/s", "W5": "ms"}
+
+
+def rotated(servers: list[Server], turn: int) -> list[Server]:
+    """Round robin: each round starts with the next server."""
+    shift = turn % len(servers) if servers else 0
+    return servers[shift:] + servers[:shift]
+
+
+def run_rounds(workloads: Workloads, servers: list[Server], options: Options) -> Samples:
+    samples: Samples = {w: {s.name: [] for s in servers} for w in options.only}
+    for workload in options.only:
+        ready = [server for server in servers if prepare(workloads, workload, server, samples)]
+        for turn in range(options.rounds):
+            for server in rotated(ready, turn):
+                sample = measure_once(workloads, workload, server)
+                samples[workload][server.name].append(sample)
+    return samples
+
+
+def prepare(workloads: Workloads, workload: str, server: Server, samples: Samples) -> bool:
+    """W5's files, or W3's and W4's warm-up; False (and an error recorded) if that failed."""
+    try:
+        if workload == "W5":
+            print(f"  W5: giving {server.name} {LISTING_FILES:,} files...", flush=True)
+            workloads.prepare_listing(server)
+        workloads.warm_up(workload, server)
+    except MEASUREMENT_ERRORS as error:
+        print(f"  {workload} {server.name:9s} not measured: {error}", flush=True)
+        samples[workload][server.name].append({"error": f"preparing: {error}"[:500]})
+        return False
+    return True
+
+
+def measure_once(workloads: Workloads, workload: str, server: Server) -> dict:
+    """One measurement; a failure is recorded (and printed) rather than ending the run."""
+    os.sync()  # the last one's writes go to disk now, not during this one
+    try:
+        sample = workloads.measure(workload, server)
+    except MEASUREMENT_ERRORS as error:
+        sample = {"error": str(error)[:500]}
+    server.check_alive()  # a server that died ends the run: the numbers would mean nothing
+    sample["rss_mb"] = rss_mb(server.pid)
+    print(f"  {workload} {server.name:9s} {describe(workload, sample)}", flush=True)
+    return sample
+
+
+def describe(workload: str, sample: dict) -> str:
+    if "error" in sample:
+        return f"ERROR {sample['error']}"
+    text = f"{sample['value']:10.1f} {UNITS[workload]}"
+    if "cpu_s" in sample:
+        text += f"  cpu {sample['cpu_s']:.1f} s  peak +{sample['peak_mb']:.1f} MB"
+    if "p99_ms" in sample:
+        text += f"  p99 {sample['p99_ms']:.1f} ms  cpu {sample['cpu_ms']:.2f} ms/request"
+    if sample.get("non_2xx") or sample.get("socket_errors"):
+        text += f"  non-2xx {sample['non_2xx']} {sample['statuses']}"
+        text += f"  socket errors {sample['socket_errors']}"
+    return text
+
+
+def profile(workloads: Workloads, pcloud: Server, options: Options) -> dict[str, list[str]]:
+    """Run each workload once more on pcloud under py-spy; the hottest frames of each."""
+    options.profile_dir.mkdir(parents=True, exist_ok=True)
+    print("\nprofiling pcloud with py-spy (which slows it: these are not measurements)...")
+    summaries = {}
+    for workload in options.only:
+        raw = options.profile_dir / f"pcloud-{workload}.txt"
+        command = [tool_path("py-spy"), "record", "--pid", str(pcloud.pid), "--subprocesses"]
+        command += ["--nonblocking", "--rate", "200", "--format", "raw", "-o", str(raw)]
+        spy = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
         )
-        extras = [
-            ("cpu_s", "server CPU s"),
-            ("peak_growth_mb", "peak memory growth MB"),
-            ("p99_ms", "p99 latency ms"),
-            ("errors", "non-2xx answers"),
-        ]
-        for key, label in extras:
-            if any(key in sample for samples in by_server.values() for sample in samples):
-                numbers = {name: median_of(samples, key) for name, samples in by_server.items()}
-                summary[workload][key] = numbers
-                print(f"   {label:35s}" + "".join(f" {numbers[n]:10.1f}" for n in SERVERS))
-    print("\n(ratios: higher is better for pcloud; W5 is a time, so its ratio is inverted)")
-    return summary
+        try:
+            time.sleep(1)  # attach first
+            sample = measure_once(workloads, workload, pcloud)
+        finally:
+            spy.send_signal(signal.SIGINT)
+            _, spy_errors = spy.communicate(timeout=60)
+        if not raw.exists():
+            print(f"  py-spy wrote nothing: {spy_errors.decode(errors='replace')[-500:]}")
+            continue
+        summaries[workload] = summarize_profile(raw)
+        print(f"\nprofile of pcloud during {workload} ({describe(workload, sample).strip()}),")
+        print(f"collapsed stacks in {raw}:")
+        print("\n".join(summaries[workload]))
+    return summaries
+
+
+def summarize_profile(raw: Path, top: int = 12) -> list[str]:
+    """From py-spy's collapsed stacks: where the samples fall by library, the functions
+    most often on top of the stack, and pcloud's own functions with what they call."""
+    own, by_library, pcloud_total = Counter(), Counter(), Counter()
+    samples = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = [parse_frame(text) for text in stack.split(";")]
+        frames = [frame for frame in frames if frame is not None]
+        if not count_text.isdigit() or not frames:
+            continue
+        count = int(count_text)
+        samples += count
+        function, library = frames[-1]
+        own[f"{function} ({library})"] += count
+        by_library[library] += count
+        for function, library in set(frames[serving_from(frames) :]):
+            if library == "pcloud":
+                pcloud_total[function] += count
+    if not samples:
+        return ["  no samples"]
+
+    def shares(counter: Counter) -> list[str]:
+        return [f"    {100 * n / samples:5.1f}%  {what}" for what, n in counter.most_common(top)]
+
+    return [
+        f"  {samples} samples of busy threads (200/s per thread, all of pcloud's processes)",
+        "  by library, of the innermost Python frame:",
+        *shares(by_library),
+        "  functions on top of the stack (self time; waits show as the frame that waits):",
+        *shares(own),
+        "  pcloud's own functions serving requests, with all they call (total time):",
+        *shares(pcloud_total),
+    ]
+
+
+def serving_from(frames: list[tuple[str, str]]) -> int:
+    """Where a stack starts serving: its first waitress or threading frame (what comes
+    before only starts the server: the CLI, the forked worker)."""
+    libraries = [library for _, library in frames]
+    return next((at for at, lib in enumerate(libraries) if lib in ("waitress", "threading")), 0)
+
+
+def parse_frame(text: str) -> tuple[str, str] | None:
+    """'send (waitress/wasyncore.py:451)' -> ('send', 'waitress'); py-spy's process and
+    thread pseudo-frames -> None."""
+    if text.startswith(("process ", "thread ")):
+        return None
+    match = re.match(r"(.*) \((.*?)(?::\d+)?\)$", text)
+    if not match:
+        return text, "?"
+    function, path = match.groups()
+    library = Path(path).parts[0].removesuffix(".py") if path else "?"
+    return function, library
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+@dataclass
+class Metric:
+    workload: str
+    key: str
+    label: str
+    better: str  # "higher" or "lower"
+    counts: bool = False  # a count of failures: summed over rounds, no ratio
+    ratio: bool = True  # whether pcloud / peer means anything
+
+
+def metrics(big_size: int) -> list[Metric]:
+    big = f"{big_size / MIB / 1024:g} GiB" if big_size >= 1 << 30 else f"{big_size // MIB} MiB"
+    return [
+        Metric("W1", "value", f"W1 {big} download, MB/s", "higher"),
+        Metric("W2", "value", f"W2 {big} upload, MB/s", "higher"),
+        Metric("W2", "cpu_s", "   server CPU seconds", "lower"),
+        Metric("W2", "peak_mb", "   peak memory above idle, MB", "lower", ratio=False),
+        Metric("W3", "value", "W3 4 KiB uploads/s, 8 clients", "higher"),
+        Metric("W3", "cpu_ms", "   server CPU ms per upload", "lower"),
+        Metric("W3", "failed", "   non-2xx + socket errors, all rounds", "lower", counts=True),
+        Metric("W4", "value", "W4 4 KiB downloads/s, 8 connections", "higher"),
+        Metric("W4", "p99_ms", "   p99 latency, ms", "lower"),
+        Metric("W4", "cpu_ms", "   server CPU ms per download", "lower"),
+        Metric("W4", "failed", "   non-2xx + socket errors, all rounds", "lower", counts=True),
+        Metric("W5", "value", f"W5 list {LISTING_FILES:,} files, ms", "lower"),
+    ]
+
+
+def aggregate(samples: list[dict], metric: Metric) -> float | None:
+    if metric.counts:
+        counted = [s.get("non_2xx", 0) + s.get("socket_errors", 0) for s in samples]
+        return sum(counted) if counted else None
+    values = [sample[metric.key] for sample in samples if metric.key in sample]
+    return statistics.median(values) if values else None
+
+
+def summarize(samples: Samples, options: Options) -> list[dict]:
+    rows = []
+    for metric in metrics(options.big_size):
+        if metric.workload not in samples:
+            continue
+        by_server = {name: aggregate(samples[metric.workload][name], metric) for name in SERVERS}
+        row = {**asdict(metric), **by_server}
+        for peer in ("nginx", "copyparty"):
+            ours, theirs = by_server["pcloud"], by_server[peer]
+            usable = ours is not None and theirs and metric.ratio and not metric.counts
+            row[f"pcloud/{peer}"] = ours / theirs if usable else None
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    columns = ["pcloud", "nginx", "copyparty", "pcloud/nginx", "pcloud/copyparty"]
+    width = max(len(row["label"]) for row in rows)
+    print(f"\n{'':{width}}  better " + " ".join(f"{c:>10}" for c in columns[:3]), end="")
+    print(" " + " ".join(f"{c:>16}" for c in columns[3:]))
+    for row in rows:
+        cells = [number(row[c]) for c in columns[:3]]
+        ratios = [f"{row[c]:.2f}x" if row[c] is not None else "" for c in columns[3:]]
+        print(
+            f"{row['label']:{width}}  {row['better']:6s} " + " ".join(f"{c:>10}" for c in cells),
+            end="",
+        )
+        print(" " + " ".join(f"{r:>16}" for r in ratios))
+    print("\nratios are pcloud / peer: above 1 is better for pcloud where higher is better,")
+    print("below 1 is better where lower is better (CPU, memory, latency, W5's time).")
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{decimals}f}"
+
+
+@dataclass
+class Target:
+    text: str
+    workload: str
+    key: str
+    column: str  # a row's column: a ratio, or pcloud's own figure
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def verdict(self, figure: float | None) -> bool:
+        if figure is None:
+            return False
+        if self.at_least is not None:
+            return figure >= self.at_least
+        return figure <= self.at_most
 
 
 TARGETS = [
-    ("W1", "vs_nginx", 0.9, "W1 download >= 0.9x nginx"),
-    ("W2", "vs_copyparty", 0.7, "W2 upload >= 0.7x copyparty"),
-    ("W3", "vs_copyparty", 0.7, "W3 small uploads >= 0.7x copyparty"),
-    ("W4", "vs_copyparty", 0.7, "W4 small downloads >= 0.7x copyparty"),
-    ("W5", "vs_copyparty", 1.0, "W5 listing no slower than copyparty"),
+    Target("W1 download >= 0.9x nginx", "W1", "value", "pcloud/nginx", at_least=0.9),
+    Target("W2 upload >= 0.7x copyparty", "W2", "value", "pcloud/copyparty", at_least=0.7),
+    Target("W2 peak memory within 100 MB of idle", "W2", "peak_mb", "pcloud", at_most=100),
+    Target("W3 small uploads >= 0.7x copyparty", "W3", "value", "pcloud/copyparty", at_least=0.7),
+    Target("W4 small downloads >= 0.7x copyparty", "W4", "value", "pcloud/copyparty", at_least=0.7),
+    Target(
+        "W5 listing no slower than copyparty (time ratio <= 1)",
+        "W5",
+        "value",
+        "pcloud/copyparty",
+        at_most=1.0,
+    ),
 ]
 
 
-def check_targets(summary: dict) -> None:
+def check_targets(rows: list[dict]) -> list[dict]:
+    """Issue 2's targets for pcloud; prints and returns one verdict per target measured."""
     print("\nTargets (issue 2):")
-    for workload, key, goal, text in TARGETS:
-        if workload in summary:
-            value = summary[workload][key]
-            print(f"  {'met ' if value >= goal else 'MISS'}  {text}: {value:.2f}x")
-    if "W2" in summary:
-        growth = summary["W2"]["peak_growth_mb"]["pcloud"]
-        print(
-            f"  {'met ' if growth <= 100 else 'MISS'}  W2 peak memory within 100 MB of idle:"
-            f" {growth:.0f} MB"
-        )
+    by_metric = {(row["workload"], row["key"]): row for row in rows}
+    verdicts = []
+    for target in TARGETS:
+        row = by_metric.get((target.workload, target.key))
+        if row is None:
+            continue
+        figure = row[target.column]
+        met = target.verdict(figure)
+        if figure is None:
+            shown = "no figure"
+        else:
+            shown = f"{figure:.2f}x" if "/" in target.column else f"{figure:.1f} MB"
+        print(f"  {'met ' if met else 'MISS'}  {target.text}: {shown}")
+        verdicts.append({"target": target.text, "figure": figure, "met": met})
+    return verdicts
+
+
+ALARMING_LOG_LINES = re.compile(r"Traceback|ERROR|CRITICAL|stopped unexpectedly|Exception")
+
+
+def find_anomalies(
+    samples: Samples, rss: dict[str, dict[str, float]], pcloud_log: Path
+) -> list[str]:
+    """What a reader should not miss: failures, pcloud's non-2xx answers, its log, memory."""
+    found = []
+    for workload, by_server in samples.items():
+        for name, runs in by_server.items():
+            for turn, sample in enumerate(runs, 1):
+                if "error" in sample:
+                    found.append(f"{workload} {name} round {turn} failed: {sample['error']}")
+                if sample.get("non_2xx"):
+                    found.append(
+                        f"{workload} {name} round {turn}: {sample['non_2xx']} non-2xx answers,"
+                        f" by status {sample['statuses']}"
+                    )
+                if sample.get("socket_errors"):
+                    found.append(
+                        f"{workload} {name} round {turn}: {sample['socket_errors']} socket errors"
+                    )
+    log_lines = pcloud_log.read_text(errors="replace").splitlines()
+    alarming = [line for line in log_lines if ALARMING_LOG_LINES.search(line)]
+    if alarming:
+        found.append(f"pcloud's log has {len(alarming)} alarming lines, e.g.:")
+        found += [f"    {line[:200]}" for line in alarming[:10]]
+    for name in SERVERS:
+        start, end = rss[name]["start"], rss[name]["end"]
+        if end - start > 100:
+            found.append(f"{name}'s memory grew over the run: {start:.0f} MB -> {end:.0f} MB")
+    return found
+
+
+def print_memory(rss: dict[str, dict[str, float]]) -> None:
+    print("\nResident memory, all processes of each server, MB (after setup -> at the end):")
+    print("  " + "   ".join(f"{n} {rss[n]['start']:.0f} -> {rss[n]['end']:.0f}" for n in SERVERS))
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark pcloud beside nginx and copyparty on loopback (see the top of "
+        "this file, or bench/README.md).",
+    )
+    parser.add_argument("--quick", action="store_true", help="256 MiB files, 1 round, 3 s loads")
+    parser.add_argument("--rounds", type=int, help="rounds per workload (default 3; quick 1)")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W4")
+    parser.add_argument("--seconds", type=float, help="each wrk load (default 10; quick 3)")
+    parser.add_argument("--size-mib", type=int, help="W1/W2 file size (default 1024; quick 256)")
+    parser.add_argument(
+        "--pcloud-args",
+        default="",
+        help='extra `pcloud serve` options, e.g. "--workers 1 --threads 8" (default: none, '
+        "pcloud's own defaults)",
+    )
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="then py-spy pcloud, into DIR")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    parser.add_argument(
+        "--tmp", type=Path, help="where the temporary folder goes (default: TMPDIR)"
+    )
+    return parser.parse_args()
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    only = [name.strip().upper() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(WORKLOADS))
+    if unknown or not only:
+        sys.exit(f"--only: unknown workloads {unknown}; choose from {','.join(WORKLOADS)}")
+    rounds = args.rounds or (1 if args.quick else 3)
+    size_mib = args.size_mib or (256 if args.quick else 1024)
+    seconds = args.seconds or (3 if args.quick else 10)
+    if not (1 <= rounds <= 20 and 16 <= size_mib <= 8192 and 1 <= seconds <= 120):
+        sys.exit("--rounds: 1 to 20; --size-mib: 16 to 8192; --seconds: 1 to 120")
+    return Options(
+        big_size=size_mib * MIB,
+        rounds=rounds,
+        load_seconds=seconds,
+        only=[w for w in WORKLOADS if w in only],
+        pcloud_args=shlex.split(args.pcloud_args),
+        profile_dir=args.profile,
+    )
+
+
+def check_disk(work: Path, options: Options) -> None:
+    """The big file, one copy per server, and an upload in flight (twice, for pcloud)."""
+    needed = options.big_size * 7 + LISTING_FILES * SMALL * 4
+    free = shutil.disk_usage(work).free
+    if free < needed:
+        sys.exit(f"{work}: {free / 1e9:.1f} GB free, the bench needs {needed / 1e9:.1f} GB")
+
+
+def benchmark(work: Path, options: Options) -> dict:
+    """Start the servers, measure, stop them; the samples and what else was seen."""
+    servers: list[Server] = []
+    try:
+        start_servers(work, options, servers)
+        pcloud = servers[0]
+        workloads = Workloads(work, options)
+        print("preparing files...", flush=True)
+        workloads.prepare(servers)
+        rss = {s.name: {"start": rss_mb(s.pid)} for s in servers}
+        samples = run_rounds(workloads, servers, options)
+        for server in servers:
+            rss[server.name]["end"] = rss_mb(server.pid)
+        profiles = profile(workloads, pcloud, options) if options.profile_dir else {}
+        anomalies = find_anomalies(samples, rss, pcloud.log)
+    finally:
+        for server in servers:
+            server.stop()
+    return {"samples": samples, "rss": rss, "profiles": profiles, "anomalies": anomalies}
+
+
+def report(outcome: dict, options: Options) -> dict:
+    rows = summarize(outcome["samples"], options)
+    print_table(rows)
+    print_memory(outcome["rss"])
+    verdicts = check_targets(rows)
+    print("\nAnything odd:" if outcome["anomalies"] else "\nAnything odd: nothing seen.")
+    for line in outcome["anomalies"]:
+        print(f"  {line}")
+    return {"rows": rows, "targets": verdicts}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="256 MiB files, 1 round, short loads")
-    parser.add_argument("--rounds", type=int, help="rounds per workload (default 3, quick 1)")
-    parser.add_argument("--only", default=",".join(WORKLOADS), help="e.g. W1,W4")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
-    only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    rounds = args.rounds or (1 if args.quick else 3)
-    ensure_tools()
-    with tempfile.TemporaryDirectory(prefix="pcloud-bench-") as folder:
-        work = Path(folder)
-        bench = Bench(
-            work, (256 if args.quick else 1024) * 1024 * 1024, load_seconds=3 if args.quick else 8
-        )
-        servers: list[Server] = []
+    args = parse_args()
+    options = options_from(args)
+    ensure_tools(need_py_spy=options.profile_dir is not None)
+    raise_on_termination()
+    about = versions()
+    print(", ".join(f"{key} {value}" for key, value in about.items()))
+    print(
+        f"{options.big_size // MIB} MiB files, {options.rounds} round(s), "
+        f"{options.load_seconds:g} s loads, {' '.join(options.only)}; "
+        f"pcloud serve {shlex.join(options.pcloud_args) or '(defaults)'}",
+        flush=True,
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pcloud-bench-", dir=args.tmp) as folder:
+        check_disk(Path(folder), options)
         try:
-            for start in (start_pcloud, start_nginx, start_copyparty):
-                servers.append(start(work))
-            print("preparing files...", flush=True)
-            bench.prepare(servers)
-            results = run(only, rounds, bench, servers)
-        finally:
-            for server in servers:
-                server.stop()
-    summary = report(results)
-    check_targets(summary)
+            outcome = benchmark(Path(folder), options)
+        except ServerDied as error:
+            sys.exit(f"\nstopped: {error}")
+    summary = report(outcome, options)
+    print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "summary": summary}, indent=2))
+        settings = {**asdict(options), "profile_dir": str(options.profile_dir or "")}
+        document = {"versions": about, "settings": settings, **outcome, **summary}
+        args.json.write_text(json.dumps(document, indent=2, default=str))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("\ninterrupted; the servers were stopped")
