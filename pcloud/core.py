@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import peewee
 
 from pcloud.config import Settings
-from pcloud.db import create_schema, open_database
+from pcloud.db import open_database
+from pcloud.schema import upgrade_schema
 from pcloud.services.google import GoogleCertificates
 from pcloud.services.tokens import AccessTokenCache
 from pcloud.storage import BlobStore, LocalBlobStore
@@ -23,18 +24,20 @@ class Pcloud:
     google_certificates: GoogleCertificates
     access_tokens: AccessTokenCache
 
+    schema_changes: tuple[str, ...] = ()
+
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
-        """Open the database (creating missing tables unless told not to) and the store."""
+        """Open the database (creating or upgrading its schema unless told not to) and the store."""
         database = open_database(settings.database_url, max_connections=settings.threads + 8)
-        if create_tables:
-            create_schema(database)
+        changes = tuple(upgrade_schema(database)) if create_tables else ()
         return cls(
             settings=settings,
             database=database,
             blobs=LocalBlobStore(settings.upload_folder),
             google_certificates=GoogleCertificates(settings.google_certs_url),
             access_tokens=AccessTokenCache(settings),
+            schema_changes=changes,
         )
 
     def close(self) -> None:

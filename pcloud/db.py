@@ -1,4 +1,4 @@
-"""Opening the database named by DATABASE_URL, and creating its schema."""
+"""Opening the database named by DATABASE_URL (pcloud.schema creates and upgrades its tables)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from playhouse import db_url
 from playhouse.pool import PooledSqliteDatabase
 
 from pcloud.errors import ConfigError, DatabaseUnavailable
-from pcloud.models import ALL_MODELS, database_proxy
+from pcloud.models import database_proxy
 
 # Each connection is checked out per request (or command) and returned to the pool
 # afterwards; pooling saves the connect and pragma round trips on every request.
@@ -176,12 +176,6 @@ def check_connection(database: peewee.Database, url: str) -> None:
     finally:
         if not database.is_closed():
             database.close()
-
-
-def create_schema(database: peewee.Database) -> None:
-    """Create every table and index that does not exist yet. Safe to run again."""
-    with database.connection_context():
-        database.create_tables(ALL_MODELS, safe=True)
 
 
 class PreparedQuery:

@@ -44,8 +44,10 @@ def root(
 @app.command("init-db")
 @reports_errors
 def init_db(ctx: typer.Context) -> None:
-    """Create the database tables (safe to run again)."""
+    """Create the database tables, or upgrade an older pcloud's in place (safe to run again)."""
     pcloud = open_pcloud(ctx)
+    for change in pcloud.schema_changes:
+        console.print(f"  {change}")
     console.print(f"Database ready: {database_label(pcloud.settings)}")
     pcloud.close()
 

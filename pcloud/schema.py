@@ -1,0 +1,94 @@
+"""Creating the schema, and upgrading a database made by an older pcloud in place.
+
+Two kinds of change keep an existing database working as the models grow:
+
+- Additive changes need no code: a new model gets its table, a new field gets its column
+  (it must be nullable or have a default), a new index gets created. `upgrade_schema`
+  compares the models with what the database has, using playhouse.migrate.
+- Changes that move data (filling a new table from an old one, say) are functions
+  registered with `@data_migration("name")`. Each runs once, in the order registered,
+  inside a transaction, and is recorded in the `schema_migration` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+from pcloud.models import ALL_MODELS, BaseModel, UtcDateTimeField, utc_now
+
+
+class SchemaMigration(BaseModel):
+    """A data migration that has run on this database."""
+
+    name = peewee.CharField(max_length=100, unique=True)
+    applied_at = UtcDateTimeField(default=utc_now)
+
+
+DataMigration = Callable[[peewee.Database], None]
+DATA_MIGRATIONS: list[tuple[str, DataMigration]] = []
+
+
+def data_migration(name: str) -> Callable[[DataMigration], DataMigration]:
+    """Register a function that moves data once, after the tables and columns exist."""
+
+    def register(function: DataMigration) -> DataMigration:
+        if any(existing == name for existing, _ in DATA_MIGRATIONS):
+            raise ValueError(f"data migration {name!r} is registered twice")
+        DATA_MIGRATIONS.append((name, function))
+        return function
+
+    return register
+
+
+def upgrade_schema(database: peewee.Database) -> list[str]:
+    """Create what is missing and run pending data migrations. Safe to run again.
+
+    Returns one line per change made, for `pcloud init-db` to report.
+    """
+    models = (*ALL_MODELS, SchemaMigration)
+    changes: list[str] = []
+    with database.connection_context():
+        with database.atomic():
+            existing_tables = set(database.get_tables())
+            for model in models:
+                table = model._meta.table_name
+                if table not in existing_tables:
+                    model.create_table(safe=True)
+                    changes.append(f"created table {table}")
+                    continue
+                changes.extend(_add_missing_columns(database, model))
+                model._schema.create_indexes(safe=True)
+        changes.extend(_run_data_migrations(database))
+    return changes
+
+
+def _add_missing_columns(database: peewee.Database, model: type[peewee.Model]) -> list[str]:
+    table = model._meta.table_name
+    present = {column.name for column in database.get_columns(table)}
+    missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
+    for field in missing:
+        if not field.null and field.default is None:
+            raise RuntimeError(
+                f"{table}.{field.column_name} is new and NOT NULL without a default; "
+                "give it a default or make it nullable"
+            )
+    if missing:
+        migrator = SchemaMigrator.from_database(database)
+        migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
+    return [f"added column {table}.{field.column_name}" for field in missing]
+
+
+def _run_data_migrations(database: peewee.Database) -> list[str]:
+    applied = {row.name for row in SchemaMigration.select(SchemaMigration.name)}
+    changes = []
+    for name, function in DATA_MIGRATIONS:
+        if name in applied:
+            continue
+        with database.atomic():
+            function(database)
+            SchemaMigration.create(name=name)
+        changes.append(f"ran data migration {name}")
+    return changes

@@ -1,0 +1,87 @@
+"""Upgrading a database made by an older pcloud in place: columns, indexes, data migrations."""
+
+from __future__ import annotations
+
+import peewee
+import pytest
+from playhouse.migrate import SchemaMigrator, migrate
+
+from pcloud import schema
+from pcloud.core import Pcloud
+from pcloud.models import User
+from pcloud.services import users
+
+
+def _drop_column(database: peewee.Database, table: str, column: str) -> None:
+    with database.connection_context():
+        for index in database.get_indexes(table):
+            if column in index.columns:
+                database.execute_sql(f'DROP INDEX "{index.name}"')
+        migrator = SchemaMigrator.from_database(database)
+        migrate(migrator.drop_column(table, column))
+
+
+def test_a_missing_column_and_its_index_come_back_and_keep_the_rows(pcloud, settings):
+    with pcloud.database.connection_context():
+        users.create_user(settings, "ada", "ada@example.com", "secret-password")
+    _drop_column(pcloud.database, "user", "google_sub")
+    with pcloud.database.connection_context():
+        assert "google_sub" not in {c.name for c in pcloud.database.get_columns("user")}
+
+    changes = schema.upgrade_schema(pcloud.database)
+
+    assert changes == ["added column user.google_sub"]
+    with pcloud.database.connection_context():
+        assert User.get(User.username == "ada").google_sub is None
+        User.update(google_sub="sub-1").execute()
+        with pytest.raises(peewee.IntegrityError), pcloud.database.atomic():
+            User.create(username="bob", email="bob@example.com", google_sub="sub-1")
+    assert schema.upgrade_schema(pcloud.database) == []
+
+
+def test_a_missing_table_is_created(pcloud):
+    with pcloud.database.connection_context():
+        pcloud.database.drop_tables([schema.SchemaMigration])
+    assert schema.upgrade_schema(pcloud.database) == ["created table schema_migration"]
+
+
+def test_a_data_migration_runs_once_and_a_failing_one_changes_nothing(pcloud, monkeypatch):
+    calls = []
+    monkeypatch.setattr(schema, "DATA_MIGRATIONS", [])
+
+    @schema.data_migration("count-users")
+    def count_users(database):
+        calls.append(User.select().count())
+
+    assert schema.upgrade_schema(pcloud.database) == ["ran data migration count-users"]
+    assert schema.upgrade_schema(pcloud.database) == []
+    assert calls == [0]
+
+    @schema.data_migration("half-done")
+    def half_done(database):
+        User.create(username="ghost", email="ghost@example.com")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        schema.upgrade_schema(pcloud.database)
+    with pcloud.database.connection_context():
+        assert not User.select().where(User.username == "ghost").exists()
+        assert (
+            not schema.SchemaMigration.select()
+            .where(schema.SchemaMigration.name == "half-done")
+            .exists()
+        )
+
+    with pytest.raises(ValueError):
+        schema.data_migration("count-users")(count_users)
+
+
+def test_init_db_reports_what_it_upgraded(runner, settings):
+    instance = Pcloud.open(settings)
+    _drop_column(instance.database, "user", "google_sub")
+    instance.close()
+
+    result = runner.invoke("init-db")
+
+    assert result.exit_code == 0, result.output
+    assert "added column user.google_sub" in result.output
