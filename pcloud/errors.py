@@ -64,3 +64,9 @@ class DatabaseUnavailable(PcloudError):
 
     status = 503
     exit_code = 3
+
+
+class WorkersFailing(PcloudError):
+    """`pcloud serve` gave up: its worker processes kept dying."""
+
+    exit_code = 4

@@ -14,6 +14,7 @@ Each worker opens its own database connections after the fork.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -31,9 +32,16 @@ from waitress.wasyncore import _DISCONNECTED
 from pcloud.api import MULTIPART_OVERHEAD, create_app
 from pcloud.config import Settings
 from pcloud.core import Pcloud
+from pcloud.errors import WorkersFailing
 
 RECV_BYTES = 256 * 1024  # waitress reads 8 KiB at a time by default: slow for uploads
+# A worker that dies is replaced after a pause that doubles while workers keep dying; when
+# more than MAX_RESTARTS deaths fall within RESTART_WINDOW seconds, something is broken
+# for good (a full disk, a lost database) and serve stops instead of looping forever.
 RESTART_PAUSE = 1.0
+MAX_RESTART_PAUSE = 30.0
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
 # Waitress sends a file in pieces of the socket's send buffer size, which starts small
 # (a few tens of KiB): a larger buffer means fewer, larger sends for big downloads.
 SEND_BUFFER = 4 * 1024 * 1024
@@ -42,6 +50,7 @@ SOCKET_OPTIONS = [
     (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
     (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
 ]
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 log = logging.getLogger("pcloud.server")
 
@@ -195,7 +204,8 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
         run_worker(settings, sock)
         return
     children: set[int] = set()
-    stopping = False
+    deaths: list[float] = []
+    stopping = failed = False
 
     def stop(_signum, _frame) -> None:
         nonlocal stopping
@@ -224,17 +234,35 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
             except ChildProcessError:
                 break
             children.discard(pid)
-            if not stopping:
+            if stopping:
+                continue
+            now = time.monotonic()
+            deaths = [moment for moment in deaths if now - moment < RESTART_WINDOW] + [now]
+            if len(deaths) > MAX_RESTARTS:
                 log.error(
-                    "Worker %s stopped unexpectedly (status %s); starting another", pid, status
+                    "Workers stopped unexpectedly %d times in %d s; stopping pcloud",
+                    len(deaths),
+                    RESTART_WINDOW,
                 )
-                time.sleep(RESTART_PAUSE)
-                start_worker()
+                stop(None, None)
+                failed = True
+                continue
+            pause = min(RESTART_PAUSE * 2 ** (len(deaths) - 1), MAX_RESTART_PAUSE)
+            log.error(
+                "Worker %s stopped unexpectedly (status %s); starting another in %.0f s",
+                pid,
+                status,
+                pause,
+            )
+            time.sleep(pause)
+            start_worker()
     finally:
         for pid in children:
             _signal_quietly(pid, signal.SIGTERM)
         for pid in children:
             _wait_quietly(pid)
+    if failed:
+        raise WorkersFailing("pcloud stopped: its workers keep failing (see the log above)")
 
 
 def _fork_worker(work: Callable[[], None]) -> int:
@@ -249,6 +277,7 @@ def _fork_worker(work: Callable[[], None]) -> int:
     try:
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)
+        _stop_with_parent()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         work()
     except KeyboardInterrupt:
@@ -258,6 +287,18 @@ def _fork_worker(work: Callable[[], None]) -> int:
         code = 1
     finally:
         os._exit(code)
+
+
+def _stop_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when the supervising process dies, even by
+    SIGKILL, so no orphaned worker keeps the port. Elsewhere this does nothing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        raise KeyboardInterrupt
 
 
 def _interrupt(_signum, _frame) -> None:

@@ -394,3 +394,77 @@ def test_a_worker_interrupted_while_starting_stops_quietly(tmp_path):
         assert "Worker failed" not in output.text
     finally:
         end(process)
+
+
+WORKERS_THAT_KEEP_FAILING = """
+import logging
+from pcloud import server
+from pcloud.config import load_settings
+from pcloud.core import Pcloud
+from pcloud.errors import WorkersFailing
+
+logging.basicConfig(level=logging.INFO)
+settings = load_settings(environ={}, env_file=None)
+Pcloud.open(settings).close()
+
+def broken_create_app(*args, **kwargs):
+    raise RuntimeError("the disk is full")
+
+server.create_app = broken_create_app
+server.RESTART_PAUSE = 0.05
+server.MAX_RESTARTS = 3
+try:
+    server.run(settings, server.listen("127.0.0.1", 0), 2)
+except WorkersFailing as error:
+    print("gave up:", error, flush=True)
+"""
+
+
+def test_workers_that_keep_dying_are_restarted_with_growing_pauses_then_given_up(tmp_path):
+    process = start(["-c", WORKERS_THAT_KEEP_FAILING], tmp_path)
+    try:
+        output = Output(process.stdout)
+        assert output.wait_for(r"gave up: .*keep failing", timeout=20), output.text
+        assert process.wait(timeout=5) == 0
+        pauses = re.findall(r"starting another in (\d+(?:\.\d+)?) s", output.text)
+        # Deaths 1..3 are restarted (pauses 0.05, 0.1, 0.2 s, printed rounded); the 4th stops.
+        assert len(pauses) == 3, output.text
+        assert "stopped unexpectedly 4 times" in output.text
+    finally:
+        end(process)
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # a zombie has stopped; only its exit status is left
+
+
+def test_workers_stop_when_their_supervisor_is_killed_outright(tmp_path):
+    process = start(["-m", "pcloud", "serve", "--port", "0", "--workers", "2"], tmp_path)
+    try:
+        output = Output(process.stdout)
+        started = output.wait_for(r"serving on http://\S+:(\d+)", timeout=30)
+        assert started, output.text
+        assert wait_until_serving(process.pid, 2, timeout=10)
+        workers = [
+            int(child)
+            for child in Path(f"/proc/{process.pid}/task/{process.pid}/children")
+            .read_text()
+            .split()
+        ]
+        assert len(workers) == 2
+
+        process.kill()  # SIGKILL: the supervisor can't pass anything on
+        process.wait(timeout=5)
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(_is_gone(pid) for pid in workers):
+            time.sleep(0.05)
+        assert all(_is_gone(pid) for pid in workers)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{started.group(1)}/", timeout=2)
+    finally:
+        end(process)
