@@ -41,7 +41,8 @@ class Pcloud:
         )
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, and the blob store."""
+        self.blobs.close()
         close_all = getattr(self.database, "close_all", None)
         if close_all is not None:
             close_all()

@@ -114,13 +114,18 @@ class BlobStore(ABC):
     def delete(self, key: str) -> bool:
         """Remove a blob; returns False when there was none. Never raises for a missing key."""
 
+    def close(self) -> None:  # noqa: B027 (a backend holding nothing open needs none)
+        """Release what the store holds open (connections, descriptors)."""
+
     @abstractmethod
     def scan(self) -> Iterator[BlobEntry]:
         """Every blob in the store, in no particular order."""
 
     @abstractmethod
     def scan_partials(self) -> Iterator[BlobEntry]:
-        """Unfinished writes (key: a name only the store understands), for gc."""
+        """Unfinished writes that outlived their writer (key: a name only the store
+        understands), for gc. A backend whose unfinished writes vanish by themselves
+        (anonymous files) may list none."""
 
     @abstractmethod
     def delete_partial(self, key: str) -> bool:
