@@ -20,6 +20,7 @@ class PcloudError(Exception):
         super().__init__(text)
         self.message = text
         self.extra = extra
+        self.headers: dict[str, str] = {}  # added to the API's answer
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, **self.extra}
@@ -47,6 +48,17 @@ class Conflict(PcloudError):
 
 class PayloadTooLarge(PcloudError):
     status = 413
+
+
+class TooManyRequests(PcloudError):
+    """Refused for now; `retry_after` says in how many seconds to try again."""
+
+    status = 429
+
+    def __init__(self, text: str, /, retry_after: int, **extra: Any) -> None:
+        super().__init__(text, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ServiceUnavailable(PcloudError):

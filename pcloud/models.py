@@ -9,7 +9,9 @@ from peewee import (
     CharField,
     DatabaseProxy,
     ForeignKeyField,
+    IntegerField,
     Model,
+    TextField,
 )
 
 # Bound to the real database by pcloud.db.open_database().
@@ -61,6 +63,7 @@ class User(BaseModel):
     password_hash = CharField(max_length=255, null=True)  # None: Google-only account
     google_sub = CharField(max_length=255, null=True, unique=True)
     created_at = UtcDateTimeField(default=utc_now)
+    disabled_at = UtcDateTimeField(null=True)  # set: no sign-in, no token works
 
 
 class StoredFile(BaseModel):
@@ -78,14 +81,59 @@ class StoredFile(BaseModel):
         indexes = ((("owner", "name"), True),)
 
 
+class DeviceSession(BaseModel):
+    """One sign-in of one device. Its tokens work only while it is not revoked."""
+
+    public_id = CharField(max_length=32, unique=True)  # the `sid` claim; shown to the user
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    method = CharField(max_length=16)  # "password", "google", or "legacy" (before sessions)
+    device_name = CharField(max_length=100, null=True)
+    user_agent = CharField(max_length=255, null=True)
+    ip_address = CharField(max_length=64, null=True)
+    created_at = UtcDateTimeField(default=utc_now)
+    last_seen_at = UtcDateTimeField(default=utc_now)
+    expires_at = UtcDateTimeField()  # moves forward with every refresh
+    revoked_at = UtcDateTimeField(null=True)
+    revoked_reason = CharField(max_length=64, null=True)
+
+
 class RefreshToken(BaseModel):
     """A refresh token that was issued; revoking it ends that sign-in."""
 
     token_id = CharField(max_length=64, unique=True)  # the token's `jti` claim
     user = ForeignKeyField(User, backref="refresh_tokens", on_delete="CASCADE")
+    session = ForeignKeyField(
+        DeviceSession, backref="refresh_tokens", null=True, on_delete="CASCADE"
+    )
     created_at = UtcDateTimeField(default=utc_now)
     expires_at = UtcDateTimeField()
     revoked_at = UtcDateTimeField(null=True)
+    rotated_at = UtcDateTimeField(null=True)  # replaced by a newer token of its session
 
 
-ALL_MODELS = (User, StoredFile, RefreshToken)
+class SignInThrottle(BaseModel):
+    """Failed sign-ins counted for one account, one client IP, or one pair of them."""
+
+    scope = CharField(max_length=16)  # "account", "ip" or "account-ip"
+    key = CharField(max_length=400)
+    failures = IntegerField(default=0)
+    last_failure_at = UtcDateTimeField(default=utc_now)
+    locked_until = UtcDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("scope", "key"), True),)
+
+
+class AuditEvent(BaseModel):
+    """Something that happened to an account, kept after the account itself is gone."""
+
+    at = UtcDateTimeField(default=utc_now, index=True)
+    action = CharField(max_length=64)
+    user_id = BigIntegerField(null=True, index=True)  # not a foreign key: outlives the user
+    username = CharField(max_length=150, null=True)
+    actor = CharField(max_length=16)  # "user", "admin" (the CLI) or "system"
+    ip_address = CharField(max_length=64, null=True)
+    detail = TextField(null=True)
+
+
+ALL_MODELS = (User, StoredFile, DeviceSession, RefreshToken, SignInThrottle, AuditEvent)

@@ -12,12 +12,20 @@ Two kinds of change keep an existing database working as the models grow:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
-from pcloud.models import ALL_MODELS, BaseModel, UtcDateTimeField, utc_now
+from pcloud.models import (
+    ALL_MODELS,
+    BaseModel,
+    DeviceSession,
+    RefreshToken,
+    UtcDateTimeField,
+    utc_now,
+)
 
 
 class SchemaMigration(BaseModel):
@@ -92,3 +100,28 @@ def _run_data_migrations(database: peewee.Database) -> list[str]:
             SchemaMigration.create(name=name)
         changes.append(f"ran data migration {name}")
     return changes
+
+
+# --- The data migrations, in the order they run ------------------------------------------
+
+
+@data_migration("refresh-tokens-get-sessions")
+def _give_each_refresh_token_a_session(database: peewee.Database) -> None:
+    """Before device sessions, a refresh token stood alone: each live one becomes a session
+    of its own, so that the devices signed in before the upgrade stay signed in."""
+    now = utc_now()
+    legacy = RefreshToken.select().where(
+        RefreshToken.session.is_null()
+        & RefreshToken.revoked_at.is_null()
+        & (RefreshToken.expires_at > now)
+    )
+    for token in legacy:
+        session = DeviceSession.create(
+            public_id=secrets.token_urlsafe(12),
+            user=token.user_id,
+            method="legacy",
+            created_at=token.created_at,
+            last_seen_at=token.created_at,
+            expires_at=token.expires_at,
+        )
+        RefreshToken.update(session=session.id).where(RefreshToken.id == token.id).execute()

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from pcloud.models import User
-from pcloud.services import tokens
+from pcloud.services import sessions, tokens
 
 JSON_ROUTES = ["/register", "/login", "/login/google", "/token/refresh", "/logout", "/rename"]
 
@@ -164,7 +164,7 @@ def test_expired_refresh_token_is_401(client, auth, settings, monkeypatch):
     auth.register()
     short = replace(settings, refresh_token_lifetime=-10)
     user = User.get(User.username == "ann")
-    pair = tokens.issue_pair(short, user)
+    pair = sessions.start(short, user, "password", sessions.Client())
     response = client.post("/token/refresh", json={"refresh_token": pair.refresh_token})
     assert response.status_code == 401
     assert "expired" in response.get_json()["error"]
@@ -302,7 +302,8 @@ def test_a_cached_access_token_is_still_refused_once_it_expires(
 ):
     auth.register()
     user = User.get(User.username == "ann")
-    token = tokens.issue_access_token(replace(settings, access_token_lifetime=60), user.id)
+    short = replace(settings, access_token_lifetime=60)
+    token = sessions.start(short, user, "password", sessions.Client()).access_token
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/files", headers=headers).status_code == 200  # now verified and cached
     later = __import__("time").time() + 120

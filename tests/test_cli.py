@@ -118,10 +118,10 @@ def test_users_list_shows_each_user_with_their_files_and_bytes(runner, client, a
     assert result.exit_code == 0, result.output
     rows = {cells[1]: cells for cells in table_rows(result.output)}
     assert set(rows) == {"ann", "bob", "gina"}, result.output
-    # ID, Username, Email, Google, Files, Used, Created
-    assert rows["ann"][2:6] == ["ann@example.org", "no", "2", "500 B"]
-    assert rows["bob"][2:6] == ["bob@example.org", "no", "0", "0 B"]
-    assert rows["gina"][2:6] == ["gina@example.org", "yes", "0", "0 B"]
+    # ID, Username, Email, Google, Status, Files, Used, Created
+    assert rows["ann"][2:7] == ["ann@example.org", "no", "active", "2", "500 B"]
+    assert rows["bob"][2:7] == ["bob@example.org", "no", "active", "0", "0 B"]
+    assert rows["gina"][2:7] == ["gina@example.org", "yes", "active", "0", "0 B"]
     assert "3 user(s)" in result.output
 
 

@@ -8,7 +8,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from pcloud import schema
 from pcloud.core import Pcloud
-from pcloud.models import User
+from pcloud.models import AuditEvent, User
 from pcloud.services import users
 
 
@@ -41,8 +41,8 @@ def test_a_missing_column_and_its_index_come_back_and_keep_the_rows(pcloud, sett
 
 def test_a_missing_table_is_created(pcloud):
     with pcloud.database.connection_context():
-        pcloud.database.drop_tables([schema.SchemaMigration])
-    assert schema.upgrade_schema(pcloud.database) == ["created table schema_migration"]
+        pcloud.database.drop_tables([AuditEvent])
+    assert schema.upgrade_schema(pcloud.database) == ["created table audit_event"]
 
 
 def test_a_data_migration_runs_once_and_a_failing_one_changes_nothing(pcloud, monkeypatch):

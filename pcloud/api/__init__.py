@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root
+from pcloud.api import accounts, errors, files, root, sessions
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
-    for blueprint in (root.blueprint, accounts.blueprint, files.blueprint):
+    for blueprint in (root.blueprint, accounts.blueprint, sessions.blueprint, files.blueprint):
         app.register_blueprint(blueprint)
 
     @app.teardown_appcontext

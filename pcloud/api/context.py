@@ -10,7 +10,8 @@ from flask import current_app, g, request
 
 from pcloud.core import Pcloud
 from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
-from pcloud.services import users
+from pcloud.services import sessions
+from pcloud.services.sessions import Client
 
 MAX_JSON_BYTES = 64 * 1024
 View = TypeVar("View", bound=Callable[..., Any])
@@ -58,10 +59,10 @@ def login_required(view: View) -> View:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise Unauthorized("Authorization header must be 'Bearer <access token>'")
-        user_id = pcloud().access_tokens.user_id(token)
-        if not users.exists(user_id):
-            raise Unauthorized("User no longer exists")
-        g.user_id = user_id
+        claims = pcloud().access_tokens.claims(token)
+        sessions.check_access(claims, request.remote_addr)
+        g.user_id = claims.user_id
+        g.session_id = claims.session_id
         return view(*args, **kwargs)
 
     return authenticated_view  # type: ignore[return-value]
@@ -69,3 +70,16 @@ def login_required(view: View) -> View:
 
 def current_user_id() -> int:
     return g.user_id
+
+
+def current_session_id() -> str:
+    return g.session_id
+
+
+def client(device_name: str | None = None) -> Client:
+    """The device making this request, as its session records it."""
+    return Client(
+        ip_address=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        device_name=sessions.validate_device_name(device_name),
+    )

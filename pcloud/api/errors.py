@@ -22,7 +22,7 @@ HTTP_ERROR_TEXT = {
 def register(app: Flask) -> None:
     @app.errorhandler(PcloudError)
     def pcloud_error(error: PcloudError):
-        return jsonify(error.to_json()), error.status
+        return jsonify(error.to_json()), error.status, error.headers
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -1,4 +1,4 @@
-"""The `pcloud` command: serve, init-db, users, files."""
+"""The `pcloud` command: serve, init-db, users, files, audit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import files, serve, users
+from pcloud.cli import audit, files, serve, users
 from pcloud.cli.common import CliState, console, database_label, open_pcloud, reports_errors
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(users.app, name="users")
 app.add_typer(files.app, name="files")
 app.command()(serve.serve)
+app.command("audit")(audit.show_audit)
 
 
 def _print_version(value: bool) -> None:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
-from pcloud.services import users
+from pcloud.services import audit, sessions, users
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def list_users(ctx: typer.Context) -> None:
         ("Username", "left"),
         ("Email", "left"),
         ("Google", "center"),
+        ("Status", "left"),
         ("Files", "right"),
         ("Used", "right"),
         ("Created (UTC)", "left"),
@@ -34,6 +35,7 @@ def list_users(ctx: typer.Context) -> None:
             row.username,
             row.email,
             "yes" if row.google_linked else "no",
+            "[red]disabled[/red]" if row.disabled else "active",
             str(row.file_count),
             human_size(row.bytes_used),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -60,7 +62,9 @@ def create(
 ) -> None:
     """Create a user that signs in with a password."""
     pcloud = open_pcloud(ctx)
-    user = users.create_user(pcloud.settings, username, email, _new_password(password))
+    user = users.create_user(
+        pcloud.settings, username, email, _new_password(password), actor=audit.ADMIN_ACTOR
+    )
     console.print(f"Created user [bold]{user.username}[/bold] (id {user.id}).")
     pcloud.close()
 
@@ -99,4 +103,86 @@ def delete(
         )
     user, file_count = users.delete_user(pcloud.blobs, user.username)
     console.print(f"Deleted user [bold]{user.username}[/bold] and {file_count} file(s).")
+    pcloud.close()
+
+
+@app.command("sessions")
+@reports_errors
+def list_sessions(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+    include_ended: bool = typer.Option(
+        False, "--all", help="Also show revoked and expired sessions."
+    ),
+) -> None:
+    """Show the devices a user is signed in on."""
+    pcloud = open_pcloud(ctx)
+    user = users.find_user(username)
+    rows = sessions.list_sessions(user.id, include_ended=include_ended)
+    table = Table(title=f"{len(rows)} session(s) of {user.username}")
+    for column in ("ID", "Device", "Via", "IP", "Signed in (UTC)", "Last seen (UTC)", "Status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if row.revoked_at is not None:
+            status = f"[red]revoked[/red] ({row.revoked_reason})"
+        else:
+            status = "live" if row.live else "expired"
+        table.add_row(
+            row.id,
+            row.device_name or row.user_agent or "-",
+            row.method,
+            row.ip_address or "-",
+            row.created_at.strftime("%Y-%m-%d %H:%M"),
+            row.last_seen_at.strftime("%Y-%m-%d %H:%M"),
+            status,
+        )
+    print_table(table)
+    pcloud.close()
+
+
+@app.command("revoke")
+@reports_errors
+def revoke(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+    session_id: str = typer.Option(None, "--session", help="The session to end (see `sessions`)."),
+    everywhere: bool = typer.Option(False, "--all", help="End every session of the user."),
+) -> None:
+    """Sign a user out of one device (--session ID) or all of them (--all), at once."""
+    if (session_id is None) == (not everywhere):
+        raise typer.BadParameter("give exactly one of --session ID and --all")
+    pcloud = open_pcloud(ctx)
+    user = users.find_user(username)
+    if everywhere:
+        count = sessions.revoke_all(user, sessions.ADMIN, actor=audit.ADMIN_ACTOR)
+        console.print(f"Revoked {count} session(s) of [bold]{user.username}[/bold].")
+    else:
+        sessions.revoke(user, session_id, sessions.ADMIN, actor=audit.ADMIN_ACTOR)
+        console.print(f"Revoked session {session_id} of [bold]{user.username}[/bold].")
+    pcloud.close()
+
+
+@app.command("disable")
+@reports_errors
+def disable(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+) -> None:
+    """Stop a user from signing in; every token of theirs stops working at once."""
+    pcloud = open_pcloud(ctx)
+    user = users.set_disabled(username, True)
+    console.print(f"Disabled [bold]{user.username}[/bold]; all their sessions ended.")
+    pcloud.close()
+
+
+@app.command("enable")
+@reports_errors
+def enable(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+) -> None:
+    """Let a disabled user sign in again."""
+    pcloud = open_pcloud(ctx)
+    user = users.set_disabled(username, False)
+    console.print(f"Enabled [bold]{user.username}[/bold]; they can sign in again.")
     pcloud.close()

@@ -10,9 +10,10 @@ import peewee
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings
-from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
-from pcloud.models import RefreshToken, StoredFile, User, database_proxy, utc_now
+from pcloud.models import DeviceSession, RefreshToken, StoredFile, User, database_proxy, utc_now
+from pcloud.services import audit, sessions, throttle
+from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
 
 MAX_USERNAME_LENGTH = 150
@@ -20,7 +21,6 @@ MAX_EMAIL_LENGTH = 254
 MAX_PASSWORD_BYTES = 4096  # refused above, never truncated
 USERNAME_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f@/\\]")
 EMAIL_SHAPE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
-INVALID_CREDENTIALS = "Invalid credentials"
 # Checked against when no account matches, so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("pcloud-dummy-password", method="scrypt")
 
@@ -62,6 +62,8 @@ def create_user(
     email: object,
     password: object | None,
     google_sub: str | None = None,
+    client: Client | None = None,
+    actor: str = audit.USER_ACTOR,
 ) -> User:
     """Create an account. Raises BadRequest for bad fields, Conflict for a taken name or email."""
     username = validate_username(username)
@@ -72,9 +74,17 @@ def create_user(
     _refuse_taken(username, email)
     try:
         with database_proxy.atomic():
-            return User.create(
+            user = User.create(
                 username=username, email=email, password_hash=password_hash, google_sub=google_sub
             )
+            audit.record(
+                audit.USER_CREATED,
+                user=user,
+                actor=actor,
+                ip_address=client.ip_address if client else None,
+                google=google_sub is not None,
+            )
+            return user
     except peewee.IntegrityError:
         _refuse_taken(username, email)  # lost a race: say which one
         raise Conflict("Username or email already exists") from None
@@ -87,25 +97,26 @@ def _refuse_taken(username: str, email: str) -> None:
         raise Conflict("Email already registered")
 
 
-def authenticate(login_identifier: object, password: object) -> User:
-    """The user whose username or email and password these are. Raises Unauthorized."""
-    if not isinstance(login_identifier, str) or not isinstance(password, str):
-        raise BadRequest("'login_identifier' and 'password' must be strings")
-    if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
-        raise Unauthorized(INVALID_CREDENTIALS)
-    user = (
+def find_by_login(login_identifier: str) -> User | None:
+    """The account whose username, or email, this is."""
+    return (
         User.select()
         .where(
             (User.username == login_identifier) | (User.email == login_identifier.strip().lower())
         )
         .first()
     )
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Whether this is the user's password. Costs the same when there is no such user,
+    or no password, so that the time taken tells nothing."""
+    if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+        return False
     if user is None or user.password_hash is None:
         check_password_hash(_DUMMY_HASH, password)
-        raise Unauthorized(INVALID_CREDENTIALS)
-    if not check_password_hash(user.password_hash, password):
-        raise Unauthorized(INVALID_CREDENTIALS)
-    return user
+        return False
+    return check_password_hash(user.password_hash, password)
 
 
 def get_user(user_id: int) -> User | None:
@@ -114,30 +125,81 @@ def get_user(user_id: int) -> User | None:
 
 def find_user(username_or_email: str) -> User:
     """The user named so (username, or email). Raises NotFound."""
-    user = (
-        User.select()
-        .where(
-            (User.username == username_or_email) | (User.email == username_or_email.strip().lower())
-        )
-        .first()
-    )
+    user = find_by_login(username_or_email)
     if user is None:
         raise NotFound(f"No user {username_or_email!r}")
     return user
 
 
 def set_password(settings: Settings, username: str, password: object) -> User:
-    """Set a new password; every refresh token of the user stops working."""
+    """The admin sets a new password: every session of the user ends."""
     user = find_user(username)
     password_hash = hash_password(settings, validate_password(password))
     with database_proxy.atomic():
         User.update(password_hash=password_hash).where(User.id == user.id).execute()
-        (
-            RefreshToken.update(revoked_at=utc_now())
-            .where((RefreshToken.user == user.id) & RefreshToken.revoked_at.is_null())
-            .execute()
+        sessions.revoke_all(
+            user, sessions.ADMIN, actor=audit.ADMIN_ACTOR, reason="password changed by admin"
         )
+        audit.record(audit.PASSWORD_CHANGED, user=user, actor=audit.ADMIN_ACTOR)
     return user
+
+
+def change_own_password(
+    settings: Settings,
+    user_id: int,
+    current_session_id: str,
+    old_password: object,
+    new_password: object,
+    client: Client,
+) -> int:
+    """A signed-in user changes their password, proving they know the old one. Every
+    other session ends; this one goes on. Returns how many sessions ended.
+
+    Wrong old passwords count as failed sign-ins (a stolen access token must not become
+    a way to guess the password)."""
+    if not isinstance(old_password, str):
+        raise BadRequest("'old_password' must be a string")
+    new_password = validate_password(new_password)
+    user = get_user(user_id)
+    if user is None:
+        raise Unauthorized("User no longer exists")
+    if user.password_hash is None:
+        raise BadRequest("This account signs in with Google and has no password to change")
+    keys = throttle.keys_for(throttle.account_key(user, user.username), client.ip_address)
+    throttle.check(keys)
+    if not password_matches(user, old_password):
+        with database_proxy.atomic():
+            throttle.record_failure(keys)
+            audit.record(audit.PASSWORD_CHANGE_FAILED, user=user, ip_address=client.ip_address)
+        raise Unauthorized("The old password is wrong")
+    password_hash = hash_password(settings, new_password)
+    with database_proxy.atomic():
+        User.update(password_hash=password_hash).where(User.id == user.id).execute()
+        ended = sessions.revoke_all(
+            user, client, keep_session_id=current_session_id, reason="password changed"
+        )
+        audit.record(audit.PASSWORD_CHANGED, user=user, ip_address=client.ip_address)
+    throttle.clear_account(keys)
+    return ended
+
+
+def set_disabled(username: str, disabled: bool) -> User:
+    """Disable an account (no sign-in, every token refused at once) or enable it again.
+
+    Disabling also ends every session, so enabling the account brings none of them back."""
+    user = find_user(username)
+    with database_proxy.atomic():
+        User.update(disabled_at=utc_now() if disabled else None).where(User.id == user.id).execute()
+        if disabled:
+            sessions.revoke_all(
+                user, sessions.ADMIN, actor=audit.ADMIN_ACTOR, reason="account disabled"
+            )
+        audit.record(
+            audit.USER_DISABLED if disabled else audit.USER_ENABLED,
+            user=user,
+            actor=audit.ADMIN_ACTOR,
+        )
+    return User.get_by_id(user.id)
 
 
 def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
@@ -151,8 +213,10 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
             .tuples()
         ]
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
-        RefreshToken.delete().where(RefreshToken.user == user.id).execute()
+        for model in (RefreshToken, DeviceSession):
+            model.delete().where(model.user == user.id).execute()
         User.delete().where(User.id == user.id).execute()
+        audit.record(audit.USER_DELETED, user=user, actor=audit.ADMIN_ACTOR, files=len(blob_keys))
     # After the commit: a crash here leaves orphan blobs, which `pcloud files gc` removes.
     for key in blob_keys:
         blobs.delete(key)
@@ -165,6 +229,7 @@ class UserUsage:
     username: str
     email: str
     google_linked: bool
+    disabled: bool
     file_count: int
     bytes_used: int
     created_at: datetime
@@ -186,17 +251,10 @@ def list_users() -> list[UserUsage]:
             user.username,
             user.email,
             user.google_sub is not None,
+            user.disabled_at is not None,
             int(user.file_count),
             int(user.bytes_used),
             user.created_at,
         )
         for user in query
     ]
-
-
-_USER_EXISTS = PreparedQuery(lambda user_id: User.select(User.id).where(User.id == user_id), -7301)
-
-
-def exists(user_id: int) -> bool:
-    """Whether the account still exists (checked on every authenticated request)."""
-    return _USER_EXISTS.execute(user_id).fetchone() is not None
