@@ -383,3 +383,57 @@ def test_sessions_service_lists_only_live_sessions_unless_asked(client, ann):
     user_id = User.get(User.username == "ann").id
     assert len(sessions.list_sessions(user_id)) == 1
     assert len(sessions.list_sessions(user_id, include_ended=True)) == 2
+
+
+# --- The audit log --------------------------------------------------------------------
+
+
+def test_pcloud_audit_shows_sign_ins_revocations_deletions_and_admin_actions(client, runner, ann):
+    import io
+
+    phone = sign_in(client, device_name="phone")
+    client.post("/upload", headers=bearer(phone), data={"file": (io.BytesIO(b"x"), "gone.txt")})
+    client.delete("/delete/gone.txt", headers=bearer(phone))
+    client.post("/login", json={"login_identifier": "ann", "password": "nope"})
+    runner.invoke("users", "revoke", "ann", "--all")
+    runner.invoke("users", "disable", "ann")
+
+    result = runner.invoke("audit", "--user", "ann", env={"COLUMNS": "250"})
+
+    assert result.exit_code == 0, result.output
+    for action in (
+        "user-created",
+        "sign-in",
+        "file-deleted",
+        "sign-in-failed",
+        "sessions-revoked",
+        "user-disabled",
+    ):
+        assert action in result.output, action
+    assert "gone.txt" in result.output and "192.0.2.7" in result.output
+    assert "admin" in result.output
+
+
+def test_pcloud_audit_filters_by_time(client, runner, ann):
+    sign_in(client)
+    assert "sign-in" in runner.invoke("audit", "--since", "1h", env={"COLUMNS": "250"}).output
+    future = runner.invoke("audit", "--since", "2999-01-01", env={"COLUMNS": "250"})
+    assert future.exit_code == 0
+    assert "0 event(s)" in future.output
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [(("audit", "--since", "yesterday"), 2), (("audit", "--user", "nobody"), 1)],
+)
+def test_pcloud_audit_with_bad_options_fails_cleanly(runner, args, code):
+    result = runner.invoke(*args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_audit_log_outlives_the_deleted_user(client, runner, ann):
+    sign_in(client)
+    assert runner.invoke("users", "delete", "ann", "--yes").exit_code == 0
+    result = runner.invoke("audit", env={"COLUMNS": "250"})
+    assert "user-deleted" in result.output and "ann" in result.output

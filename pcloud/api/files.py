@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, send_file
+from flask import Blueprint, jsonify, request, send_file
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
 from pcloud.api.uploads import receive_file
@@ -73,7 +73,7 @@ def download(filename: str):
 @blueprint.delete("/delete/<path:filename>")
 @login_required
 def delete(filename: str):
-    name = files.delete_file(pcloud().blobs, current_user_id(), filename)
+    name = files.delete_file(pcloud().blobs, current_user_id(), filename, request.remote_addr)
     return jsonify({"message": f"File '{name}' deleted successfully"})
 
 

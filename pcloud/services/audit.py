@@ -64,6 +64,8 @@ def record(
     """Add one event to the log (in the caller's transaction, if there is one)."""
     if user is not None:
         user_id, username = user.id, user.username
+    elif user_id is not None and username is None:
+        username = User.select(User.username).where(User.id == user_id).scalar()
     AuditEvent.create(
         at=utc_now(),
         action=action,

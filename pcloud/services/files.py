@@ -12,7 +12,7 @@ import peewee
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
 from pcloud.models import StoredFile, database_proxy, micros, utc_now
-from pcloud.services import names
+from pcloud.services import audit, names
 from pcloud.storage import BlobStore, StoredBlob
 
 FILE_NOT_FOUND = "File not found"
@@ -177,11 +177,20 @@ def rename_file(owner_id: int, old_name: object, new_name: object) -> tuple[str,
     return stored.name, new_name
 
 
-def delete_file(blobs: BlobStore, owner_id: int, name: object) -> str:
+def delete_file(
+    blobs: BlobStore, owner_id: int, name: object, ip_address: str | None = None
+) -> str:
     """Delete one of the user's files and its bytes; returns the stored name."""
     with database_proxy.atomic():
         stored = get_file(owner_id, name)
         StoredFile.delete().where(StoredFile.id == stored.id).execute()
+        audit.record(
+            audit.FILE_DELETED,
+            user_id=owner_id,
+            ip_address=ip_address,
+            name=stored.name,
+            size=stored.size,
+        )
     # After the commit: if this fails the blob is an orphan that `pcloud files gc` removes.
     blobs.delete(stored.blob_key)
     return stored.name

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.models import StoredFile, User, database_proxy, utc_now
+from pcloud.services import audit
 from pcloud.storage import BlobEntry, BlobStore
 
 # A blob is renamed into place a moment before its row commits, and a partial upload is
@@ -81,6 +82,14 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
     for entry in report.stale_partials:
         blobs.delete_partial(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
-    if broken_ids:
-        with database_proxy.atomic():
+    with database_proxy.atomic():
+        if broken_ids:
             StoredFile.delete().where(StoredFile.id.in_(broken_ids)).execute()
+        audit.record(
+            audit.FILES_GC,
+            actor=audit.ADMIN_ACTOR,
+            orphan_blobs=len(report.orphan_blobs),
+            partial_uploads=len(report.stale_partials),
+            broken_files=len(broken_ids),
+            bytes=report.reclaimable_bytes,
+        )
