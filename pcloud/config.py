@@ -54,6 +54,28 @@ def parse_positive_int(text: str) -> int:
     return number
 
 
+def parse_count(text: str) -> int:
+    number = int(text)
+    if number < 0:
+        raise ValueError("expected a whole number of 0 or more")
+    return number
+
+
+ORIGIN = re.compile(r"https?://[^\s/,:]+(:\d{1,5})?")
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """'https://a.example, http://b.example:8080' -> ('https://a.example', ...)."""
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin: write scheme and host, such as "
+                "https://files.example.org or http://localhost:8080"
+            )
+    return origins
+
+
 def parse_workers(text: str) -> int:
     if text.strip().lower() == "auto":
         return max(1, min(os.cpu_count() or 1, 8))
@@ -168,6 +190,32 @@ OPTIONS: tuple[Option, ...] = (
         "Threads per process: requests each process handles at once.",
         parse_positive_int,
     ),
+    Option(
+        "TRUSTED_PROXIES",
+        "trusted_proxies",
+        "0",
+        "How many reverse proxies (Caddy, nginx) stand in front of pcloud. With 1 or more, "
+        "the client's IP and scheme are taken from their X-Forwarded-For and "
+        "X-Forwarded-Proto headers; with 0 those headers are ignored, as any client could "
+        "forge them. When set, let only the proxy reach pcloud (PCLOUD_HOST=127.0.0.1).",
+        parse_count,
+    ),
+    Option(
+        "CORS_ORIGINS",
+        "cors_origins",
+        "",
+        "Web origins allowed to call the API from a browser, separated by commas "
+        "(https://files.example.org). Empty: none; the Android app needs none.",
+        parse_origins,
+    ),
+    Option(
+        "METRICS_TOKEN",
+        "metrics_token",
+        "",
+        "Turns on the Prometheus endpoint /metrics, readable with "
+        "`Authorization: Bearer <this token>`. Empty: /metrics is off.",
+        str,
+    ),
 )
 
 
@@ -189,6 +237,9 @@ class Settings:
     port: int = 5000
     workers: int = 1
     threads: int = 4
+    trusted_proxies: int = 0
+    cors_origins: tuple[str, ...] = ()
+    metrics_token: str = ""
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

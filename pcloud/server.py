@@ -18,8 +18,10 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -50,6 +52,7 @@ SOCKET_OPTIONS = [
     (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
     (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
 ]
+METRICS_FOLDER_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client at import
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 log = logging.getLogger("pcloud.server")
@@ -170,7 +173,8 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
         max_request_body_size=settings.max_upload_size + MULTIPART_OVERHEAD,
         channel_timeout=300,
         connection_limit=1000,
-        clear_untrusted_proxy_headers=True,
+        # X-Forwarded-* reach the app only when a proxy is trusted (ProxyFix reads them).
+        clear_untrusted_proxy_headers=not settings.trusted_proxies,
     )
     servers = server.map.values() if isinstance(server, MultiSocketServer) else [server]
     for each in servers:
@@ -203,6 +207,35 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
     if workers <= 1 or not hasattr(os, "fork"):
         run_worker(settings, sock)
         return
+    if settings.metrics_token:
+        with _metrics_shared_by_workers():
+            _supervise(settings, sock, workers)
+    else:
+        _supervise(settings, sock, workers)
+
+
+@contextlib.contextmanager
+def _metrics_shared_by_workers():
+    """Workers count metrics in files of one folder, which a scrape of any worker adds
+    up. Set before any worker (or prometheus_client) starts; removed when serve stops."""
+    folder = tempfile.mkdtemp(prefix="pcloud-metrics-")
+    os.environ[METRICS_FOLDER_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_FOLDER_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forget_worker_metrics(pid: int) -> None:
+    """A dead worker's live gauges (uploads in progress) must stop counting."""
+    if os.environ.get(METRICS_FOLDER_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def _supervise(settings: Settings, sock: socket.socket, workers: int) -> None:
     children: set[int] = set()
     deaths: list[float] = []
     stopping = failed = False
@@ -234,6 +267,7 @@ def run(settings: Settings, sock: socket.socket, workers: int) -> None:
             except ChildProcessError:
                 break
             children.discard(pid)
+            _forget_worker_metrics(pid)
             if stopping:
                 continue
             now = time.monotonic()

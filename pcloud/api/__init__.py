@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root, sessions
+from pcloud.api import accounts, errors, files, root, security, sessions
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -25,8 +25,13 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
+    security.register(app, pcloud.settings)
     for blueprint in (root.blueprint, accounts.blueprint, sessions.blueprint, files.blueprint):
         app.register_blueprint(blueprint)
+    if pcloud.settings.metrics_token:
+        from pcloud.api import metrics  # only now: see its docstring
+
+        metrics.register(app)
 
     @app.teardown_appcontext
     def return_database_connection(_error: BaseException | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, g, jsonify, request, send_file
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
 from pcloud.api.uploads import receive_file
@@ -37,6 +37,7 @@ def upload():
     app = pcloud()
     received = receive_file(app.blobs, app.settings.max_upload_size)
     stored = files.add_file(app.blobs, current_user_id(), received.name, received.blob)
+    g.uploaded_bytes = stored.size  # for the metrics, when they are on
     return jsonify({"message": "File uploaded successfully", "file": stored.name}), 201
 
 
