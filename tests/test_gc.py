@@ -204,3 +204,29 @@ def test_a_file_outside_its_shard_folder_is_not_claimed_as_a_blob(runner, settin
     misplaced.rename(moved)
     assert "Nothing to collect" in gc_command(runner).output
     assert moved.exists()
+
+
+def test_gc_forgets_long_ended_sessions_and_stale_failure_counts(runner, client, auth):
+    from datetime import timedelta
+
+    from pcloud.models import DeviceSession, RefreshToken, SignInThrottle, utc_now
+
+    tokens = auth.tokens()
+    live = auth.tokens()
+    client.post("/logout", json={"refresh_token": tokens["refresh_token"]})
+    client.post("/login", json={"login_identifier": "ann", "password": "wrong"})
+    long_ago = utc_now() - timedelta(days=40)
+    DeviceSession.update(revoked_at=long_ago).where(
+        DeviceSession.revoked_at.is_null(False)
+    ).execute()
+    SignInThrottle.update(last_failure_at=long_ago).execute()
+
+    result = runner.invoke("files", "gc")
+
+    assert result.exit_code == 0, result.output
+    assert "Forgot 1 session(s)" in result.output
+    assert DeviceSession.select().count() == 1
+    assert RefreshToken.select().count() == 1
+    assert SignInThrottle.select().count() == 0
+    headers = {"Authorization": f"Bearer {live['access_token']}"}
+    assert client.get("/files", headers=headers).status_code == 200

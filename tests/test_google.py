@@ -302,3 +302,37 @@ def test_certificates_that_are_not_a_json_object_are_a_json_503(client, idp):
     response = sign_in(client, idp.token())
     assert response.status_code == 503
     assert "error" in response.get_json()
+
+
+# --- Sessions ---------------------------------------------------------------------------
+
+
+def test_a_google_sign_in_is_a_session_of_its_own_that_can_be_revoked(client, idp):
+    phone = client.post(
+        "/login/google", json={"google_token": idp.token(), "device_name": "Pixel 8"}
+    ).get_json()
+    tablet = sign_in(client, idp.token()).get_json()
+    listed = client.get("/sessions", headers=bearer(phone)).get_json()["sessions"]
+    assert {entry["method"] for entry in listed} == {"google"}
+    assert "Pixel 8" in {entry["device_name"] for entry in listed}
+    tablet_id = client.get("/me", headers=bearer(tablet)).get_json()["session_id"]
+
+    assert client.delete(f"/sessions/{tablet_id}", headers=bearer(phone)).status_code == 200
+    assert client.get("/files", headers=bearer(tablet)).status_code == 401
+    assert client.get("/files", headers=bearer(phone)).status_code == 200
+
+
+def test_a_google_only_account_has_no_password_to_change(client, idp):
+    body = sign_in(client, idp.token()).get_json()
+    response = client.post(
+        "/password", json={"old_password": "x", "new_password": "y"}, headers=bearer(body)
+    )
+    assert response.status_code == 400
+    assert "Google" in response.get_json()["error"]
+
+
+def test_a_disabled_google_account_cannot_sign_in(client, idp, runner):
+    sign_in(client, idp.token())
+    username = User.get(User.google_sub == "110248495921238986420").username
+    assert runner.invoke("users", "disable", username).exit_code == 0
+    assert sign_in(client, idp.token()).status_code == 403

@@ -66,6 +66,13 @@ def collect_garbage(
             f"{len(report.broken_files)} file record(s) without content; "
             f"{human_size(report.reclaimable_bytes)} reclaimed."
         )
+    if not dry_run:
+        ended_sessions, counters = gc.purge_account_records()
+        if ended_sessions or counters:
+            console.print(
+                f"Forgot {ended_sessions} session(s) that ended over 30 days ago and "
+                f"{counters} stale sign-in failure count(s)."
+            )
     pcloud.close()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.models import StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit
+from pcloud.services import audit, sessions, throttle
 from pcloud.storage import BlobEntry, BlobStore
 
 # A blob is renamed into place a moment before its row commits, and a partial upload is
@@ -93,3 +93,16 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             broken_files=len(broken_ids),
             bytes=report.reclaimable_bytes,
         )
+
+
+# Ended sessions stay listed (`pcloud users sessions --all`) this long before gc forgets them.
+ENDED_SESSIONS_KEPT = timedelta(days=30)
+
+
+def purge_account_records(now: datetime | None = None) -> tuple[int, int]:
+    """Forget long-ended sessions and stale sign-in failure counts; (sessions, counters)."""
+    now = now or utc_now()
+    return (
+        sessions.purge_ended(now - ENDED_SESSIONS_KEPT),
+        throttle.purge_stale(now),
+    )

@@ -351,3 +351,18 @@ def _revoke_all(user_id: int, keep_session_id: str | None, reason: str) -> int:
     if keep_session_id is not None:
         query = query.where(DeviceSession.public_id != keep_session_id)
     return query.execute()
+
+
+def purge_ended(before: datetime) -> int:
+    """Forget sessions that ended (revoked or expired) before a moment, with their refresh
+    tokens; the audit log keeps their story. Returns how many went."""
+    ended = DeviceSession.select(DeviceSession.id).where(
+        (DeviceSession.revoked_at < before) | (DeviceSession.expires_at < before)
+    )
+    with database_proxy.atomic():
+        RefreshToken.delete().where(RefreshToken.session.in_(ended)).execute()
+        return (
+            DeviceSession.delete()
+            .where((DeviceSession.revoked_at < before) | (DeviceSession.expires_at < before))
+            .execute()
+        )
