@@ -437,3 +437,13 @@ def test_the_audit_log_outlives_the_deleted_user(client, runner, ann):
     assert runner.invoke("users", "delete", "ann", "--yes").exit_code == 0
     result = runner.invoke("audit", env={"COLUMNS": "250"})
     assert "user-deleted" in result.output and "ann" in result.output
+
+
+@pytest.mark.parametrize("route", ["/password", "/sessions/revoke-all"])
+@pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b'"text"', b"", b"\xff\xfe"])
+def test_malformed_json_is_400_on_the_session_routes(client, ann, route, payload):
+    response = client.post(
+        route, data=payload, content_type="application/json", headers=bearer(sign_in(client))
+    )
+    assert response.status_code == 400
+    assert "error" in response.get_json()
