@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root
+from pcloud.api import accounts, errors, files, root, tus
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -25,8 +25,9 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
-    for blueprint in (root.blueprint, accounts.blueprint, files.blueprint):
+    for blueprint in (root.blueprint, accounts.blueprint, files.blueprint, tus.blueprint):
         app.register_blueprint(blueprint)
+    app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.teardown_appcontext
     def return_database_connection(_error: BaseException | None) -> None:
