@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from pcloud.config import Settings
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
-from pcloud.models import RefreshToken, StoredFile, User, database_proxy, utc_now
+from pcloud.models import RefreshToken, StoredFile, TusUpload, User, database_proxy, utc_now
 from pcloud.storage import BlobStore
 
 MAX_USERNAME_LENGTH = 150
@@ -150,12 +150,22 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
             .where(StoredFile.owner == user.id)
             .tuples()
         ]
+        upload_ids = [
+            upload_id
+            for (upload_id,) in TusUpload.select(TusUpload.id)
+            .where(TusUpload.owner == user.id)
+            .tuples()
+        ]
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
+        TusUpload.delete().where(TusUpload.owner == user.id).execute()
         RefreshToken.delete().where(RefreshToken.user == user.id).execute()
         User.delete().where(User.id == user.id).execute()
-    # After the commit: a crash here leaves orphan blobs, which `pcloud files gc` removes.
+    # After the commit: a crash here leaves orphan blobs and resumable writes, which
+    # `pcloud files gc` removes.
     for key in blob_keys:
         blobs.delete(key)
+    for upload_id in upload_ids:
+        blobs.delete_resumable(upload_id)
     return user, len(blob_keys)
 
 
