@@ -70,7 +70,9 @@ class Server:
         return [p for p in (self.settings.upload_folder / "blobs").rglob("*") if p.is_file()]
 
 
-def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    settings, extra_env: dict | None = None, port: int = 0
+) -> tuple[subprocess.Popen, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(settings), **(extra_env or {}))
     process = subprocess.Popen(
@@ -84,7 +86,7 @@ def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Po
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            str(port),
             "--workers",
             "2",
             "--threads",
