@@ -21,6 +21,9 @@ directory, and measures:
     W5  one listing of 10,000 files, ms (lower is better)       curl: pcloud GET /files of an
                                                                 account holding 10,000 files;
                                                                 nginx JSON autoindex; copyparty ?ls
+    W6  pcloud only: the big file through tus in 8 MiB pieces,  requests (keep-alive session)
+        MB/s, against W2's plain upload; then another cut off
+        at 50% and resumed: the bytes sent twice
 
 Each workload runs on the three servers in turn, round after round, the order rotating,
 and the median over rounds is reported with the ratios pcloud/nginx and pcloud/copyparty,
@@ -34,6 +37,7 @@ into this venv) and stops every server it started when it ends, however it ends.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import importlib.metadata
@@ -58,13 +62,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import requests
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("pcloud", "nginx", "copyparty")
 BASELINE = "baseline"  # pcloud built from an older commit (--baseline REF), when asked
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+PCLOUD_ONLY = {"W6"}  # the peers have no resumable uploads
 MB = 1_000_000
 MIB = 1 << 20
 SMALL = 4096  # bytes: W3's uploads, W4's download, W5's files
@@ -76,6 +82,8 @@ DOWNLOAD_REPEATS = 3  # W1's downloads per measurement (the median counts)
 START_SECONDS = 30
 WARM_UP_SECONDS = 1  # an unrecorded wrk load on each server before W3's and W4's rounds
 PASSWORD = "bench password 1234"
+TUS_PIECE = 8 * MIB  # W6's piece size, as README advises for phones
+TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
 
 
 @dataclass
@@ -522,6 +530,78 @@ def remove(server: Server, stored_name: str) -> None:
         (server.files_dir / stored_name).unlink()
 
 
+def tus_upload(server: Server, path: Path, name: str, cut_at: int | None = None) -> tuple[str, int]:
+    """Upload a file to pcloud over tus in TUS_PIECE pieces on one keep-alive connection,
+    as a phone's tus client would; the stored name and the body bytes sent in all.
+
+    With cut_at, the first piece to go past that offset breaks off halfway (its
+    connection closes); the upload then resumes from the offset HEAD reports.
+    """
+    size = path.stat().st_size
+    metadata = "filename " + base64.b64encode(name.encode()).decode()
+    headers = {**server.headers, **TUS_HEADERS}
+    sent = 0
+    with requests.Session() as session, path.open("rb") as source:
+        created = session.post(
+            f"{server.url}/tus/",
+            headers={**headers, "Upload-Length": str(size), "Upload-Metadata": metadata},
+            timeout=60,
+        )
+        if created.status_code != 201:
+            raise RuntimeError(f"pcloud POST /tus/: {created.status_code} {created.text[:200]}")
+        url = server.url + created.headers["Location"]
+        offset, stored = 0, None
+        while offset < size:
+            source.seek(offset)
+            piece = source.read(TUS_PIECE)
+            if cut_at is not None and offset + len(piece) > cut_at:
+                sent += cut_off_patch(server, url, offset, piece)
+                cut_at = None
+                offset = int(
+                    session.head(url, headers=headers, timeout=60).headers["Upload-Offset"]
+                )
+                continue
+            answer = session.patch(
+                url,
+                data=piece,
+                headers={
+                    **headers,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+                timeout=300,
+            )
+            sent += len(piece)
+            if answer.status_code != 204:
+                raise RuntimeError(f"pcloud PATCH: {answer.status_code} {answer.text[:200]}")
+            offset = int(answer.headers["Upload-Offset"])
+            stored = answer.headers.get("Pcloud-File", stored)
+    if stored is None:
+        raise RuntimeError("pcloud's tus upload completed without naming its file")
+    return unquote(stored), sent
+
+
+def cut_off_patch(server: Server, url: str, offset: int, piece: bytes) -> int:
+    """Send half of a PATCH, then drop the connection; the bytes that went out."""
+    half = piece[: len(piece) // 2]
+    head = "".join(
+        f"{key}: {value}\r\n"
+        for key, value in {
+            **server.headers,
+            **TUS_HEADERS,
+            "Host": f"127.0.0.1:{server.port}",
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(piece)),
+        }.items()
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as connection:
+        connection.sendall(f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\n{head}\r\n".encode())
+        connection.sendall(half)
+    time.sleep(0.2)  # the server notices the closed connection and drops the body
+    return len(half)
+
+
 @dataclass
 class WrkResult:
     requests: int  # answered
@@ -659,6 +739,22 @@ class Workloads:
             result = wrk(server, seconds, path=path, headers=server.headers)
         return wrk_measures(result, use["cpu_s"])
 
+    def w6(self, server: Server) -> dict[str, float]:
+        """The big file through tus, then the cost of a cut at 50%: bytes sent twice."""
+        name = self.fresh_name("w6") + ".bin"
+        with resource_use(server.pid) as use:
+            started = time.monotonic()
+            stored, _sent = tus_upload(server, self.big, name)
+            seconds = time.monotonic() - started
+        remove(server, stored)
+        stored, sent = tus_upload(server, self.big, name, cut_at=self.options.big_size // 2)
+        remove(server, stored)
+        return {
+            "value": self.options.big_size / seconds / MB,
+            **use,
+            "resent_mb": (sent - self.options.big_size) / MB,
+        }
+
     def w5(self, server: Server) -> dict[str, float]:
         times = [
             curl(server.listing_url(), headers=server.listing_headers).seconds
@@ -734,7 +830,14 @@ MEASUREMENT_ERRORS = (
     subprocess.SubprocessError,
     requests.RequestException,
 )
-UNITS = {"W1": "MB/s", "W2": "MB/s", "W3": "uploads/s", "W4": "downloads/s", "W5": "ms"}
+UNITS = {
+    "W1": "MB/s",
+    "W2": "MB/s",
+    "W3": "uploads/s",
+    "W4": "downloads/s",
+    "W5": "ms",
+    "W6": "MB/s",
+}
 
 
 def rotated(servers: list[Server], turn: int) -> list[Server]:
@@ -746,7 +849,12 @@ def rotated(servers: list[Server], turn: int) -> list[Server]:
 def run_rounds(workloads: Workloads, servers: list[Server], options: Options) -> Samples:
     samples: Samples = {w: {s.name: [] for s in servers} for w in options.only}
     for workload in options.only:
-        ready = [server for server in servers if prepare(workloads, workload, server, samples)]
+        ready = [
+            server
+            for server in servers
+            if (server.name == "pcloud" or workload not in PCLOUD_ONLY)
+            and prepare(workloads, workload, server, samples)
+        ]
         for turn in range(options.rounds):
             for server in rotated(ready, turn):
                 sample = measure_once(workloads, workload, server)
@@ -787,6 +895,8 @@ def describe(workload: str, sample: dict) -> str:
     text = f"{sample['value']:10.1f} {UNITS[workload]}"
     if "cpu_s" in sample:
         text += f"  cpu {sample['cpu_s']:.1f} s  peak +{sample['peak_mb']:.1f} MB"
+    if "resent_mb" in sample:
+        text += f"  after a cut at 50%: {sample['resent_mb']:.1f} MB sent twice"
     if "p99_ms" in sample:
         text += f"  p99 {sample['p99_ms']:.1f} ms  cpu {sample['cpu_ms']:.2f} ms/request"
     if sample.get("non_2xx") or sample.get("socket_errors"):
@@ -910,6 +1020,10 @@ def metrics(big_size: int) -> list[Metric]:
         Metric("W4", "cpu_ms", "   server CPU ms per download", "lower"),
         Metric("W4", "failed", "   non-2xx + socket errors, all rounds", "lower", counts=True),
         Metric("W5", "value", f"W5 list {LISTING_FILES:,} files, ms", "lower"),
+        Metric("W6", "value", f"W6 {big} tus upload, 8 MiB pieces, MB/s", "higher", ratio=False),
+        Metric("W6", "cpu_s", "   server CPU seconds", "lower", ratio=False),
+        Metric("W6", "peak_mb", "   peak memory above idle, MB", "lower", ratio=False),
+        Metric("W6", "resent_mb", "   MB sent twice after a cut at 50%", "lower", ratio=False),
     ]
 
 
@@ -934,6 +1048,18 @@ def summarize(samples: Samples, options: Options) -> list[dict]:
             usable = ours is not None and theirs and metric.ratio and not metric.counts
             row[f"pcloud/{peer}"] = ours / theirs if usable else None
         rows.append(row)
+    if "W6" in samples and "W2" in samples:  # tus against pcloud's own plain upload
+        tus = aggregate(samples["W6"]["pcloud"], Metric("W6", "value", "", "higher"))
+        plain = aggregate(samples["W2"]["pcloud"], Metric("W2", "value", "", "higher"))
+        rows.append(
+            {
+                **asdict(Metric("W6", "vs_w2", "   tus / plain (pcloud's W2)", "higher")),
+                "pcloud": tus / plain if tus and plain else None,
+                **{name: None for name in SERVERS[1:]},
+                "pcloud/nginx": None,
+                "pcloud/copyparty": None,
+            }
+        )
     return rows
 
 
@@ -973,6 +1099,7 @@ class Target:
     column: str  # a row's column: a ratio, or pcloud's own figure
     at_least: float | None = None
     at_most: float | None = None
+    unit: str = "MB"  # how pcloud's own figure is shown (ratio columns show "x")
 
     def verdict(self, figure: float | None) -> bool:
         if figure is None:
@@ -1002,6 +1129,15 @@ TARGETS = [
         "pcloud/copyparty",
         at_most=1.0,
     ),
+    Target("W6 tus upload >= 0.8x pcloud's W2", "W6", "vs_w2", "pcloud", at_least=0.8, unit="x"),
+    Target("W6 peak memory within 100 MB of idle", "W6", "peak_mb", "pcloud", at_most=100),
+    Target(
+        "W6 a cut at 50% re-sends less than one 8 MiB piece",
+        "W6",
+        "resent_mb",
+        "pcloud",
+        at_most=TUS_PIECE / MB,
+    ),
 ]
 
 
@@ -1019,7 +1155,8 @@ def check_targets(rows: list[dict]) -> list[dict]:
         if figure is None:
             shown = "no figure"
         else:
-            shown = f"{figure:.2f}x" if "/" in target.column else f"{figure:.1f} MB"
+            ratio = "/" in target.column or target.unit == "x"
+            shown = f"{figure:.2f}x" if ratio else f"{figure:.1f} {target.unit}"
         print(f"  {'met ' if met else 'MISS'}  {target.text}: {shown}")
         verdicts.append({"target": target.text, "figure": figure, "met": met})
     return verdicts

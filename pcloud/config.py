@@ -159,6 +159,23 @@ OPTIONS: tuple[Option, ...] = (
         parse_size,
     ),
     Option(
+        "TUS_MAX_CHUNK",
+        "tus_max_chunk",
+        "64MiB",
+        "Largest body one tus PATCH (or creation POST) may carry; a resumable upload of any "
+        "size up to MAX_UPLOAD_SIZE arrives in pieces of at most this. A piece that breaks "
+        "off is lost whole, so clients on mobile data should send 5-10 MiB pieces.",
+        parse_size,
+    ),
+    Option(
+        "TUS_EXPIRATION",
+        "tus_expiration",
+        "7d",
+        "How long an unfinished tus upload waits for its next piece before it expires "
+        "(410) and `pcloud files gc` reclaims its bytes (seconds, or with s/m/h/d).",
+        parse_duration,
+    ),
+    Option(
         "PASSWORD_HASH",
         "password_hash",
         "scrypt",
@@ -232,6 +249,8 @@ class Settings:
     access_token_lifetime: int = 3600
     refresh_token_lifetime: int = 30 * 86400
     max_upload_size: int = 16 * 1024**3
+    tus_max_chunk: int = 64 * 1024**2
+    tus_expiration: int = 7 * 86400
     password_hash: str = "scrypt"
     host: str = "0.0.0.0"
     port: int = 5000

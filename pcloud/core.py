@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import peewee
 
@@ -11,6 +11,7 @@ from pcloud.db import open_database
 from pcloud.schema import upgrade_schema
 from pcloud.services.google import GoogleCertificates
 from pcloud.services.tokens import AccessTokenCache
+from pcloud.services.uploads_resumable import UploadHashes
 from pcloud.storage import BlobStore, LocalBlobStore
 
 
@@ -25,6 +26,7 @@ class Pcloud:
     access_tokens: AccessTokenCache
 
     schema_changes: tuple[str, ...] = ()
+    upload_hashes: UploadHashes = field(default_factory=UploadHashes)
 
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:

@@ -13,6 +13,7 @@ class PcloudError(Exception):
     """Base of every error pcloud reports to a person or a client."""
 
     status = 500
+    reason: str | None = None  # the status line's text, for codes werkzeug does not know
     exit_code = 1
 
     def __init__(self, text: str, /, **extra: Any) -> None:
@@ -46,6 +47,14 @@ class Conflict(PcloudError):
     status = 409
 
 
+class Gone(PcloudError):
+    status = 410
+
+
+class PreconditionFailed(PcloudError):
+    status = 412
+
+
 class PayloadTooLarge(PcloudError):
     status = 413
 
@@ -59,6 +68,23 @@ class TooManyRequests(PcloudError):
         super().__init__(text, retry_after=retry_after, **extra)
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class UnsupportedMediaType(PcloudError):
+    status = 415
+
+
+class Locked(PcloudError):
+    """Someone else is writing the resource right now; try again shortly."""
+
+    status = 423
+
+
+class ChecksumMismatch(PcloudError):
+    """A tus chunk's Upload-Checksum did not match its bytes (tus' own status code)."""
+
+    status = 460
+    reason = "Checksum Mismatch"
 
 
 class ServiceUnavailable(PcloudError):

@@ -136,4 +136,27 @@ class AuditEvent(BaseModel):
     detail = TextField(null=True)
 
 
-ALL_MODELS = (User, StoredFile, DeviceSession, RefreshToken, SignInThrottle, AuditEvent)
+class TusUpload(BaseModel):
+    """A resumable (tus) upload: its bytes so far are the store's resumable write of this id."""
+
+    id = CharField(max_length=64, primary_key=True)  # random and URL-safe: the upload URL
+    owner = ForeignKeyField(User, backref="tus_uploads", on_delete="CASCADE")
+    length = BigIntegerField(null=True)  # None: deferred (Upload-Defer-Length) until told
+    offset = BigIntegerField(default=0)  # bytes received and kept; the truth for HEAD
+    name = CharField(max_length=255)  # the requested file name, validated at creation
+    modified_at = UtcDateTimeField(null=True)  # from the metadata, if the client sent it
+    metadata = TextField(default="")  # the Upload-Metadata header as sent, for HEAD
+    created_at = UtcDateTimeField(default=utc_now)
+    expires_at = UtcDateTimeField(index=True)
+    stored_name = CharField(max_length=255, null=True)  # set when the file has been made
+
+
+ALL_MODELS = (
+    User,
+    StoredFile,
+    DeviceSession,
+    RefreshToken,
+    SignInThrottle,
+    AuditEvent,
+    TusUpload,
+)

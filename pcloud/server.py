@@ -2,7 +2,10 @@
 
 Waitress reads each request body completely (spooling it to a temporary file) before the
 app runs. So: read the socket in large pieces, and refuse a body larger than the upload
-limit from its Content-Length, before any byte of it is read. Waitress's own error
+limit from its Content-Length, before any byte of it is read. A tus request (a piece of
+a resumable upload) is held to TUS_MAX_CHUNK instead, whatever the upload limit: an
+upload of any allowed size arrives in many such pieces, and a piece that breaks off is
+lost whole, since waitress never hands an incomplete body to the app. Waitress's own error
 answers (413, 400 for a malformed request, ...) are plain text; ours are JSON, like
 every other error of the API. File bodies go out through sendfile(2).
 
@@ -14,6 +17,7 @@ Each worker opens its own database connections after the fork.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import json
 import logging
@@ -27,6 +31,7 @@ from collections.abc import Callable
 
 from waitress.buffers import ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.task import ErrorTask
 from waitress.wasyncore import _DISCONNECTED
@@ -71,6 +76,25 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class PcloudRequestParser(HTTPRequestParser):
+    """Waitress's parser, holding a tus request's body to its own, smaller limit.
+
+    Waitress checks a body against `adj.max_request_body_size`: from Content-Length when
+    the headers end, and as the bytes of a chunked body arrive. For a tus request the
+    parser switches to adjustments carrying TUS_MAX_CHUNK (set up by build_server).
+    """
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        tus_adjustments = getattr(self.adj, "pcloud_tus_adjustments", None)
+        if (
+            tus_adjustments is not None
+            and self.command in ("PATCH", "POST")
+            and self.path.startswith("/tus/")
+        ):
+            self.adj = tus_adjustments
+
+
 class PcloudChannel(HTTPChannel):
     """Waitress's connection, with JSON errors, and file bodies sent by sendfile(2).
 
@@ -81,6 +105,7 @@ class PcloudChannel(HTTPChannel):
     """
 
     error_task_class = JsonErrorTask
+    parser_class = PcloudRequestParser
 
     def _flush_some(self, do_close=True):
         sent = 0
@@ -181,6 +206,9 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
         if isinstance(each, BaseWSGIServer):
             each.channel_class = PcloudChannel
             each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
+            tus_adjustments = copy.copy(each.adj)
+            tus_adjustments.max_request_body_size = settings.tus_max_chunk + 1  # refuses >=
+            each.adj.pcloud_tus_adjustments = tus_adjustments
     return server
 
 

@@ -77,6 +77,7 @@ def make_settings(folder: Path, database_url: str, **changes) -> Settings:
         "secret_key": "test-secret-key-that-is-long-enough",
         "password_hash": TEST_PASSWORD_HASH,
         "max_upload_size": 8 * 1024 * 1024,
+        "tus_max_chunk": 1024 * 1024,
         **changes,
     }
     return Settings(**values)
@@ -96,6 +97,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         "SECRET_KEY": settings.secret_key,
         "PASSWORD_HASH": settings.password_hash,
         "MAX_UPLOAD_SIZE": str(settings.max_upload_size),
+        "TUS_MAX_CHUNK": str(settings.tus_max_chunk),
+        "TUS_EXPIRATION": str(settings.tus_expiration),
         "GOOGLE_CLIENT_ID": settings.google_client_id,
         "GOOGLE_CERTS_URL": settings.google_certs_url,
     }

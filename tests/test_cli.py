@@ -252,3 +252,11 @@ def test_the_env_file_option_is_read(runner, tmp_path):
     result = runner.invoke("--env-file", str(env_file), "users", "list")
     line = assert_one_line_error(result, 3)
     assert "PCLOUD_THREADS" in line and str(env_file) in line
+
+
+def test_users_delete_removes_the_users_unfinished_tus_uploads(runner, client, auth, settings):
+    from tests.test_gc import tus_upload
+
+    upload_id = tus_upload(client, auth.headers())
+    assert runner.invoke("users", "delete", "ann", "--yes").exit_code == 0
+    assert not (settings.upload_folder / "resumable" / upload_id).exists()

@@ -70,7 +70,9 @@ class Server:
         return [p for p in (self.settings.upload_folder / "blobs").rglob("*") if p.is_file()]
 
 
-def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    settings, extra_env: dict | None = None, port: int = 0
+) -> tuple[subprocess.Popen, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(settings), **(extra_env or {}))
     process = subprocess.Popen(
@@ -84,7 +86,7 @@ def start_server(settings, extra_env: dict | None = None) -> tuple[subprocess.Po
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            str(port),
             "--workers",
             "2",
             "--threads",
@@ -338,3 +340,85 @@ def test_waitress_errors_are_json_too(server):
         answer = _read_answer(connection)
     assert answer.startswith("HTTP/1.1 400")
     assert "application/json" in answer
+
+
+@pytest.fixture(scope="module")
+def video(server) -> tuple[dict, bytes]:
+    """A user holding clip.mp4; their headers and its bytes."""
+    headers = server.new_user()
+    content = os.urandom(1_000_000)
+    response = requests.post(
+        f"{server.url}/upload", headers=headers, timeout=10, files={"file": ("clip.mp4", content)}
+    )
+    assert response.status_code == 201
+    return headers, content
+
+
+def test_a_player_can_seek_a_download_with_single_ranges(server, video):
+    headers, content = video
+    url = f"{server.url}/download/clip.mp4"
+    whole = requests.get(url, headers=headers, timeout=10)
+    assert whole.headers["Content-Type"] == "video/mp4"
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    for asked, start, end in [("500000-", 500000, 999999), ("-100", 999900, 999999)]:
+        part = requests.get(url, headers={**headers, "Range": f"bytes={asked}"}, timeout=10)
+        assert part.status_code == 206
+        assert part.headers["Content-Range"] == f"bytes {start}-{end}/1000000"
+        assert part.headers["Content-Type"] == "video/mp4"
+        assert part.content == content[start : end + 1]
+
+
+def test_an_unsatisfiable_range_is_416_with_the_length(server, video):
+    headers, _ = video
+    response = requests.get(
+        f"{server.url}/download/clip.mp4",
+        headers={**headers, "Range": "bytes=2000000-"},
+        timeout=10,
+    )
+    assert response.status_code == 416
+    assert response.headers["Content-Range"] == "bytes */1000000"
+    assert "error" in response.json()
+
+
+def test_etag_if_none_match_and_if_range_over_http(server, video):
+    headers, content = video
+    url = f"{server.url}/download/clip.mp4"
+    etag = requests.get(url, headers=headers, timeout=10).headers["ETag"]
+    assert etag == f'"{hashlib.sha256(content).hexdigest()}"'
+    unchanged = requests.get(url, headers={**headers, "If-None-Match": etag}, timeout=10)
+    assert unchanged.status_code == 304
+    same = requests.get(
+        url, headers={**headers, "Range": "bytes=10-19", "If-Range": etag}, timeout=10
+    )
+    assert same.status_code == 206 and same.content == content[10:20]
+    stale = requests.get(
+        url, headers={**headers, "Range": "bytes=10-19", "If-Range": '"old"'}, timeout=10
+    )
+    assert stale.status_code == 200 and stale.content == content
+
+
+def test_curl_resumes_a_download_where_it_stopped(server, video, tmp_path):
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    headers, content = video
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(content[:300_000])  # a download that broke off
+    subprocess.run(
+        [
+            curl,
+            "-sSf",
+            "-C",
+            "-",
+            "-o",
+            str(target),
+            "-H",
+            f"Authorization: {headers['Authorization']}",
+        ]
+        + [f"{server.url}/download/clip.mp4"],
+        check=True,
+        timeout=30,
+    )
+    assert target.read_bytes() == content

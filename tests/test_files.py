@@ -245,6 +245,8 @@ def test_unsatisfiable_range_is_416(client, headers):
     upload(client, headers, "digits.txt", b"0123456789")
     response = client.get("/download/digits.txt", headers={**headers, "Range": "bytes=50-60"})
     assert response.status_code == 416
+    assert response.headers["Content-Range"] == "bytes */10"  # so a player can ask again
+    assert response.get_json() == {"error": "Requested range not satisfiable"}
 
 
 def test_download_etag_is_the_sha256_and_if_none_match_gives_304(client, headers):

@@ -152,7 +152,10 @@ def test_files_with_intact_blobs_are_untouched_and_still_download(runner, client
     orphan = orphan_blob(settings)
     partial_upload(settings)
     result = gc_command(runner, "--grace", "0")
-    assert "Removed 1 orphan blob(s), 1 partial upload(s) and 0 file record(s)" in result.output
+    assert (
+        "Removed 1 orphan blob(s), 1 partial upload(s), 0 resumable upload(s) and 0 file record(s)"
+        in result.output
+    )
     assert not orphan.exists()
     assert listed(client, headers) == ["a.txt", "b.txt"]
     assert client.get("/download/a.txt", headers=headers).data == b"first"
@@ -230,3 +233,84 @@ def test_gc_forgets_long_ended_sessions_and_stale_failure_counts(runner, client,
     assert SignInThrottle.select().count() == 0
     headers = {"Authorization": f"Bearer {live['access_token']}"}
     assert client.get("/files", headers=headers).status_code == 200
+
+
+# --- Resumable (tus) uploads --------------------------------------------------------------
+
+
+def tus_upload(client, headers, content: bytes = b"half", length: int = 8) -> str:
+    """An unfinished tus upload holding `content`; its id."""
+    from tests.test_tus import metadata
+
+    tus = {**headers, "Tus-Resumable": "1.0.0"}
+    created = client.post(
+        "/tus/",
+        headers={
+            **tus,
+            "Upload-Length": str(length),
+            "Upload-Metadata": metadata(filename="v.mp4"),
+        },
+    )
+    url = created.headers["Location"]
+    client.patch(
+        url,
+        headers={
+            **tus,
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+        data=content,
+    )
+    return url.rsplit("/", 1)[1]
+
+
+def expire(upload_id: str) -> None:
+    from pcloud.models import TusUpload
+
+    past = gc.utc_now() - timedelta(minutes=1)
+    TusUpload.update(expires_at=past).where(TusUpload.id == upload_id).execute()
+
+
+def test_an_expired_tus_upload_loses_its_row_and_its_bytes(runner, client, auth, settings):
+    from pcloud.models import TusUpload
+
+    headers = auth.headers()
+    upload_id = tus_upload(client, headers, b"x" * 4000, length=8000)
+    kept = tus_upload(client, headers)
+    expire(upload_id)
+    result = gc_command(runner, "--dry-run")
+    assert "expired upload" in result.output and "v.mp4" in result.output
+    assert (settings.upload_folder / "resumable" / upload_id).exists()
+    result = gc_command(runner)
+    assert "1 resumable upload(s)" in result.output
+    assert "3.9 KiB reclaimed" in result.output
+    assert not (settings.upload_folder / "resumable" / upload_id).exists()
+    assert [row.id for row in TusUpload.select()] == [kept]
+    assert (settings.upload_folder / "resumable" / kept).exists()
+    tus = {**headers, "Tus-Resumable": "1.0.0"}
+    assert client.head(f"/tus/{upload_id}", headers=tus).status_code == 404
+
+
+def test_an_unfinished_tus_upload_in_time_is_left_alone(runner, client, auth, settings):
+    upload_id = tus_upload(client, auth.headers())
+    age(settings.upload_folder / "resumable" / upload_id, TWO_HOURS_AGO)
+    assert "Nothing to collect" in gc_command(runner).output
+
+
+def test_resumable_bytes_with_no_upload_are_removed_after_the_grace_period(runner, settings):
+    orphan = settings.upload_folder / "resumable" / "no_such_upload_0123456789"
+    orphan.write_bytes(b"abandoned")
+    assert "Nothing to collect" in gc_command(runner).output  # young: maybe being created
+    age(orphan, TWO_HOURS_AGO)
+    result = gc_command(runner)
+    assert "abandoned upload" in result.output
+    assert not orphan.exists()
+
+
+def test_a_complete_tus_upload_that_expired_loses_its_row_but_keeps_its_file(runner, client, auth):
+    headers = auth.headers()
+    upload_id = tus_upload(client, headers, b"12345678", length=8)
+    expire(upload_id)
+    gc_command(runner)
+    assert listed(client, headers) == ["v.mp4"]
+    assert client.get("/download/v.mp4", headers=headers).data == b"12345678"

@@ -238,3 +238,44 @@ def test_metrics_add_up_every_worker_of_pcloud_serve(tmp_path):
         )
     # Through waitress too, a trusted proxy's X-Forwarded-For names the client.
     assert sessions[0]["ip_address"] == "198.51.100.99"
+
+
+def test_metrics_count_the_bytes_of_resumable_uploads(app_with):
+    from tests.test_tus import TUS, new_upload, patch
+
+    client = app_with(metrics_token=METRICS_TOKEN)
+    headers = {**sign_in(client), **TUS}
+    before = scrape(client)
+    url = new_upload(client, headers, length=3000)
+    assert patch(client, headers, url, 0, b"x" * 1000).status_code == 204
+    assert patch(client, headers, url, 1000, b"y" * 2000).status_code == 204
+    after = scrape(client)
+    uploaded = metric(after, "pcloud_uploaded_bytes_total")
+    assert uploaded - metric(before, "pcloud_uploaded_bytes_total") == 3000
+    assert (
+        metric(
+            after,
+            "pcloud_http_requests_total",
+            method="PATCH",
+            route="/tus/<upload_id>",
+            status="204",
+        )
+        >= 2
+    )
+
+
+def test_a_browser_tus_client_from_an_allowed_origin_may_send_and_read_tus_headers(app_with):
+    client = app_with(cors_origins=("https://files.example.org",))
+    preflight = client.options(
+        "/tus/",
+        headers={
+            "Origin": "https://files.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, tus-resumable, upload-length",
+        },
+    )
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "tus-resumable" in allowed and "upload-length" in allowed
+    answer = client.get("/", headers={"Origin": "https://files.example.org"})
+    assert "upload-offset" in answer.headers["Access-Control-Expose-Headers"].lower()
+    assert "location" in answer.headers["Access-Control-Expose-Headers"].lower()

@@ -124,3 +124,82 @@ def test_an_abandoned_anonymous_write_leaves_nothing_when_its_process_dies(tmp_p
     store = LocalBlobStore(tmp_path)
     assert list(store.scan()) == [] and list(store.scan_partials()) == []
     assert list((tmp_path / "partial").iterdir()) == []
+
+
+# --- resumable writes (tus uploads) ------------------------------------------------------
+
+UPLOAD_ID = "resumable_upload-0123456789"
+
+
+def test_a_resumable_write_grows_by_appends_and_finishes_into_a_blob(store):
+    store.create_resumable(UPLOAD_ID)
+    with store.open_resumable(UPLOAD_ID) as write:
+        assert write.size == 0
+        assert write.append(0, [b"hello "]) == 6
+        assert write.append(6, [b"wor", b"ld"]) == 11
+        blob = write.finish(hashlib.sha256(b"hello world").hexdigest())
+    assert (blob.size, blob.sha256) == (11, hashlib.sha256(b"hello world").hexdigest())
+    with store.open(blob.key) as stored:
+        assert stored.read() == b"hello world"
+    assert [entry.key for entry in store.scan()] == [blob.key]
+    assert store.delete_resumable(UPLOAD_ID) is True
+    with store.open(blob.key) as stored:  # the blob outlives its resumable write
+        assert stored.read() == b"hello world"
+
+
+def test_a_resumable_write_survives_its_writer_and_reopens_at_its_size(store):
+    store.create_resumable(UPLOAD_ID)
+    with store.open_resumable(UPLOAD_ID) as write:
+        write.append(0, [b"abc"])
+    with store.open_resumable(UPLOAD_ID) as write:
+        assert write.size == 3
+        with write.read() as stored:
+            assert stored.read() == b"abc"
+
+
+def test_an_append_discards_what_lies_beyond_its_offset(store):
+    store.create_resumable(UPLOAD_ID)
+    with store.open_resumable(UPLOAD_ID) as write:
+        write.append(0, [b"abcdef"])
+        assert write.append(3, [b"XY"]) == 5
+        write.truncate(4)
+        with write.read() as stored:
+            assert stored.read() == b"abcX"
+        with pytest.raises(ValueError):
+            write.append(10, [b"gap"])
+
+
+def test_only_one_writer_holds_a_resumable_write_at_a_time(store):
+    from pcloud.storage import ResumableBusy
+
+    store.create_resumable(UPLOAD_ID)
+    first = store.open_resumable(UPLOAD_ID)
+    with pytest.raises(ResumableBusy):
+        store.open_resumable(UPLOAD_ID)
+    first.close()
+    first.close()  # safe twice
+    store.open_resumable(UPLOAD_ID).close()
+
+
+def test_resumable_writes_are_listed_for_gc_and_deleted(store):
+    store.create_resumable(UPLOAD_ID)
+    with store.open_resumable(UPLOAD_ID) as write:
+        write.append(0, [b"12345"])
+    assert [(entry.key, entry.size) for entry in store.scan_resumables()] == [(UPLOAD_ID, 5)]
+    assert list(store.scan()) == [] and list(store.scan_partials()) == []
+    assert store.delete_resumable(UPLOAD_ID) is True
+    assert store.delete_resumable(UPLOAD_ID) is False
+    assert list(store.scan_resumables()) == []
+    with pytest.raises(FileNotFoundError):
+        store.open_resumable(UPLOAD_ID)
+
+
+def test_a_resumable_id_is_new_and_never_a_path(store):
+    store.create_resumable(UPLOAD_ID)
+    with pytest.raises(FileExistsError):
+        store.create_resumable(UPLOAD_ID)
+    for bad in ["../../etc/passwd", "short", "a" * 20 + "/x", "", "x" * 65]:
+        with pytest.raises(ValueError):
+            store.create_resumable(bad)
+        with pytest.raises(ValueError):
+            store.open_resumable(bad)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root, security, sessions
+from pcloud.api import accounts, errors, files, root, security, sessions, tus
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -26,8 +26,15 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.extensions["pcloud"] = pcloud
     errors.register(app)
     security.register(app, pcloud.settings)
-    for blueprint in (root.blueprint, accounts.blueprint, sessions.blueprint, files.blueprint):
+    for blueprint in (
+        root.blueprint,
+        accounts.blueprint,
+        sessions.blueprint,
+        files.blueprint,
+        tus.blueprint,
+    ):
         app.register_blueprint(blueprint)
+    app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]
     if pcloud.settings.metrics_token:
         from pcloud.api import metrics  # only now: see its docstring
 

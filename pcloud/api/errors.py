@@ -16,13 +16,17 @@ HTTP_ERROR_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     413: "Request body is larger than this server accepts",
+    416: "Requested range not satisfiable",
 }
 
 
 def register(app: Flask) -> None:
     @app.errorhandler(PcloudError)
     def pcloud_error(error: PcloudError):
-        return jsonify(error.to_json()), error.status, error.headers
+        response = jsonify(error.to_json())
+        response.status = f"{error.status} {error.reason}" if error.reason else error.status
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -32,6 +36,10 @@ def register(app: Flask) -> None:
         response.status_code = status
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        if status == 416:  # `bytes */<length>`: what a player needs to ask again
+            for name, value in error.get_headers():
+                if name == "Content-Range":
+                    response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

@@ -50,7 +50,7 @@ SIGN_IN_FAILURES = Counter("pcloud_sign_in_failures", "Failed sign-ins (wrong cr
 SIGN_INS_THROTTLED = Counter(
     "pcloud_sign_ins_throttled", "Sign-ins refused with 429 by the brute-force throttle"
 )
-UPLOAD_ENDPOINTS = {"files.upload"}
+UPLOAD_ENDPOINTS = {"files.upload", "tus.create", "tus.patch"}
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -23,9 +23,46 @@ SECURITY_HEADERS = {
 HEADER_LIST = list(SECURITY_HEADERS.items())
 HSTS = "max-age=31536000"  # only on answers that travelled over HTTPS (through the proxy)
 
+# tus clients in a browser (Uppy, tus-js-client) send and read these.
+TUS_REQUEST_HEADERS = [
+    "Tus-Resumable",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Offset",
+    "Upload-Metadata",
+    "Upload-Checksum",
+    "X-HTTP-Method-Override",
+]
+TUS_RESPONSE_HEADERS = [
+    "Location",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Metadata",
+    "Upload-Expires",
+    "Pcloud-File",
+]
 # What a browser client may send and read, besides the CORS-safelisted headers.
-CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Range", "If-None-Match", "If-Range"]
-CORS_EXPOSED_HEADERS = ["Content-Disposition", "Content-Range", "ETag", "Retry-After"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Range",
+    "If-None-Match",
+    "If-Range",
+    *TUS_REQUEST_HEADERS,
+]
+CORS_EXPOSED_HEADERS = [
+    "Content-Disposition",
+    "Content-Range",
+    "ETag",
+    "Retry-After",
+    *TUS_RESPONSE_HEADERS,
+]
 
 
 def register(app: Flask, settings: Settings) -> None:

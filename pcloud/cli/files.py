@@ -33,8 +33,8 @@ def collect_garbage(
         help="Leave alone anything written more recently than this (uploads in progress).",
     ),
 ) -> None:
-    """Find blobs no file points to, files whose blob is missing, and abandoned partial
-    uploads; remove them unless --dry-run."""
+    """Find blobs no file points to, files whose blob is missing, abandoned partial
+    uploads and expired resumable uploads; remove them unless --dry-run."""
     from datetime import timedelta
 
     grace_period = timedelta(seconds=parse_duration(grace))
@@ -62,7 +62,9 @@ def collect_garbage(
         gc.collect_garbage(pcloud.blobs, report)
         console.print(
             f"Removed {len(report.orphan_blobs)} orphan blob(s), "
-            f"{len(report.stale_partials)} partial upload(s) and "
+            f"{len(report.stale_partials)} partial upload(s), "
+            f"{len(report.expired_uploads) + len(report.orphan_resumables)} "
+            "resumable upload(s) and "
             f"{len(report.broken_files)} file record(s) without content; "
             f"{human_size(report.reclaimable_bytes)} reclaimed."
         )
@@ -87,6 +89,11 @@ def _print_report(report: gc.GarbageReport) -> None:
         table.add_row("orphan blob", entry.key, human_size(entry.size))
     for entry in report.stale_partials:
         table.add_row("partial upload", entry.key, human_size(entry.size))
+    for upload in report.expired_uploads:
+        size = human_size(report.resumable_sizes.get(upload.upload_id, 0))
+        table.add_row("expired upload", f"{upload.username}: {upload.name}", size)
+    for entry in report.orphan_resumables:
+        table.add_row("abandoned upload", entry.key, human_size(entry.size))
     for broken in report.broken_files:
         table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
     print_table(table)

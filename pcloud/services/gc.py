@@ -1,4 +1,5 @@
-"""Garbage collection: blobs no file points to, files whose blob is gone, dead partial uploads."""
+"""Garbage collection: blobs no file points to, files whose blob is gone, dead partial
+uploads, and resumable (tus) uploads that expired or lost their row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.models import StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, sessions, throttle
+from pcloud.services import audit, sessions, throttle, uploads_resumable
+from pcloud.services.uploads_resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
 
 # A blob is renamed into place a moment before its row commits, and a partial upload is
@@ -30,15 +32,26 @@ class GarbageReport:
     orphan_blobs: list[BlobEntry] = field(default_factory=list)
     broken_files: list[BrokenFile] = field(default_factory=list)
     stale_partials: list[BlobEntry] = field(default_factory=list)
+    expired_uploads: list[ExpiredUpload] = field(default_factory=list)
+    orphan_resumables: list[BlobEntry] = field(default_factory=list)  # bytes with no row
+    resumable_sizes: dict[str, int] = field(default_factory=dict)  # upload id -> bytes held
     blobs_scanned: int = 0
 
     @property
     def empty(self) -> bool:
-        return not (self.orphan_blobs or self.broken_files or self.stale_partials)
+        return not (
+            self.orphan_blobs
+            or self.broken_files
+            or self.stale_partials
+            or self.expired_uploads
+            or self.orphan_resumables
+        )
 
     @property
     def reclaimable_bytes(self) -> int:
-        return sum(entry.size for entry in self.orphan_blobs + self.stale_partials)
+        expired = sum(self.resumable_sizes.get(u.upload_id, 0) for u in self.expired_uploads)
+        files = self.orphan_blobs + self.stale_partials + self.orphan_resumables
+        return expired + sum(entry.size for entry in files)
 
 
 def find_garbage(
@@ -72,6 +85,13 @@ def find_garbage(
         if key not in present:
             report.broken_files.append(BrokenFile(file_id, username, name, key))
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
+    # Rows before files again: an upload created during the scan is young, so spared.
+    report.expired_uploads = uploads_resumable.expired_uploads(now)
+    known_uploads = uploads_resumable.upload_ids()
+    for entry in blobs.scan_resumables():
+        report.resumable_sizes[entry.key] = entry.size
+        if entry.key not in known_uploads and entry.modified_at < cutoff:
+            report.orphan_resumables.append(entry)
     return report
 
 
@@ -81,6 +101,9 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
         blobs.delete(entry.key)
     for entry in report.stale_partials:
         blobs.delete_partial(entry.key)
+    uploads_resumable.delete_uploads(blobs, [u.upload_id for u in report.expired_uploads])
+    for entry in report.orphan_resumables:
+        blobs.delete_resumable(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
         if broken_ids:

@@ -11,7 +11,15 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
-from pcloud.models import DeviceSession, RefreshToken, StoredFile, User, database_proxy, utc_now
+from pcloud.models import (
+    DeviceSession,
+    RefreshToken,
+    StoredFile,
+    TusUpload,
+    User,
+    database_proxy,
+    utc_now,
+)
 from pcloud.services import audit, sessions, throttle
 from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
@@ -212,14 +220,24 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
             .where(StoredFile.owner == user.id)
             .tuples()
         ]
+        upload_ids = [
+            upload_id
+            for (upload_id,) in TusUpload.select(TusUpload.id)
+            .where(TusUpload.owner == user.id)
+            .tuples()
+        ]
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
+        TusUpload.delete().where(TusUpload.owner == user.id).execute()
         for model in (RefreshToken, DeviceSession):
             model.delete().where(model.user == user.id).execute()
         User.delete().where(User.id == user.id).execute()
         audit.record(audit.USER_DELETED, user=user, actor=audit.ADMIN_ACTOR, files=len(blob_keys))
-    # After the commit: a crash here leaves orphan blobs, which `pcloud files gc` removes.
+    # After the commit: a crash here leaves orphan blobs and resumable writes, which
+    # `pcloud files gc` removes.
     for key in blob_keys:
         blobs.delete(key)
+    for upload_id in upload_ids:
+        blobs.delete_resumable(upload_id)
     return user, len(blob_keys)
 
 

@@ -3,11 +3,16 @@
 A blob is an immutable run of bytes under a key the store generates. The database says
 which user's file points at which key; the store knows nothing of users or names, and
 no client-supplied text ever becomes part of a key or a path.
+
+A resumable write is a blob in the making that outlives requests and restarts (a tus
+upload): named by an id the caller generated, appended to piece by piece by one writer
+at a time, and finished into a blob when complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -86,6 +91,61 @@ class BlobWriter(ABC):
         """Discard everything written. Safe to call more than once, and after commit()."""
 
 
+class ResumableBusy(Exception):
+    """Another writer (thread or process) holds this resumable write right now."""
+
+
+RESUMABLE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+class ResumableWrite(ABC):
+    """One writer's exclusive hold on a resumable write, until `close()`.
+
+    The hold is exclusive across threads and processes, so two writers' bytes never mix.
+    `size` is what the store holds, which may run ahead of what the caller has accepted
+    (a writer that died mid-append): `truncate()` to the accepted offset first.
+    """
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Bytes stored so far."""
+
+    @abstractmethod
+    def append(self, offset: int, chunks: Iterable[bytes]) -> int:
+        """Discard anything stored beyond `offset`, then write the chunks from there.
+
+        Returns the new size. Raises ValueError if fewer than `offset` bytes are stored.
+        On an exception from `chunks`, what was written stays: truncate to undo it.
+        """
+
+    @abstractmethod
+    def truncate(self, size: int) -> None:
+        """Discard the bytes stored beyond `size`."""
+
+    @abstractmethod
+    def read(self) -> BinaryIO:
+        """The bytes stored so far, from the start (to hash them again)."""
+
+    @abstractmethod
+    def finish(self, sha256: str) -> StoredBlob:
+        """Make the stored bytes a new blob (whose SHA-256 the caller computed).
+
+        The resumable write stays until `BlobStore.delete_resumable()`, so that a caller
+        whose database commit fails can delete the blob and try again.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the hold. Safe to call more than once."""
+
+    def __enter__(self) -> ResumableWrite:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 class BlobStore(ABC):
     """Where the bytes of files live."""
 
@@ -130,3 +190,25 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_partial(self, key: str) -> bool:
         """Remove one unfinished write found by scan_partials()."""
+
+    @abstractmethod
+    def create_resumable(self, upload_id: str) -> None:
+        """Start an empty resumable write. `upload_id` matches RESUMABLE_ID (ValueError
+        otherwise) and must be new (FileExistsError otherwise)."""
+
+    @abstractmethod
+    def open_resumable(self, upload_id: str) -> ResumableWrite:
+        """Take the exclusive hold on a resumable write, without waiting.
+
+        Raises ResumableBusy when another writer holds it, FileNotFoundError when there is
+        none of that id.
+        """
+
+    @abstractmethod
+    def delete_resumable(self, upload_id: str) -> bool:
+        """Remove a resumable write; False when there was none. Never raises for a missing
+        id (a writer holding it keeps writing into nothing)."""
+
+    @abstractmethod
+    def scan_resumables(self) -> Iterator[BlobEntry]:
+        """Every resumable write (key: its upload id), for gc."""

@@ -5,12 +5,15 @@ Layout under the upload folder:
     partial/         writes in progress: anonymous O_TMPFILE files, linked into blobs/
                      when complete; or, where the filesystem cannot, named *.part files,
                      renamed into blobs/ when complete
-Both live on one filesystem, so finishing a blob is one atomic link or rename.
+    resumable/<id>   resumable writes (tus uploads), linked into blobs/ when finished;
+                     one writer at a time holds an flock() on the file
+All live on one filesystem, so finishing a blob is one atomic link or rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import tempfile
@@ -19,7 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from pcloud.storage.base import BlobEntry, BlobStore, BlobWriter, StoredBlob
+from pcloud.storage.base import (
+    RESUMABLE_ID,
+    BlobEntry,
+    BlobStore,
+    BlobWriter,
+    ResumableBusy,
+    ResumableWrite,
+    StoredBlob,
+)
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 PARTIAL_PATTERN = re.compile(r"[A-Za-z0-9_]+\.part")
@@ -76,14 +87,87 @@ class LocalBlobWriter(BlobWriter):
                 os.unlink(self._partial_path)
 
 
+class LocalResumableWrite(ResumableWrite):
+    """An open resumable file under an exclusive flock().
+
+    flock() belongs to the open file, not the process: two threads of one worker
+    exclude each other as surely as two workers do, and a writer that dies lets go.
+    """
+
+    def __init__(self, store: LocalBlobStore, path: Path) -> None:
+        self._store = store
+        self._path = path
+        self._descriptor: int | None = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Deleted between our open and our lock: what we hold has no name any more.
+            if os.fstat(self._descriptor).st_ino != os.stat(path).st_ino:
+                raise FileNotFoundError(path)
+        except BlockingIOError:
+            self.close()
+            raise ResumableBusy(path.name) from None
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self._held()).st_size
+
+    def append(self, offset: int, chunks) -> int:
+        descriptor = self._held()
+        size = os.fstat(descriptor).st_size
+        if size < offset:
+            raise ValueError(f"cannot append at {offset}: only {size} bytes are stored")
+        if size > offset:
+            os.ftruncate(descriptor, offset)
+        position = offset
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(descriptor, view, position)
+                position += written
+                view = view[written:]
+        return position
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self._held(), size)
+
+    def read(self) -> BinaryIO:
+        return open(f"/proc/self/fd/{self._held()}", "rb")  # noqa: SIM115 (the caller closes)
+
+    def finish(self, sha256: str) -> StoredBlob:
+        key = os.urandom(16).hex()
+        shard_and_key = f"{key[:2]}/{key}"
+        link = self._store.link_into_blobs
+        try:
+            link(self._path, shard_and_key)
+        except FileNotFoundError:  # the first blob of its shard folder
+            (self._store.blob_dir / key[:2]).mkdir(exist_ok=True)
+            link(self._path, shard_and_key)
+        return StoredBlob(key=key, size=self.size, sha256=sha256)
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def _held(self) -> int:
+        if self._descriptor is None:
+            raise ValueError("this resumable write is closed")
+        return self._descriptor
+
+
 class LocalBlobStore(BlobStore):
     def __init__(self, root: Path, anonymous_writes: bool | None = None) -> None:
         """anonymous_writes: None to use O_TMPFILE files where the filesystem allows."""
         self.root = Path(root)
         self.blob_dir = self.root / "blobs"
         self.partial_dir = self.root / "partial"
+        self.resumable_dir = self.root / "resumable"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.partial_dir.mkdir(parents=True, exist_ok=True)
+        self.resumable_dir.mkdir(parents=True, exist_ok=True)
         # Kept open: naming a blob relative to it spares resolving the whole path each time.
         self._blob_dir_descriptor = os.open(self.blob_dir, os.O_RDONLY | os.O_DIRECTORY)
         if anonymous_writes is None:
@@ -101,6 +185,10 @@ class LocalBlobStore(BlobStore):
                 dst_dir_fd=self._blob_dir_descriptor,
                 follow_symlinks=True,  # with a dir fd this is linkat(AT_SYMLINK_FOLLOW)
             )
+
+    def link_into_blobs(self, path: Path, shard_and_key: str) -> None:
+        """Give a finished resumable write a blob name too (it keeps its own until deleted)."""
+        os.link(path, shard_and_key, dst_dir_fd=self._blob_dir_descriptor)
 
     def _anonymous_files_work(self) -> bool:
         """Whether this filesystem makes O_TMPFILE files and /proc can link them."""
@@ -169,6 +257,25 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return False
 
+    def create_resumable(self, upload_id: str) -> None:
+        path = self.resumable_dir / _resumable_name(upload_id)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    def open_resumable(self, upload_id: str) -> ResumableWrite:
+        return LocalResumableWrite(self, self.resumable_dir / _resumable_name(upload_id))
+
+    def delete_resumable(self, upload_id: str) -> bool:
+        try:
+            (self.resumable_dir / _resumable_name(upload_id)).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def scan_resumables(self) -> Iterator[BlobEntry]:
+        for entry in _scandir(self.resumable_dir):
+            if RESUMABLE_ID.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                yield _entry(entry.name, entry)
+
 
 def _scandir(path: Path) -> Iterator[os.DirEntry]:
     try:
@@ -182,3 +289,9 @@ def _entry(key: str, entry: os.DirEntry) -> BlobEntry:
     stat = entry.stat(follow_symlinks=False)
     modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
     return BlobEntry(key=key, size=stat.st_size, modified_at=modified)
+
+
+def _resumable_name(upload_id: str) -> str:
+    if not isinstance(upload_id, str) or not RESUMABLE_ID.fullmatch(upload_id):
+        raise ValueError(f"not a resumable upload id: {upload_id!r}")
+    return upload_id

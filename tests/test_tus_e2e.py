@@ -1,0 +1,376 @@
+"""Resumable uploads against a real `pcloud serve`, driven by tuspy (a tus client nobody
+here wrote) and by raw sockets where a client's exact bytes matter."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError, TusUploadFailed
+from tusclient.storage.filestorage import FileStorage
+
+from tests.conftest import fresh_database_url, make_settings, settings_environment
+from tests.test_e2e import Server, start_server
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("tus-served")
+    with fresh_database_url(folder) as database_url:
+        settings = make_settings(
+            folder, database_url, max_upload_size=512 * MIB, tus_max_chunk=32 * MIB
+        )
+        process, url = start_server(settings)
+        try:
+            yield Server(process, url, settings)
+        finally:
+            stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def content_file(tmp_path: Path, size: int, name: str = "video.mp4") -> tuple[Path, str]:
+    path = tmp_path / name
+    path.write_bytes(os.urandom(size))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def uploader(server: Server, headers: dict, path: Path, **options):
+    client = tus_client.TusClient(f"{server.url}/tus/", headers=headers)
+    return client.uploader(
+        file_path=str(path), metadata={"filename": path.name}, chunk_size=256 * 1024, **options
+    )
+
+
+def downloaded_sha256(server: Server, headers: dict, name: str) -> str:
+    response = requests.get(f"{server.url}/download/{name}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["ETag"] == f'"{hashlib.sha256(response.content).hexdigest()}"'
+    return hashlib.sha256(response.content).hexdigest()
+
+
+def head_offset(server: Server, headers: dict, url: str) -> int:
+    response = requests.head(url, headers={**headers, **TUS}, timeout=10)
+    assert response.status_code == 200, response.status_code
+    return int(response.headers["Upload-Offset"])
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_answer(connection: socket.socket) -> bytes:
+    """One answer's head (and body, if its Content-Length says so)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+            while len(body) < length:
+                body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_tuspy_uploads_a_file_in_pieces_with_checksums(server, tmp_path):
+    headers = server.new_user()
+    path, sha256 = content_file(tmp_path, 3 * MIB + 12345)
+    tus = uploader(server, headers, path, upload_checksum=True)
+    tus.upload()
+    assert tus.url.startswith(f"{server.url}/tus/")
+    [entry] = requests.get(f"{server.url}/files", headers=headers, timeout=10).json()
+    assert (entry["filename"], entry["size"]) == ("video.mp4", path.stat().st_size)
+    assert downloaded_sha256(server, headers, "video.mp4") == sha256
+    assert server.partials() == []
+    assert list((server.settings.upload_folder / "resumable").iterdir()) == []
+
+
+def test_a_piece_cut_off_midway_costs_only_that_piece_and_tuspy_resumes(server, tmp_path):
+    headers = server.new_user()
+    path, sha256 = content_file(tmp_path, 2 * MIB)
+    storage = FileStorage(str(tmp_path / "tus-urls.json"))  # as an app keeps its URLs
+    first = uploader(server, headers, path, store_url=True, url_storage=storage)
+    first.upload(stop_at=MIB)
+    url = first.url
+    assert head_offset(server, headers, url) == MIB
+    # The network drops in the middle of the next piece.
+    piece = path.read_bytes()[MIB : MIB + 512 * 1024]
+    request_head = (
+        f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Upload-Offset: {MIB}\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(piece)}\r\n\r\n"
+    ).encode()
+    with connect(server.url) as connection:
+        connection.sendall(request_head + piece[: len(piece) // 2])
+    time.sleep(0.3)
+    assert head_offset(server, headers, url) == MIB  # that piece is lost whole, no more
+    # The app starts again: a new uploader finds the URL it kept and asks for the offset.
+    second = uploader(server, headers, path, store_url=True, url_storage=storage)
+    assert second.url == url and second.offset == MIB
+    second.upload()
+    assert downloaded_sha256(server, headers, "video.mp4") == sha256
+
+
+def test_a_checksum_mismatch_is_460_and_tuspy_can_send_the_piece_again(server, tmp_path):
+    headers = server.new_user()
+    path, sha256 = content_file(tmp_path, MIB)
+
+    class CorruptingUploader(tus_client.Uploader):
+        # As if a bit flipped on the way: the digest sent is not that of the bytes.
+        CHECKSUM_ALGORITHM_PAIR = ("sha1", lambda data: hashlib.sha1(data + b"!"))
+
+    client = tus_client.TusClient(f"{server.url}/tus/", headers=headers)
+    corrupt = CorruptingUploader(
+        file_path=str(path),
+        client=client,
+        metadata={"filename": path.name},
+        chunk_size=256 * 1024,
+        upload_checksum=True,
+    )
+    with pytest.raises(TusUploadFailed) as failure:
+        corrupt.upload()
+    assert failure.value.status_code == 460
+    assert head_offset(server, headers, corrupt.url) == 0  # the piece was discarded
+    honest = uploader(server, headers, path, url=corrupt.url, upload_checksum=True)
+    honest.upload()
+    assert downloaded_sha256(server, headers, "video.mp4") == sha256
+
+
+def test_an_upload_resumes_after_the_server_restarts(tmp_path):
+    path, sha256 = content_file(tmp_path, 3 * MIB)
+    port = free_port()
+    with fresh_database_url(tmp_path) as database_url:
+        settings = make_settings(tmp_path, database_url, max_upload_size=64 * MIB)
+        process, url = start_server(settings, port=port)
+        try:
+            headers = Server(process, url, settings).new_user()
+            first = uploader(Server(process, url, settings), headers, path)
+            first.upload(stop_at=MIB + 256 * 1024)
+        finally:
+            stop(process)
+        process, url = start_server(settings, port=port)
+        try:
+            server = Server(process, url, settings)
+            assert head_offset(server, headers, first.url) == MIB + 256 * 1024
+            resumed = uploader(server, headers, path, url=first.url)
+            assert resumed.offset == MIB + 256 * 1024
+            resumed.upload()
+            assert downloaded_sha256(server, headers, "video.mp4") == sha256
+        finally:
+            stop(process)
+
+
+def test_an_expired_upload_is_refused_and_gc_reclaims_its_bytes(tmp_path):
+    path, _ = content_file(tmp_path, MIB)
+    with fresh_database_url(tmp_path) as database_url:
+        settings = make_settings(tmp_path, database_url, tus_expiration=2)
+        process, url = start_server(settings)
+        try:
+            server = Server(process, url, settings)
+            headers = server.new_user()
+            first = uploader(server, headers, path)
+            first.upload(stop_at=512 * 1024)
+            resumable = settings.upload_folder / "resumable" / first.url.rsplit("/", 1)[1]
+            assert resumable.stat().st_size == 512 * 1024
+            time.sleep(2.5)
+            with pytest.raises(TusCommunicationError) as failure:
+                uploader(server, headers, path, url=first.url)
+            assert failure.value.status_code == 410
+            env = {key: value for key, value in os.environ.items() if key.startswith("PATH")}
+            gc = subprocess.run(
+                [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env"]
+                + ["files", "gc"],
+                env={**env, **settings_environment(settings), "COLUMNS": "120"},
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert gc.returncode == 0, gc.stdout + gc.stderr
+            assert "1 resumable upload(s)" in gc.stdout
+            assert not resumable.exists()
+            head = requests.head(first.url, headers={**headers, **TUS}, timeout=10)
+            assert head.status_code == 404
+        finally:
+            stop(process)
+
+
+def test_a_chunked_patch_with_expect_100_continue_is_stored(server):
+    """As the official Android and Java clients send it."""
+    headers = server.new_user()
+    content = os.urandom(300_000)
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(len(content)),
+            "Upload-Metadata": "filename YW5kcm9pZC5tcDQ=",  # android.mp4
+        },
+        timeout=10,
+    )
+    path = created.headers["Location"]
+    with connect(server.url) as connection:
+        connection.sendall(
+            (
+                f"PATCH {path} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+            ).encode()
+        )
+        interim = connection.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        for start in range(0, len(content), 65536):
+            piece = content[start : start + 65536]
+            connection.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        connection.sendall(b"0\r\n\r\n")
+        answer = read_answer(connection)
+    assert answer.startswith(b"HTTP/1.1 204"), answer
+    assert f"Upload-Offset: {len(content)}".encode() in answer
+    assert b"Pcloud-File: android.mp4" in answer
+    assert downloaded_sha256(server, headers, "android.mp4") == hashlib.sha256(content).hexdigest()
+
+
+def test_post_with_method_override_stands_in_for_patch(server):
+    headers = server.new_user()
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={**headers, **TUS, "Upload-Length": "5", "Upload-Metadata": "filename YS50eHQ="},
+        timeout=10,
+    )
+    response = requests.post(
+        server.url + created.headers["Location"],
+        headers={
+            **headers,
+            **TUS,
+            "X-HTTP-Method-Override": "PATCH",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        },
+        data=b"hello",
+        timeout=10,
+    )
+    assert response.status_code == 204 and response.headers["Pcloud-File"] == "a.txt"
+
+
+def test_a_piece_declared_over_tus_max_chunk_is_refused_before_its_body_is_read(server):
+    headers = server.new_user()
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={**headers, **TUS, "Upload-Length": str(100 * MIB), "Upload-Metadata": ""},
+        timeout=10,
+    )
+    assert created.status_code == 400  # no file name: nothing created
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(100 * MIB),
+            "Upload-Metadata": "filename YS50eHQ=",
+        },
+        timeout=10,
+    )
+    with connect(server.url) as connection:
+        connection.sendall(
+            (
+                f"PATCH {created.headers['Location']} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                f"Content-Length: {server.settings.tus_max_chunk + 1}\r\n\r\n"
+            ).encode()
+        )
+        answer = read_answer(connection)  # no byte of the body was sent
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'{"error": ' in answer
+
+
+def test_two_patches_at_once_one_wins_and_bytes_never_mix(server):
+    headers = server.new_user()
+    size = 24 * MIB
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(size),
+            "Upload-Metadata": "filename Yy5iaW4=",
+        },
+        timeout=10,
+    )
+    url = server.url + created.headers["Location"]
+    pieces = [bytes([letter]) * size for letter in b"AB"]
+    statuses: list[int] = [0, 0]
+    barrier = threading.Barrier(2)
+
+    def send(number: int) -> None:
+        barrier.wait()
+        statuses[number] = requests.patch(
+            url,
+            headers={
+                **headers,
+                **TUS,
+                "Upload-Offset": "0",
+                "Content-Type": "application/offset+octet-stream",
+            },
+            data=pieces[number],
+            timeout=60,
+        ).status_code
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses)[0] == 204 and sorted(statuses)[1] in (409, 423), statuses
+    winner = pieces[statuses.index(204)]
+    download = requests.get(f"{server.url}/download/c.bin", headers=headers, timeout=30)
+    assert download.content == winner
+
+
+def test_one_users_upload_url_is_404_to_another(server):
+    ann, bob = server.new_user(), server.new_user()
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={**ann, **TUS, "Upload-Length": "5", "Upload-Metadata": "filename YS50eHQ="},
+        timeout=10,
+    )
+    url = server.url + created.headers["Location"]
+    assert requests.head(url, headers={**bob, **TUS}, timeout=10).status_code == 404
+    assert requests.delete(url, headers={**bob, **TUS}, timeout=10).status_code == 404
+    assert requests.head(url, headers={**ann, **TUS}, timeout=10).status_code == 200
