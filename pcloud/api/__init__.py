@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root, security, sessions, tus
+from pcloud.api import accounts, errors, files, openapi, root, security, sessions, tus
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         if settings is None:
             raise TypeError("create_app needs settings or a Pcloud")
         pcloud = Pcloud.open(settings)
-    app = Flask("pcloud")
+    app = Flask("pcloud", static_folder=None)  # the API serves no static files
     app.config.update(
         MAX_CONTENT_LENGTH=pcloud.settings.max_upload_size + MULTIPART_OVERHEAD,
     )
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     security.register(app, pcloud.settings)
     for blueprint in (
         root.blueprint,
+        openapi.blueprint,
         accounts.blueprint,
         sessions.blueprint,
         files.blueprint,

@@ -1,0 +1,551 @@
+"""The OpenAPI 3.1 document of the whole API, served at /openapi.json.
+
+Written as data beside the routes it describes; the tests keep it true: every route of
+the app is documented and every documented route exists (tests/test_openapi.py), real
+answers are checked against these schemas, and schemathesis fuzzes a running
+`pcloud serve` from this document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from pcloud import __version__
+
+blueprint = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _string(**extra: Any) -> Schema:
+    return {"type": "string", **extra}
+
+
+def _object(required: list[str], properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {"type": "object", "required": required, "properties": properties, **extra}
+
+
+TIMESTAMP = _string(description="ISO 8601 UTC, ending in Z", examples=["2026-11-25T09:30:00Z"])
+MESSAGE_ONLY = _object(["message"], {"message": _string()})
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        ["error"],
+        {"error": _string(), "message": _string(), "retry_after": {"type": "integer"}},
+        description="Every error. `message` only on Google sign-in's 409; `retry_after` on 429.",
+    ),
+    "Message": MESSAGE_ONLY,
+    "SignedIn": _object(
+        ["message", "access_token", "refresh_token"],
+        {"message": _string(), "access_token": _string(), "refresh_token": _string()},
+    ),
+    "Refreshed": _object(
+        ["access_token"],
+        {
+            "access_token": _string(),
+            "refresh_token": _string(description="Only when rotation was asked for"),
+        },
+    ),
+    "FileEntry": _object(
+        ["filename", "file_type", "size", "modified_at"],
+        {
+            "filename": _string(),
+            "file_type": _string(
+                enum=["image", "video", "pdf", "text", "audio", "archive", "generic"]
+            ),
+            "size": {"type": "integer", "minimum": 0},
+            "modified_at": TIMESTAMP,
+        },
+    ),
+    "Session": _object(
+        [
+            "id",
+            "current",
+            "device_name",
+            "user_agent",
+            "ip_address",
+            "method",
+            "created_at",
+            "last_seen_at",
+            "expires_at",
+        ],
+        {
+            "id": _string(),
+            "current": {"type": "boolean"},
+            "device_name": {"type": ["string", "null"]},
+            "user_agent": {"type": ["string", "null"]},
+            "ip_address": {"type": ["string", "null"]},
+            "method": _string(enum=["password", "google", "legacy"]),
+            "created_at": TIMESTAMP,
+            "last_seen_at": TIMESTAMP,
+            "expires_at": TIMESTAMP,
+        },
+    ),
+    "Me": _object(
+        [
+            "id",
+            "username",
+            "email",
+            "google_linked",
+            "has_password",
+            "created_at",
+            "session_id",
+        ],
+        {
+            "id": {"type": "integer"},
+            "username": _string(),
+            "email": _string(),
+            "google_linked": {"type": "boolean"},
+            "has_password": {"type": "boolean"},
+            "created_at": TIMESTAMP,
+            "session_id": _string(),
+        },
+    ),
+}
+
+
+def _json_body(properties: dict[str, Schema], required: list[str]) -> Schema:
+    return {
+        "required": True,
+        "content": {JSON: {"schema": _object(required, properties)}},
+    }
+
+
+def _answer(description: str, schema: Schema | None = None, **extra: Any) -> Schema:
+    answer: Schema = {"description": description, **extra}
+    if schema is not None:
+        answer["content"] = {JSON: {"schema": schema}}
+    return answer
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    texts = {
+        400: "Missing or malformed field, or malformed JSON",
+        401: "No valid access token (or credentials)",
+        403: "The account is disabled",
+        404: "Not found (also anything of another user's)",
+        405: "Method not allowed",
+        409: "Conflict",
+        410: "Gone",
+        412: "Tus-Resumable missing or not 1.0.0",
+        413: "Too large",
+        415: "Wrong Content-Type",
+        423: "Another request is writing this upload",
+        429: "Too many failed sign-ins",
+        460: "Upload-Checksum does not match",
+        503: "Not configured, or the database is unavailable",
+    }
+    answers = {str(status): _answer(texts[status], _ref("Error")) for status in statuses}
+    if "429" in answers:
+        answers["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return answers
+
+
+def _operation(
+    summary: str,
+    answers: dict[str, Schema],
+    *error_statuses: int,
+    body: Schema | None = None,
+    auth: bool = True,
+    parameters: list[Schema] | None = None,
+) -> Schema:
+    operation: Schema = {"summary": summary, "responses": {**answers, **_errors(*error_statuses)}}
+    if auth:
+        operation["security"] = [{"bearer": []}]
+        operation["responses"].update(_errors(401))
+    else:
+        operation["security"] = []
+    if body is not None:
+        operation["requestBody"] = body
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_parameter(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _header(name: str, required: bool = False, **schema: Any) -> Schema:
+    return {"name": name, "in": "header", "required": required, "schema": schema or _string()}
+
+
+FILENAME = _path_parameter("filename", "The file's name as listed (URL-encoded)")
+SESSION_ID = _path_parameter("session_id", "A session's id, from GET /sessions")
+UPLOAD_ID = _path_parameter("upload_id", "The id at the end of the upload's Location")
+TUS_RESUMABLE = _header("Tus-Resumable", required=True, enum=["1.0.0"])
+DEVICE_NAME = _string(maxLength=100, description="Shown in the session list")
+TUS_STATE_HEADERS = {
+    "Upload-Offset": {"schema": {"type": "integer"}},
+    "Upload-Expires": {"schema": _string()},
+    "Tus-Resumable": {"schema": _string()},
+}
+
+
+def _paths() -> dict[str, Schema]:
+    return {
+        "/": {
+            "get": _operation(
+                "Say that the server is running",
+                {"200": {"description": "Plain text", "content": {"text/plain": {}}}},
+                auth=False,
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "This document",
+                {"200": _answer("The OpenAPI document", {"type": "object"})},
+                auth=False,
+            )
+        },
+        "/register": {
+            "post": _operation(
+                "Create an account",
+                {"201": _answer("Created", MESSAGE_ONLY)},
+                400,
+                409,
+                body=_json_body(
+                    {
+                        "username": _string(maxLength=150),
+                        "email": _string(),
+                        "password": _string(),
+                    },
+                    ["username", "email", "password"],
+                ),
+                auth=False,
+            )
+        },
+        "/login": {
+            "post": _operation(
+                "Sign in with a password: a new device session",
+                {"200": _answer("Signed in", _ref("SignedIn"))},
+                400,
+                401,
+                403,
+                429,
+                body=_json_body(
+                    {
+                        "login_identifier": _string(description="Username or email"),
+                        "password": _string(),
+                        "device_name": DEVICE_NAME,
+                    },
+                    ["login_identifier", "password"],
+                ),
+                auth=False,
+            )
+        },
+        "/login/google": {
+            "post": _operation(
+                "Sign in with a Google ID token (creating the account the first time)",
+                {"200": _answer("Signed in", _ref("SignedIn"))},
+                400,
+                401,
+                403,
+                409,
+                503,
+                body=_json_body(
+                    {"google_token": _string(), "device_name": DEVICE_NAME}, ["google_token"]
+                ),
+                auth=False,
+            )
+        },
+        "/token/refresh": {
+            "post": _operation(
+                "A new access token (and, with rotate, a new refresh token)",
+                {"200": _answer("Refreshed", _ref("Refreshed"))},
+                400,
+                401,
+                body=_json_body(
+                    {"refresh_token": _string(), "rotate": {"type": "boolean"}},
+                    ["refresh_token"],
+                ),
+                auth=False,
+            )
+        },
+        "/logout": {
+            "post": _operation(
+                "End the session a refresh token belongs to",
+                {"200": _answer("Signed out", MESSAGE_ONLY)},
+                400,
+                401,
+                body=_json_body({"refresh_token": _string()}, ["refresh_token"]),
+                auth=False,
+            )
+        },
+        "/me": {"get": _operation("The signed-in account", {"200": _answer("", _ref("Me"))})},
+        "/password": {
+            "post": _operation(
+                "Change the password; every other session ends",
+                {
+                    "200": _answer(
+                        "Changed",
+                        _object(
+                            ["message", "sessions_revoked"],
+                            {"message": _string(), "sessions_revoked": {"type": "integer"}},
+                        ),
+                    )
+                },
+                400,
+                429,
+                body=_json_body(
+                    {"old_password": _string(), "new_password": _string()},
+                    ["old_password", "new_password"],
+                ),
+            )
+        },
+        "/sessions": {
+            "get": _operation(
+                "The account's live sessions, most recently used first",
+                {
+                    "200": _answer(
+                        "",
+                        _object(
+                            ["sessions"], {"sessions": {"type": "array", "items": _ref("Session")}}
+                        ),
+                    )
+                },
+            )
+        },
+        "/sessions/{session_id}": {
+            "delete": _operation(
+                "Sign one device out, at once",
+                {
+                    "200": _answer(
+                        "Revoked",
+                        _object(["message", "id"], {"message": _string(), "id": _string()}),
+                    )
+                },
+                404,
+                parameters=[SESSION_ID],
+            )
+        },
+        "/sessions/revoke-all": {
+            "post": _operation(
+                "Sign out everywhere (keep_current: except this device)",
+                {
+                    "200": _answer(
+                        "Revoked",
+                        _object(
+                            ["message", "revoked"],
+                            {"message": _string(), "revoked": {"type": "integer"}},
+                        ),
+                    )
+                },
+                400,
+                body=_json_body({"keep_current": {"type": "boolean"}}, []),
+            )
+        },
+        "/files": {
+            "get": _operation(
+                "Every file, sorted by name case-insensitively",
+                {"200": _answer("", {"type": "array", "items": _ref("FileEntry")})},
+            )
+        },
+        "/upload": {
+            "post": _operation(
+                "Upload a file (multipart field `file`); a taken name gets _1, _2, ...",
+                {
+                    "201": _answer(
+                        "Stored",
+                        _object(["message", "file"], {"message": _string(), "file": _string()}),
+                    )
+                },
+                400,
+                413,
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": _object(["file"], {"file": _string(contentEncoding="binary")})
+                        }
+                    },
+                },
+            )
+        },
+        "/download/{filename}": {
+            "get": _operation(
+                "The file's bytes, as an attachment; Range, ETag, If-None-Match, If-Range",
+                {
+                    "200": {"description": "The bytes", "content": {"*/*": {}}},
+                    "206": {"description": "The requested range", "content": {"*/*": {}}},
+                    "304": {"description": "Not modified (If-None-Match)"},
+                    "416": _answer("Range not satisfiable", _ref("Error")),
+                },
+                404,
+                parameters=[FILENAME],
+            )
+        },
+        "/delete/{filename}": {
+            "delete": _operation(
+                "Delete a file",
+                {"200": _answer("Deleted", MESSAGE_ONLY)},
+                404,
+                parameters=[FILENAME],
+            )
+        },
+        "/rename": {
+            "put": _operation(
+                "Rename a file",
+                {
+                    "200": _answer(
+                        "Renamed",
+                        _object(
+                            ["message", "old_filename", "new_filename"],
+                            {
+                                "message": _string(),
+                                "old_filename": _string(),
+                                "new_filename": _string(),
+                            },
+                        ),
+                    )
+                },
+                400,
+                404,
+                409,
+                body=_json_body(
+                    {"old_filename": _string(), "new_filename": _string()},
+                    ["old_filename", "new_filename"],
+                ),
+            )
+        },
+        "/tus/": {
+            "options": _operation(
+                "tus discovery: version, extensions, limits",
+                {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}},
+                auth=False,
+            ),
+            "post": _operation(
+                "tus creation (and creation-with-upload)",
+                {
+                    "201": {
+                        "description": "Created; Location names the upload",
+                        "headers": {"Location": {"schema": _string()}, **TUS_STATE_HEADERS},
+                    }
+                },
+                400,
+                409,
+                412,
+                413,
+                415,
+                460,
+                parameters=[
+                    TUS_RESUMABLE,
+                    _header("Upload-Length", minimum=0, type="integer"),
+                    _header("Upload-Defer-Length", enum=["1"]),
+                    _header("Upload-Metadata"),
+                ],
+            ),
+        },
+        "/tus/{upload_id}": {
+            "options": _operation(
+                "tus discovery",
+                {"204": {"description": "As OPTIONS /tus/"}},
+                auth=False,
+                parameters=[UPLOAD_ID],
+            ),
+            "head": _operation(
+                "Where an upload stands",
+                {
+                    "200": {
+                        "description": "Upload-Offset and the rest",
+                        "headers": TUS_STATE_HEADERS,
+                    }
+                },
+                404,
+                410,
+                412,
+                parameters=[UPLOAD_ID, TUS_RESUMABLE],
+            ),
+            "patch": _operation(
+                "Add bytes at Upload-Offset",
+                {"204": {"description": "Stored", "headers": TUS_STATE_HEADERS}},
+                400,
+                404,
+                409,
+                410,
+                412,
+                413,
+                415,
+                423,
+                460,
+                parameters=[
+                    UPLOAD_ID,
+                    TUS_RESUMABLE,
+                    _header("Upload-Offset", required=True, minimum=0, type="integer"),
+                    _header("Upload-Checksum"),
+                ],
+                body={
+                    "required": True,
+                    "content": {
+                        "application/offset+octet-stream": {"schema": _string(format="binary")}
+                    },
+                },
+            ),
+            "delete": _operation(
+                "tus termination: forget the upload and its bytes",
+                {"204": {"description": "Gone"}},
+                404,
+                410,
+                412,
+                423,
+                parameters=[UPLOAD_ID, TUS_RESUMABLE],
+            ),
+        },
+    }
+
+
+def document(metrics: bool = False) -> Schema:
+    """The whole document; /metrics appears when it is on."""
+    paths = _paths()
+    if metrics:
+        paths["/metrics"] = {
+            "get": {
+                "summary": "Prometheus metrics (Authorization: Bearer <METRICS_TOKEN>)",
+                "security": [{"metrics": []}],
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {"text/plain": {}}},
+                    **_errors(401),
+                },
+            }
+        }
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"].update(_errors(405))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pcloud",
+            "version": __version__,
+            "description": 'A self-hosted personal cloud. Every error is JSON `{"error": ...}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "metrics": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi_json():
+    cached = current_app.extensions.get("pcloud.openapi")
+    if cached is None:
+        metrics_on = bool(current_app.extensions["pcloud"].settings.metrics_token)
+        cached = current_app.extensions["pcloud.openapi"] = document(metrics=metrics_on)
+    return jsonify(cached)

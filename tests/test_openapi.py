@@ -1,0 +1,168 @@
+"""The OpenAPI document stays true: every route in it and nothing else, real answers match
+its schemas, and schemathesis finds no server error in a running `pcloud serve`."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+
+from pcloud.api import openapi
+from tests.conftest import fresh_database_url, make_settings
+from tests.google_idp import CLIENT_ID, GoogleIdP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask adds these to every route by itself
+
+
+def documented_operations(document: dict) -> set[tuple[str, str]]:
+    return {
+        (path, method.upper())
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+
+
+def app_operations(app) -> set[tuple[str, str]]:
+    operations = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        explicit = set(rule.methods) - AUTOMATIC
+        if rule.endpoint.startswith("tus."):  # tus declares HEAD and OPTIONS itself
+            explicit = set(rule.methods) - (
+                {"OPTIONS"} if rule.endpoint != "tus.discover" else set()
+            )
+            explicit -= {"HEAD"} if rule.endpoint != "tus.status" else set()
+        operations |= {(path, method) for method in explicit}
+    return operations
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(client, app):
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    assert documented_operations(document) == app_operations(app)
+
+
+def test_metrics_are_documented_only_when_they_are_on():
+    assert "/metrics" not in openapi.document()["paths"]
+    assert "/metrics" in openapi.document(metrics=True)["paths"]
+
+
+def answer_schema(document: dict, path: str, method: str, status: int) -> dict:
+    answer = document["paths"][path][method]["responses"][str(status)]
+    schema = answer["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+def assert_matches(document: dict, path: str, method: str, response) -> None:
+    schema = answer_schema(document, path, method, response.status_code)
+    jsonschema_rs.validator_for(schema).validate(response.get_json())
+
+
+def test_real_answers_match_the_documented_schemas(client, auth):
+    document = openapi.document()
+    auth.register("ann")
+    signed_in = auth.login("ann")
+    assert_matches(document, "/login", "post", signed_in)
+    tokens = signed_in.get_json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    upload = client.post("/upload", headers=headers, data={"file": (io.BytesIO(b"hello"), "a.txt")})
+    checks = [
+        ("/upload", "post", upload),
+        ("/files", "get", client.get("/files", headers=headers)),
+        ("/me", "get", client.get("/me", headers=headers)),
+        ("/sessions", "get", client.get("/sessions", headers=headers)),
+        (
+            "/token/refresh",
+            "post",
+            client.post(
+                "/token/refresh", json={"refresh_token": tokens["refresh_token"], "rotate": True}
+            ),
+        ),
+        (
+            "/rename",
+            "put",
+            client.put(
+                "/rename", headers=headers, json={"old_filename": "a.txt", "new_filename": "b.txt"}
+            ),
+        ),
+        ("/download/{filename}", "get", client.get("/download/nope", headers=headers)),
+        ("/delete/{filename}", "delete", client.delete("/delete/b.txt", headers=headers)),
+        ("/files", "get", client.get("/files")),
+        ("/login", "post", auth.login("ann", "wrong")),
+        ("/register", "post", auth.register("ann")),
+    ]
+    for path, method, response in checks:
+        documented = document["paths"][path][method]["responses"]
+        assert str(response.status_code) in documented, (path, response.status_code)
+        assert_matches(document, path, method, response)
+
+
+@pytest.mark.e2e
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path):
+    from tests.test_e2e import start_server
+
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    idp = GoogleIdP()  # so that /login/google answers 401s, not "not configured"
+    with fresh_database_url(tmp_path) as database_url:
+        settings = make_settings(
+            tmp_path, database_url, google_client_id=CLIENT_ID, google_certs_url=idp.url
+        )
+        process, url = start_server(settings)
+        try:
+            import requests
+
+            requests.post(
+                f"{url}/register",
+                json={"username": "fuzz", "email": "fuzz@example.org", "password": "pw"},
+                timeout=10,
+            )
+            login = requests.post(
+                f"{url}/login", json={"login_identifier": "fuzz", "password": "pw"}, timeout=10
+            ).json()
+            result = subprocess.run(
+                [
+                    str(schemathesis),
+                    "run",
+                    f"{url}/openapi.json",
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,"
+                    "response_schema_conformance",
+                    "--header",
+                    f"Authorization: Bearer {login['access_token']}",
+                    # These end the fuzzer's own session or slow it down on purpose.
+                    "--exclude-path-regex",
+                    "^/(sessions/revoke-all|logout|password)$",
+                    "--phases",
+                    "examples,coverage,fuzzing",
+                    "--max-examples",
+                    "100",
+                    "--workers",
+                    "2",
+                    "--request-timeout",
+                    "20",
+                    "--seed",
+                    "1",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=ROOT,
+                env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"},
+            )
+        finally:
+            idp.close()
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
