@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,26 @@ def start_server(
     raise AssertionError("pcloud serve did not start:\n" + "".join(output))
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl-C, as a person would; a kill if it has not stopped within 10 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_server(settings, extra_env: dict | None = None) -> Iterator[str]:
+    """`pcloud serve` with these settings for the length of a with block; its URL."""
+    process, url = start_server(settings, extra_env)
+    try:
+        yield url
+    finally:
+        stop_server(process)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("served")
@@ -122,12 +143,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         try:
             yield Server(process, url, settings)
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
 
 
 def test_the_contract_flow_over_http(server):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +107,9 @@ def test_real_answers_match_the_documented_schemas(client, auth):
 
 @pytest.mark.e2e
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path):
-    from tests.test_e2e import start_server
+    import requests
+
+    from tests.test_e2e import running_server
 
     schemathesis = Path(sys.executable).with_name("schemathesis")
     idp = GoogleIdP()  # so that /login/google answers 401s, not "not configured"
@@ -116,10 +117,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path)
         settings = make_settings(
             tmp_path, database_url, google_client_id=CLIENT_ID, google_certs_url=idp.url
         )
-        process, url = start_server(settings)
-        try:
-            import requests
-
+        with running_server(settings) as url:
             requests.post(
                 f"{url}/register",
                 json={"username": "fuzz", "email": "fuzz@example.org", "password": "pw"},
@@ -158,11 +156,5 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path)
                 cwd=ROOT,
                 env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"},
             )
-        finally:
-            idp.close()
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    idp.close()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import signal
-import subprocess
 from dataclasses import replace
 
 import pytest
@@ -194,43 +192,34 @@ def test_metrics_count_requests_bytes_and_failed_sign_ins(app_with):
 
 @pytest.mark.e2e
 def test_metrics_add_up_every_worker_of_pcloud_serve(tmp_path):
-    from tests.test_e2e import start_server
+    from tests.test_e2e import running_server
 
     with fresh_database_url(tmp_path) as database_url:
         settings = make_settings(tmp_path, database_url)
-        process, url = start_server(
-            settings, {"METRICS_TOKEN": METRICS_TOKEN, "TRUSTED_PROXIES": "1"}
-        )
-        try:
-            with requests.Session() as http:
-                for _ in range(40):  # new connections: spread over both workers
-                    requests.get(f"{url}/", timeout=10)
-                auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-                scrapes = [
-                    requests.get(f"{url}/metrics", headers=auth, timeout=10).text for _ in range(4)
-                ]
-                http.post(
-                    f"{url}/register",
-                    json={"username": "ann", "email": "a@example.org", "password": "pw"},
-                    timeout=10,
-                )
-                login = http.post(
-                    f"{url}/login",
-                    json={"login_identifier": "ann", "password": "pw"},
-                    headers={"X-Forwarded-For": "198.51.100.99"},
-                    timeout=10,
-                ).json()
-                sessions = http.get(
-                    f"{url}/sessions",
-                    headers={"Authorization": f"Bearer {login['access_token']}"},
-                    timeout=10,
-                ).json()["sessions"]
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        extra = {"METRICS_TOKEN": METRICS_TOKEN, "TRUSTED_PROXIES": "1"}
+        with running_server(settings, extra) as url, requests.Session() as http:
+            for _ in range(40):  # new connections: spread over both workers
+                requests.get(f"{url}/", timeout=10)
+            auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            scrapes = [
+                requests.get(f"{url}/metrics", headers=auth, timeout=10).text for _ in range(4)
+            ]
+            http.post(
+                f"{url}/register",
+                json={"username": "ann", "email": "a@example.org", "password": "pw"},
+                timeout=10,
+            )
+            login = http.post(
+                f"{url}/login",
+                json={"login_identifier": "ann", "password": "pw"},
+                headers={"X-Forwarded-For": "198.51.100.99"},
+                timeout=10,
+            ).json()
+            sessions = http.get(
+                f"{url}/sessions",
+                headers={"Authorization": f"Bearer {login['access_token']}"},
+                timeout=10,
+            ).json()["sessions"]
     # Whichever worker answered a scrape, it counted every worker's requests.
     for text in scrapes:
         assert (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,19 +21,11 @@ from tusclient.storage.filestorage import FileStorage
 
 from tests.conftest import fresh_database_url, make_settings, settings_environment
 from tests.test_e2e import Server, start_server
+from tests.test_e2e import stop_server as stop
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
