@@ -1,5 +1,6 @@
-"""Garbage collection: blobs no file points to, files whose blob is gone, dead partial
-uploads, and resumable (tus) uploads that expired or lost their row."""
+"""Garbage collection: bytes no Blob row names (orphans), Blob rows whose bytes are gone
+(and the files using them), dead partial uploads, and resumable (tus) uploads that
+expired or lost their row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pcloud.models import StoredFile, User, database_proxy, utc_now
+from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
 from pcloud.services import audit, sessions, throttle, uploads_resumable
 from pcloud.services.uploads_resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
@@ -31,6 +32,7 @@ class BrokenFile:
 class GarbageReport:
     orphan_blobs: list[BlobEntry] = field(default_factory=list)
     broken_files: list[BrokenFile] = field(default_factory=list)
+    broken_blobs: list[str] = field(default_factory=list)  # Blob rows whose bytes are gone
     stale_partials: list[BlobEntry] = field(default_factory=list)
     expired_uploads: list[ExpiredUpload] = field(default_factory=list)
     orphan_resumables: list[BlobEntry] = field(default_factory=list)  # bytes with no row
@@ -42,6 +44,7 @@ class GarbageReport:
         return not (
             self.orphan_blobs
             or self.broken_files
+            or self.broken_blobs
             or self.stale_partials
             or self.expired_uploads
             or self.orphan_resumables
@@ -64,14 +67,15 @@ def find_garbage(
     cutoff = (now or utc_now()) - grace
     # The database is read before the disk: a file committed during the scan then shows
     # up as a young blob (spared by the grace period), never as a row with no blob.
-    referenced = {
-        key: (file_id, username, name)
-        for key, file_id, username, name in StoredFile.select(
-            StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name
-        )
+    # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
+    blob_keys = {key for (key,) in Blob.select(Blob.store_key).tuples()}
+    referenced: dict[str, list[tuple[int, str, str]]] = {key: [] for key in blob_keys}
+    for key, file_id, username, name in (
+        StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name)
         .join(User)
         .tuples()
-    }
+    ):
+        referenced.setdefault(key, []).append((file_id, username, name))
     found = list(blobs.scan())
     report = GarbageReport(blobs_scanned=len(found))
     present = set()
@@ -81,9 +85,11 @@ def find_garbage(
             report.orphan_blobs.append(entry)
         if progress is not None:
             progress(done, len(found))
-    for key, (file_id, username, name) in referenced.items():
+    for key, users_files in referenced.items():
         if key not in present:
-            report.broken_files.append(BrokenFile(file_id, username, name, key))
+            report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
+            if key in blob_keys:
+                report.broken_blobs.append(key)
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
     # Rows before files again: an upload created during the scan is young, so spared.
     report.expired_uploads = uploads_resumable.expired_uploads(now)
@@ -108,6 +114,8 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
     with database_proxy.atomic():
         if broken_ids:
             StoredFile.delete().where(StoredFile.id.in_(broken_ids)).execute()
+        if report.broken_blobs:
+            Blob.delete().where(Blob.store_key.in_(report.broken_blobs)).execute()
         audit.record(
             audit.FILES_GC,
             actor=audit.ADMIN_ACTOR,
