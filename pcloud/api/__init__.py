@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from pcloud.api import accounts, errors, files, root, security, sessions, tree, tus
+from pcloud.api import accounts, errors, files, root, security, sessions, sync, tree, tus
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         files.blueprint,
         tus.blueprint,
         tree.blueprint,
+        sync.blueprint,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

@@ -10,10 +10,9 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request, send_file
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud
-from pcloud.api.uploads import receive_file
+from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import BadRequest, NotFound
 from pcloud.services import entries, files, folders, moves, names, quota, trash, tree
-from pcloud.services.uploads_resumable import parse_moment
 
 PREFIX = "/api/v1"
 blueprint = Blueprint("tree", __name__, url_prefix=PREFIX)
@@ -132,7 +131,7 @@ def delete_folder(folder_id: int):
 def upload_into(ref: str):
     app, owner_id = pcloud(), current_user_id()
     folder = folders.get(owner_id, folder_ref(ref))  # 404 before a byte is stored
-    quota.check(owner_id, _expected_file_size())
+    quota.check(owner_id, expected_file_size())
     received = receive_file(app.blobs, app.settings.max_upload_size)
     stored = files.add_file(
         app.blobs,
@@ -145,24 +144,6 @@ def upload_into(ref: str):
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201
-
-
-def _expected_file_size() -> int | None:
-    """From Content-Length, less room for the multipart framing; add_file checks exactly."""
-    if request.content_length is None:
-        return None
-    return max(0, request.content_length - 4096)
-
-
-def modified_at_field(fields: dict[str, str]):
-    """The form field `modified_at` (ISO 8601, or epoch milliseconds), if sent."""
-    text = fields.get("modified_at")
-    if not text:
-        return None
-    try:
-        return parse_moment(text)
-    except BadRequest:
-        raise BadRequest("'modified_at' must be ISO 8601 or epoch milliseconds") from None
 
 
 @blueprint.get("/files/<int:file_id>")

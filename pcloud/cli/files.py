@@ -8,7 +8,7 @@ from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.config import parse_duration
-from pcloud.services import gc
+from pcloud.services import changes, gc, trash
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
 
@@ -69,6 +69,13 @@ def collect_garbage(
             f"{human_size(report.reclaimable_bytes)} reclaimed."
         )
     if not dry_run:
+        days = pcloud.settings.trash_days
+        purged = trash.purge_older_than(pcloud.blobs, days)
+        if purged:
+            console.print(f"Purged {purged} trash item(s) deleted over {days} day(s) ago.")
+        forgotten = changes.purge()
+        if forgotten:
+            console.print(f"Forgot {forgotten} change feed entry(ies) older than 90 days.")
         ended_sessions, counters = gc.purge_account_records()
         if ended_sessions or counters:
             console.print(

@@ -1,0 +1,113 @@
+"""The change feed: every change in order after a cursor, paged; 410 for an unknown or
+purged cursor, telling the client to list again."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+
+from pcloud.models import Change, utc_now
+from pcloud.services import changes
+from tests.sync_helpers import API, listing, make_folder, put_file
+
+
+@pytest.fixture
+def headers(auth):
+    return auth.headers()
+
+
+def feed(client, headers, cursor, **query):
+    return client.get(f"{API}/changes", headers=headers, query_string={"cursor": cursor, **query})
+
+
+def test_the_feed_tells_every_kind_of_change_in_order(client, headers):
+    start = client.get(f"{API}/changes/cursor", headers=headers).get_json()["cursor"]
+    folder = make_folder(client, headers, "Docs").get_json()
+    entry = put_file(client, headers, "a.txt").get_json()
+    client.patch(f"{API}/files/{entry['id']}", headers=headers, json={"name": "b.txt"})
+    client.patch(f"{API}/files/{entry['id']}", headers=headers, json={"folder_id": folder["id"]})
+    client.delete(f"{API}/files/{entry['id']}", headers=headers)
+    client.post(f"{API}/trash/file/{entry['id']}/restore", headers=headers)
+    client.post("/upload", headers=headers, data={"file": (io.BytesIO(b"c"), "c.txt")})
+    client.put("/rename", headers=headers, json={"old_filename": "c.txt", "new_filename": "d.txt"})
+    client.delete("/delete/d.txt", headers=headers)
+    page = feed(client, headers, start).get_json()
+    kinds = [(c["kind"], c["type"], c["name"]) for c in page["changes"]]
+    assert kinds == [
+        ("created", "folder", "Docs"),
+        ("created", "file", "a.txt"),
+        ("renamed", "file", "b.txt"),
+        ("moved", "file", "b.txt"),
+        ("deleted", "file", "b.txt"),
+        ("restored", "file", "b.txt"),
+        ("created", "file", "c.txt"),
+        ("renamed", "file", "d.txt"),
+        ("deleted", "file", "d.txt"),
+    ]
+    assert page["changes"][3]["parent_id"] == folder["id"]
+    assert page["has_more"] is False
+    assert feed(client, headers, page["cursor"]).get_json()["changes"] == []
+
+
+def test_the_feed_pages_with_its_cursor(client, headers):
+    start = listing(client, headers)["cursor"]
+    for number in range(5):
+        make_folder(client, headers, f"f{number}")
+    first = feed(client, headers, start, limit=2).get_json()
+    assert [c["name"] for c in first["changes"]] == ["f0", "f1"] and first["has_more"]
+    second = feed(client, headers, first["cursor"], limit=10).get_json()
+    assert [c["name"] for c in second["changes"]] == ["f2", "f3", "f4"]
+    assert not second["has_more"]
+
+
+def test_a_tus_upload_is_in_the_feed(client, headers):
+    start = listing(client, headers)["cursor"]
+    response = client.post(
+        "/tus/",
+        headers={
+            **headers,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": "0",
+            "Upload-Metadata": "filename ZW1wdHkudHh0",
+        },
+    )
+    assert response.status_code == 201
+    [change] = feed(client, headers, start).get_json()["changes"]
+    assert (change["kind"], change["name"]) == ("created", "empty.txt")
+
+
+def test_other_users_changes_are_not_in_my_feed(client, auth):
+    ann, bob = auth.headers("ann"), auth.headers("bob")
+    start = listing(client, bob)["cursor"]
+    make_folder(client, ann, "anns")
+    assert feed(client, bob, start).get_json()["changes"] == []
+
+
+def test_a_cursor_from_the_future_is_410(client, headers):
+    response = feed(client, headers, "999999")
+    assert response.status_code == 410
+    assert response.get_json()["relist"] is True
+
+
+def test_a_cursor_older_than_the_history_kept_is_410(client, headers, pcloud):
+    start = listing(client, headers)["cursor"]
+    make_folder(client, headers, "old")
+    make_folder(client, headers, "new")
+    Change.update(at=utc_now() - timedelta(days=100)).where(Change.name == "old").execute()
+    assert changes.purge() == 1
+    response = feed(client, headers, start)
+    assert response.status_code == 410
+    assert "list your folders again" in response.get_json()["error"]
+    fresh = listing(client, headers)["cursor"]
+    assert feed(client, headers, fresh).status_code == 200
+
+
+@pytest.mark.parametrize("cursor", ["", "abc", "-1", "1.5", "9" * 40])
+def test_malformed_cursors_are_400(client, headers, cursor):
+    assert feed(client, headers, cursor).status_code == 400
+
+
+def test_a_feed_without_a_cursor_is_400(client, headers):
+    assert client.get(f"{API}/changes", headers=headers).status_code == 400
