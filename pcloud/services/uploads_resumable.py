@@ -38,7 +38,7 @@ from pcloud.errors import (
     PayloadTooLarge,
 )
 from pcloud.models import TusUpload, User, database_proxy, utc_now
-from pcloud.services import files, names
+from pcloud.services import files, names, quota
 from pcloud.storage import BlobStore, ResumableBusy
 from pcloud.storage.base import RESUMABLE_ID
 
@@ -211,6 +211,7 @@ def create_upload(
             f"{settings.max_upload_size} bytes"
         )
     name, modified_at = file_details(parse_metadata(metadata_header))
+    quota.check(owner_id, length)  # 507 before a byte is stored; add_file checks again
     upload_id = secrets.token_urlsafe(24)
     # The bytes' home first: a crash before the row commits leaves an empty file with no
     # row, which gc removes; never a row whose bytes have nowhere to go.
@@ -339,6 +340,7 @@ def _new_length(upload: TusUpload, declared: int | None, settings: Settings) -> 
         )
     if declared < upload.offset:
         raise BadRequest(f"Upload-Length {declared} is less than the {upload.offset} bytes sent")
+    quota.check(upload.owner_id, declared)
     return declared
 
 
