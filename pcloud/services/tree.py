@@ -20,6 +20,7 @@ from pcloud.services import names
 
 FOLDER_NOT_FOUND = "Folder not found"
 NAME_CANDIDATES = 32
+MAX_DEPTH = 1000  # folders deeper than this are not followed
 RENAME = "rename"
 FAIL = "fail"
 CONFLICT_POLICIES = (FAIL, RENAME)
@@ -59,11 +60,13 @@ def live_folder(owner_id: int, folder_id: object) -> Folder:
 
 
 def _chain_sql() -> str:
+    # The depth bound is a seatbelt: the lock keeps the tree free of cycles, but a query
+    # that followed one would never end.
     return (
-        "WITH RECURSIVE chain(id, parent_id, trashed_at) AS ("
-        " SELECT id, parent_id, trashed_at FROM folder WHERE id = %s"
-        " UNION ALL SELECT f.id, f.parent_id, f.trashed_at FROM folder f"
-        " JOIN chain c ON f.id = c.parent_id)"
+        "WITH RECURSIVE chain(id, parent_id, trashed_at, depth) AS ("
+        " SELECT id, parent_id, trashed_at, 0 FROM folder WHERE id = %s"
+        " UNION ALL SELECT f.id, f.parent_id, f.trashed_at, c.depth + 1 FROM folder f"
+        f" JOIN chain c ON f.id = c.parent_id WHERE c.depth < {MAX_DEPTH})"
     )
 
 
@@ -98,9 +101,9 @@ def bump(folder_ids: Iterable[int | None]) -> None:
 def descendants(folder_id: int) -> list[int]:
     """The folder's id and the ids of every folder below it."""
     sql = (
-        f"WITH RECURSIVE below(id) AS (SELECT id FROM folder WHERE id = {_param()}"
-        " UNION ALL SELECT f.id FROM folder f JOIN below b ON f.parent_id = b.id)"
-        " SELECT id FROM below"
+        f"WITH RECURSIVE below(id, depth) AS (SELECT id, 0 FROM folder WHERE id = {_param()}"
+        " UNION ALL SELECT f.id, b.depth + 1 FROM folder f JOIN below b ON f.parent_id = b.id"
+        f" WHERE b.depth < {MAX_DEPTH}) SELECT id FROM below"
     )
     return [row[0] for row in database_proxy.execute_sql(sql, (folder_id,)).fetchall()]
 
