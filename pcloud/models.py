@@ -219,6 +219,7 @@ class TusUpload(BaseModel):
     offset = BigIntegerField(default=0)  # bytes received and kept; the truth for HEAD
     name = CharField(max_length=255)  # the requested file name, validated at creation
     modified_at = UtcDateTimeField(null=True)  # from the metadata, if the client sent it
+    folder_id = BigIntegerField(null=True)  # where the file goes (None: the root)
     metadata = TextField(default="")  # the Upload-Metadata header as sent, for HEAD
     created_at = UtcDateTimeField(default=utc_now)
     expires_at = UtcDateTimeField(index=True)
