@@ -34,6 +34,7 @@ def test_the_feed_tells_every_kind_of_change_in_order(client, headers):
     client.put("/rename", headers=headers, json={"old_filename": "c.txt", "new_filename": "d.txt"})
     client.delete("/delete/d.txt", headers=headers)
     page = feed(client, headers, start).get_json()
+    assert page["has_more"] is False
     kinds = [(c["kind"], c["type"], c["name"]) for c in page["changes"]]
     assert kinds == [
         ("created", "folder", "Docs"),
@@ -46,9 +47,11 @@ def test_the_feed_tells_every_kind_of_change_in_order(client, headers):
         ("renamed", "file", "d.txt"),
         ("deleted", "file", "d.txt"),
     ]
+    replaced = put_file(client, headers, "e.txt", b"1").get_json()
+    put_file(client, headers, "e.txt", b"2", on_conflict="replace")
+    [last] = feed(client, headers, page["cursor"]).get_json()["changes"][-1:]
+    assert (last["kind"], last["id"]) == ("modified", replaced["id"])
     assert page["changes"][3]["parent_id"] == folder["id"]
-    assert page["has_more"] is False
-    assert feed(client, headers, page["cursor"]).get_json()["changes"] == []
 
 
 def test_the_feed_pages_with_its_cursor(client, headers):
@@ -111,3 +114,14 @@ def test_malformed_cursors_are_400(client, headers, cursor):
 
 def test_a_feed_without_a_cursor_is_400(client, headers):
     assert client.get(f"{API}/changes", headers=headers).status_code == 400
+
+
+def test_purging_everything_keeps_the_newest_change_so_cursors_stay_valid(client, headers):
+    make_folder(client, headers, "a")
+    make_folder(client, headers, "b")
+    Change.update(at=utc_now() - timedelta(days=100)).execute()
+    assert changes.purge() == 1
+    cursor = listing(client, headers)["cursor"]
+    make_folder(client, headers, "c")
+    [change] = feed(client, headers, cursor).get_json()["changes"]
+    assert change["name"] == "c"

@@ -311,3 +311,28 @@ def test_a_traversal_name_in_an_upload_keeps_only_its_last_part(client, headers)
     entry = put_file(client, headers, "../../etc/passwd").get_json()
     assert entry["name"] == "passwd"
     assert entry["parent_id"] == listing(client, headers)["folder"]["id"]
+
+
+def test_an_upload_may_replace_the_content_of_a_file_keeping_its_id(client, headers, settings):
+    first = put_file(client, headers, "notes.txt", b"version 1").get_json()
+    second = put_file(client, headers, "notes.txt", b"version 2", on_conflict="replace")
+    assert second.status_code == 201
+    assert second.get_json()["id"] == first["id"]
+    assert second.get_json()["sha256"] == hashlib.sha256(b"version 2").hexdigest()
+    assert client.get(f"{API}/files/{first['id']}/content", headers=headers).data == b"version 2"
+    assert len([p for p in (settings.upload_folder / "blobs").rglob("*") if p.is_file()]) == 1
+    assert names_in(client, headers) == ["notes.txt"]
+
+
+def test_replace_uploads_a_new_file_when_there_is_none(client, headers):
+    response = put_file(client, headers, "new.txt", b"x", on_conflict="replace")
+    assert response.status_code == 201 and response.get_json()["name"] == "new.txt"
+
+
+def test_replace_does_not_replace_a_folder(client, headers):
+    make_folder(client, headers, "thing")
+    assert put_file(client, headers, "thing", b"x", on_conflict="replace").status_code == 409
+
+
+def test_replace_is_only_for_uploads(client, headers):
+    assert make_folder(client, headers, "a", on_conflict="replace").status_code == 400

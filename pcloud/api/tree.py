@@ -27,10 +27,10 @@ def folder_ref(text: str) -> int | None:
     return int(text)
 
 
-def on_conflict() -> str:
+def on_conflict(policies: tuple[str, ...] = tree.CONFLICT_POLICIES) -> str:
     policy = request.args.get("on_conflict", tree.FAIL)
-    if policy not in tree.CONFLICT_POLICIES:
-        raise BadRequest(f"'on_conflict' must be one of {', '.join(tree.CONFLICT_POLICIES)}")
+    if policy not in policies:
+        raise BadRequest(f"'on_conflict' must be one of {', '.join(policies)}")
     return policy
 
 
@@ -131,6 +131,7 @@ def delete_folder(folder_id: int):
 def upload_into(ref: str):
     app, owner_id = pcloud(), current_user_id()
     folder = folders.get(owner_id, folder_ref(ref))  # 404 before a byte is stored
+    policy = on_conflict(tree.UPLOAD_POLICIES)
     quota.check(owner_id, expected_file_size())
     received = receive_file(app.blobs, app.settings.max_upload_size)
     stored = files.add_file(
@@ -140,7 +141,7 @@ def upload_into(ref: str):
         received.blob,
         modified_at=modified_at_field(received.fields),
         folder_id=folder.id,
-        on_conflict=on_conflict(),
+        on_conflict=policy,
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201

@@ -94,9 +94,11 @@ def purge(now: datetime | None = None) -> int:
     """Forget changes older than RETENTION; returns how many went."""
     cutoff = (now or utc_now()) - RETENTION
     with database_proxy.atomic():
+        # The newest change is always kept, so ids (SQLite's rowids) never go back.
+        newest = Change.select(peewee.fn.MAX(Change.id)).scalar() or 0
         purged = (
             Change.select(Change.owner, peewee.fn.MAX(Change.id))
-            .where(Change.at < cutoff)
+            .where((Change.at < cutoff) & (Change.id < newest))
             .group_by(Change.owner)
             .tuples()
         )

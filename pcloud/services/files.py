@@ -101,15 +101,15 @@ def add_file(
 ) -> StoredFile:
     """Record a finished blob as a file in the folder (default: the root), under the
     requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
-    with on_conflict "fail" a taken name is Conflict (409) instead.
+    with on_conflict "fail" a taken name is Conflict (409) instead, and with "replace"
+    the file of that name gets the new content (same id; a folder's name is still 409).
 
     When the content is stored already the new bytes are deleted and the file shares the
     stored ones. If no row can be committed the blob is deleted, so a failed upload
     leaves nothing. Raises InsufficientStorage past the user's quota, NotFound for a
     folder that is not the user's (or is in the trash).
     """
-    now = utc_now()
-    modified_at = modified_at or now
+    modified_at = modified_at or utc_now()
     try:
         with database_proxy.atomic():
             root_id = tree.lock(owner_id)
@@ -118,30 +118,55 @@ def add_file(
                 _adopt_rows_without_folder(owner_id, root_id)
             else:
                 tree.live_folder(owner_id, folder_id)
-            quota.check(owner_id, blob.size)
-            name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
-            key, spare = content.take(blob)
-            file_id = _INSERT_FILE.insert(
-                owner_id,
-                folder_id,
-                name,
-                key,
-                blob.size,
-                blob.sha256,
-                micros(now),
-                micros(modified_at),
-            )
-            changes.record(owner_id, changes.CREATED, changes.FILE, file_id, folder_id, name)
-            tree.bump([folder_id])
+            existing = None
+            if on_conflict == tree.REPLACE:
+                existing = StoredFile.get_or_none(
+                    (StoredFile.folder == folder_id) & (StoredFile.name == requested_name)
+                )
+            if existing is not None:
+                stored, spare_keys = _replace_content(existing, blob, modified_at)
+            else:
+                policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
+                stored, spare_keys = _insert_file(
+                    owner_id, folder_id, requested_name, blob, modified_at, policy
+                )
     except peewee.IntegrityError:
         blobs.delete(blob.key)
         raise Conflict("Too many changes to this folder at once; try again") from None
     except BaseException:
         blobs.delete(blob.key)
         raise
-    if spare is not None:
-        blobs.delete(spare)  # the same content was stored already
-    return StoredFile(
+    # After the commit: bytes of content that was stored already, or that no file uses
+    # any more. A crash before this leaves orphans, which `pcloud files gc` removes.
+    delete_bytes(blobs, spare_keys)
+    return stored
+
+
+def _insert_file(
+    owner_id: int,
+    folder_id: int,
+    requested_name: str,
+    blob: StoredBlob,
+    modified_at: datetime,
+    on_conflict: str,
+) -> tuple[StoredFile, list[str]]:
+    now = utc_now()
+    quota.check(owner_id, blob.size)
+    name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
+    key, spare = content.take(blob)
+    file_id = _INSERT_FILE.insert(
+        owner_id,
+        folder_id,
+        name,
+        key,
+        blob.size,
+        blob.sha256,
+        micros(now),
+        micros(modified_at),
+    )
+    changes.record(owner_id, changes.CREATED, changes.FILE, file_id, folder_id, name)
+    tree.bump([folder_id])
+    stored = StoredFile(
         id=file_id,
         owner=owner_id,
         folder=folder_id,
@@ -152,6 +177,26 @@ def add_file(
         created_at=now,
         modified_at=modified_at,
     )
+    return stored, [spare] if spare else []
+
+
+def _replace_content(
+    stored: StoredFile, blob: StoredBlob, modified_at: datetime
+) -> tuple[StoredFile, list[str]]:
+    """Give an existing file new content; returns it and the keys whose bytes are spare."""
+    quota.check(stored.owner_id, blob.size - stored.size)
+    key, spare = content.take(blob)
+    freed = content.release([stored.sha256])
+    StoredFile.update(
+        blob_key=key, size=blob.size, sha256=blob.sha256, modified_at=modified_at
+    ).where(StoredFile.id == stored.id).execute()
+    changes.record(
+        stored.owner_id, changes.MODIFIED, changes.FILE, stored.id, stored.folder_id, stored.name
+    )
+    tree.bump([stored.folder_id])
+    stored.blob_key, stored.size, stored.sha256 = key, blob.size, blob.sha256
+    stored.modified_at = modified_at
+    return stored, [*freed, *([spare] if spare else [])]
 
 
 def _adopt_rows_without_folder(owner_id: int, root_id: int) -> None:

@@ -67,11 +67,12 @@ def listing(
         raise BadRequest(f"'sort' must be one of {', '.join(SORT_KEYS)}")
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise BadRequest(f"'limit' must be 1 to {MAX_PAGE}, 'offset' 0 or more")
+    # The cursor first: a change committed while the folder is read then shows up in the
+    # feed as well, which a client applies harmlessly, instead of in neither.
     cursor = changes.current_cursor(owner_id)
-    with database_proxy.atomic():  # one snapshot of the folder
-        folder = get(owner_id, folder_id)
-        subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
-        files = [entries.of_file(f) for f in StoredFile.select().where(StoredFile.folder == folder)]
+    folder = get(owner_id, folder_id)
+    subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
+    files = [entries.of_file(f) for f in StoredFile.select().where(StoredFile.folder == folder)]
     key = _sort_key(sort)
     subfolders.sort(key=key, reverse=descending)
     files.sort(key=key, reverse=descending)

@@ -23,7 +23,9 @@ NAME_CANDIDATES = 32
 MAX_DEPTH = 1000  # folders deeper than this are not followed
 RENAME = "rename"
 FAIL = "fail"
+REPLACE = "replace"  # uploads only: new content for the file of that name
 CONFLICT_POLICIES = (FAIL, RENAME)
+UPLOAD_POLICIES = (FAIL, RENAME, REPLACE)
 
 
 def lock(owner_id: int) -> int:
@@ -37,10 +39,15 @@ def lock(owner_id: int) -> int:
         return root_id
     try:
         with database_proxy.atomic():
-            Folder.insert(owner=owner_id, parent=None, name="", root_of=owner_id).execute()
+            make_root(owner_id)
     except peewee.IntegrityError:
         pass  # a concurrent transaction made it first
     return query.scalar()
+
+
+def make_root(owner_id: int) -> int:
+    """Give a new user their root folder (in the caller's transaction)."""
+    return Folder.insert(owner=owner_id, parent=None, name="", root_of=owner_id).execute()
 
 
 def root_id(owner_id: int) -> int | None:

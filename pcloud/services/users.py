@@ -24,7 +24,7 @@ from pcloud.models import (
     database_proxy,
     utc_now,
 )
-from pcloud.services import audit, content, sessions, throttle
+from pcloud.services import audit, content, sessions, throttle, tree
 from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
 
@@ -89,7 +89,7 @@ def create_user(
             user = User.create(
                 username=username, email=email, password_hash=password_hash, google_sub=google_sub
             )
-            Folder.insert(owner=user.id, name="", root_of=user.id).execute()
+            tree.make_root(user.id)
             audit.record(
                 audit.USER_CREATED,
                 user=user,
