@@ -76,3 +76,17 @@ def test_copies_and_trash_count_toward_the_quota(runner, client, headers):
     assert put_file(client, headers, "c.bin", b"w" * 600).status_code == 507
     client.delete(f"{API}/trash", headers=headers)
     assert put_file(client, headers, "c.bin", b"w" * 600).status_code == 201
+
+
+def test_a_batch_from_content_stops_at_the_quota(runner, client, headers):
+    import hashlib
+
+    put_file(client, headers, "a.bin", b"q" * 400)
+    runner.invoke("users", "set-quota", "ann", "1000")
+    item = {"sha256": hashlib.sha256(b"q" * 400).hexdigest()}
+    response = client.post(
+        f"{API}/files/from-content/batch",
+        headers=headers,
+        json={"files": [{**item, "name": "b.bin"}, {**item, "name": "c.bin"}]},
+    )
+    assert [r["status"] for r in response.get_json()["results"]] == [201, 507]

@@ -138,3 +138,44 @@ def test_malformed_from_content_requests_are_400(client, headers, body):
     put_file(client, headers, "a.jpg", b"x")
     response = client.post(f"{API}/files/from-content", headers=headers, json=body)
     assert response.status_code == 400
+
+
+def test_a_batch_from_content_makes_each_file_and_reports_each_refusal(client, headers):
+    put_file(client, headers, "a.jpg", b"one")
+    put_file(client, headers, "b.jpg", b"two")
+    folder = make_folder(client, headers, "Album").get_json()
+    response = client.post(
+        f"{API}/files/from-content/batch",
+        headers=headers,
+        json={
+            "files": [
+                {"sha256": sha(b"one"), "name": "1.jpg", "folder_id": folder["id"]},
+                {"sha256": sha(b"two"), "name": "2.jpg", "folder_id": folder["id"]},
+                {"sha256": sha(b"never"), "name": "3.jpg"},
+                {"sha256": sha(b"one"), "name": "a.jpg"},  # taken in the root
+            ]
+        },
+    )
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 404, 409]
+    assert results[0]["file"]["name"] == "1.jpg"
+    assert "error" in results[2] and "error" in results[3]
+    assert names_in(client, headers, folder["id"]) == ["1.jpg", "2.jpg"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"files": []}, {"files": "x"}, {"files": [{"sha256": "0" * 64}]}, {"files": [7]}],
+)
+def test_malformed_batches_from_content_are_400(client, headers, body):
+    response = client.post(f"{API}/files/from-content/batch", headers=headers, json=body)
+    assert response.status_code == 400
+
+
+def test_a_batch_of_more_than_a_thousand_is_400(client, headers):
+    item = {"sha256": "0" * 64, "name": "a.jpg"}
+    response = client.post(
+        f"{API}/files/from-content/batch", headers=headers, json={"files": [item] * 1001}
+    )
+    assert response.status_code == 400

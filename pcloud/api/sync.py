@@ -6,15 +6,16 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud
-from pcloud.api.tree import PREFIX, on_conflict, optional_id, query_int
+from pcloud.api.tree import PREFIX, on_conflict, query_int
 from pcloud.errors import BadRequest
-from pcloud.services import changes, content, trash, upload_check
-from pcloud.services.entries import iso_millis
-from pcloud.services.uploads_resumable import parse_moment
+from pcloud.services import changes, content, from_content, trash, upload_check
+from pcloud.services.entries import Entry, iso_millis, iso_of_micros
 
 blueprint = Blueprint("sync", __name__, url_prefix=PREFIX)
 # 10,000 quoted hashes and their commas, with room for whitespace.
 MAX_CHECK_BYTES = upload_check.MAX_HASHES * 80 + 1024
+# A thousand files, each with its hash, a name of up to 255 bytes and a time.
+MAX_BATCH_BYTES = from_content.MAX_BATCH * 1500
 
 
 @blueprint.post("/upload-check")
@@ -42,28 +43,29 @@ def forget_deleted_content():
 @blueprint.post("/files/from-content")
 @login_required
 def create_from_content():
-    body = json_body()
-    moment = body.get("modified_at")
-    if moment is not None and not isinstance(moment, (str, int)) or isinstance(moment, bool):
-        raise BadRequest("'modified_at' must be ISO 8601 text or epoch milliseconds")
-    entry = upload_check.create_from_content(
-        current_user_id(),
-        body.get("sha256"),
-        optional_id(body, "folder_id"),
-        body.get("name"),
-        _moment(moment),
-        on_conflict(),
-    )
+    wanted = from_content.parse_request(json_body())
+    entry = from_content.create_one(current_user_id(), wanted, on_conflict())
     return jsonify(entry.to_json()), 201
 
 
-def _moment(value):
-    if value is None:
-        return None
-    try:
-        return parse_moment(str(value))
-    except BadRequest:
-        raise BadRequest("'modified_at' must be ISO 8601 text or epoch milliseconds") from None
+@blueprint.post("/files/from-content/batch")
+@login_required
+def create_many_from_content():
+    items = json_body(MAX_BATCH_BYTES).get("files")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("'files' must be a list of {sha256, name, folder_id, modified_at}")
+    wanted = [from_content.parse_request(item) for item in items]
+    results = from_content.create_many(current_user_id(), wanted, on_conflict())
+    return jsonify(
+        {
+            "results": [
+                {"status": 201, "file": result.to_json()}
+                if isinstance(result, Entry)
+                else {"status": result.status, **result.to_json()}
+                for result in results
+            ]
+        }
+    )
 
 
 @blueprint.get("/trash")
@@ -115,7 +117,7 @@ def change_feed():
                     "id": change.item_id,
                     "parent_id": change.parent_id,
                     "name": change.name,
-                    "at": iso_millis(change.at),
+                    "at": iso_of_micros(change.at_micros),
                 }
                 for change in page.changes
             ],

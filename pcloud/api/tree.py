@@ -69,7 +69,7 @@ def list_folder(ref: str):
     response = jsonify(
         {
             "folder": page.folder.to_json(),
-            "entries": [entry.to_json() for entry in page.entries],
+            "entries": page.entries,
             "total": page.total,
             "next_offset": page.next_offset,
             "cursor": str(page.cursor),

@@ -13,8 +13,20 @@ from collections.abc import Iterable
 
 import peewee
 
+from pcloud.db import PreparedQuery
 from pcloud.models import Blob, DeletedContent, database_proxy, utc_now
 from pcloud.storage import StoredBlob
+
+_ADD_REFERENCES = PreparedQuery(
+    lambda count, sha256: Blob.update(ref_count=Blob.ref_count + count).where(
+        Blob.sha256 == sha256
+    ),
+    -8301,
+    "\x01sha256",
+)
+_STORE_KEY = PreparedQuery(
+    lambda sha256: Blob.select(Blob.store_key).where(Blob.sha256 == sha256), "\x01sha256"
+)
 
 
 def take(blob: StoredBlob) -> tuple[str, str | None]:
@@ -22,7 +34,7 @@ def take(blob: StoredBlob) -> tuple[str, str | None]:
     bytes now spare). When the content was stored already, the new bytes are spare."""
     for _ in range(3):
         if add_references(blob.sha256):
-            key = Blob.select(Blob.store_key).where(Blob.sha256 == blob.sha256).scalar()
+            key = _STORE_KEY.execute(blob.sha256).fetchone()[0]
             return key, (blob.key if key != blob.key else None)
         try:
             with database_proxy.atomic():
@@ -37,8 +49,7 @@ def take(blob: StoredBlob) -> tuple[str, str | None]:
 
 def add_references(sha256: str, count: int = 1) -> bool:
     """Count `count` more files of stored content; False when no such content is stored."""
-    updated = Blob.update(ref_count=Blob.ref_count + count).where(Blob.sha256 == sha256).execute()
-    return updated == 1
+    return _ADD_REFERENCES.execute(count, sha256).rowcount == 1
 
 
 def release(sha256s: Iterable[str]) -> list[str]:

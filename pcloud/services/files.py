@@ -90,6 +90,16 @@ _INSERT_FILE = PreparedQuery(
 )
 
 
+def insert_row(
+    owner_id: int, folder_id: int, name: str, like: StoredFile, created: int, modified: int
+) -> int:
+    """Insert a file row with the content of `like` (times in microseconds); its id.
+    The caller counts the reference to the content."""
+    return _INSERT_FILE.insert(
+        owner_id, folder_id, name, like.blob_key, like.size, like.sha256, created, modified
+    )
+
+
 def add_file(
     blobs: BlobStore,
     owner_id: int,
@@ -199,14 +209,21 @@ def _replace_content(
     return stored, [*freed, *([spare] if spare else [])]
 
 
-def _adopt_rows_without_folder(owner_id: int, root_id: int) -> None:
-    """Rows written without a folder (by hand, or by a tool that predates folders)
-    belong to the root; move them there so the root's names stay unique."""
-    StoredFile.update(folder=root_id).where(
+_ADOPT_ROWS = PreparedQuery(
+    lambda root_id, owner_id: StoredFile.update(folder=root_id).where(
         (StoredFile.owner == owner_id)
         & StoredFile.folder.is_null()
         & StoredFile.trashed_at.is_null()
-    ).execute()
+    ),
+    -7311,
+    -7312,
+)
+
+
+def _adopt_rows_without_folder(owner_id: int, root_id: int) -> None:
+    """Rows written without a folder (by hand, or by a tool that predates folders)
+    belong to the root; move them there so the root's names stay unique."""
+    _ADOPT_ROWS.execute(root_id, owner_id)
 
 
 def rename_file(owner_id: int, old_name: object, new_name: object) -> tuple[str, str]:

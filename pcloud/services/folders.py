@@ -47,7 +47,7 @@ def create(owner_id: int, parent_id: int | None, name: object, on_conflict: str)
 @dataclass(frozen=True)
 class Listing:
     folder: Entry
-    entries: list[Entry]
+    entries: list[dict]  # as Entry.to_json() gives them
     total: int
     next_offset: int | None
     cursor: int  # the change feed's cursor from before the listing was read
@@ -72,22 +72,28 @@ def listing(
     cursor = changes.current_cursor(owner_id)
     folder = get(owner_id, folder_id)
     subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
-    files = [entries.of_file(f) for f in StoredFile.select().where(StoredFile.folder == folder)]
-    key = _sort_key(sort)
-    subfolders.sort(key=key, reverse=descending)
-    files.sort(key=key, reverse=descending)
-    everything = subfolders + files
-    page = everything[offset : offset + limit]
-    next_offset = offset + limit if offset + limit < len(everything) else None
-    return Listing(entries.of_folder(folder), page, len(everything), next_offset, cursor)
+    rows = database_proxy.execute(
+        StoredFile.select(*entries.FILE_COLUMNS).where(StoredFile.folder == folder)
+    ).fetchall()
+    # Sorted and paged as raw rows; only the page becomes JSON (a listing may hold 10,000).
+    subfolders.sort(key=_sort_key(sort, entries.Entry), reverse=descending)
+    rows.sort(key=_sort_key(sort, entries.FILE_ROW), reverse=descending)
+    total = len(subfolders) + len(rows)
+    page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
+    first_row = max(0, offset - len(subfolders))
+    rows_wanted = limit - len(page)
+    page += [entries.file_row_json(row) for row in rows[first_row : first_row + rows_wanted]]
+    next_offset = offset + limit if offset + limit < total else None
+    return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
 
 
-def _sort_key(sort: str):
+def _sort_key(sort: str, shape):
+    """A sort key over entries or raw file rows, both of whose fields `shape` names."""
+    name = shape._fields.index("name")
     if sort == "name":
-        return lambda entry: (entry.name.casefold(), entry.name)
-    if sort == "size":
-        return lambda entry: (entry.size or 0, entry.name.casefold())
-    return lambda entry: (entry.modified_at, entry.name.casefold())
+        return lambda item: (item[name].casefold(), item[name])
+    column = shape._fields.index("size" if sort == "size" else "modified_micros")
+    return lambda item: (item[column] or 0, item[name].casefold())
 
 
 def file_of(owner_id: int, file_id: object) -> StoredFile:

@@ -101,7 +101,7 @@ def copy_file(
 
 
 def new_file(owner_id, folder_id, name, like: StoredFile, modified_at) -> StoredFile:
-    _share(like.sha256, like.blob_key, like.size)
+    share(like.sha256, like.blob_key, like.size)
     return StoredFile.create(
         owner=owner_id,
         folder=folder_id,
@@ -114,7 +114,7 @@ def new_file(owner_id, folder_id, name, like: StoredFile, modified_at) -> Stored
     )
 
 
-def _share(sha256: str, blob_key: str, size: int, count: int = 1) -> None:
+def share(sha256: str, blob_key: str, size: int, count: int = 1) -> None:
     """Count `count` more files of stored content (a row older than Blob gets its Blob)."""
     if not content.add_references(sha256, count):
         Blob.insert(sha256=sha256, store_key=blob_key, size=size, ref_count=count + 1).execute()
@@ -181,5 +181,5 @@ def _copy_tree(owner_id, folder: Folder, target: int, name: str, files) -> Folde
             queue.append((child.id, made.id))
     for sha256, count in Counter(f.sha256 for f in files).items():
         like = next(f for f in files if f.sha256 == sha256)
-        _share(sha256, like.blob_key, like.size, count)
+        share(sha256, like.blob_key, like.size, count)
     return top

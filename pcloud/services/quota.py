@@ -5,6 +5,7 @@ from __future__ import annotations
 import peewee
 
 from pcloud.config import parse_size
+from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, InsufficientStorage
 from pcloud.models import StoredFile, User, database_proxy
 from pcloud.services import users
@@ -20,8 +21,20 @@ def usage(owner_id: int) -> int:
     return int(total or 0)
 
 
+_QUOTA_OF = PreparedQuery(
+    lambda owner_id: User.select(User.quota_bytes).where(User.id == owner_id), -8101
+)
+
+
 def quota_of(owner_id: int) -> int | None:
-    return User.select(User.quota_bytes).where(User.id == owner_id).scalar()
+    row = _QUOTA_OF.execute(owner_id).fetchone()  # every upload asks: built once
+    return row[0] if row else None
+
+
+def room(owner_id: int) -> int | None:
+    """Bytes the user may still add (None: no quota)."""
+    quota = quota_of(owner_id)
+    return None if quota is None else quota - usage(owner_id)
 
 
 def check(owner_id: int, incoming: int | None) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import peewee
 
+from pcloud.db import PreparedQuery
 from pcloud.errors import Conflict, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy
 from pcloud.services import names
@@ -28,21 +29,49 @@ CONFLICT_POLICIES = (FAIL, RENAME)
 UPLOAD_POLICIES = (FAIL, RENAME, REPLACE)
 
 
+def _lock_query(owner_id):
+    query = Folder.select(Folder.id).where(Folder.root_of == owner_id)
+    return query.for_update() if database_proxy.obj.for_update else query
+
+
+# Every change runs this first: built once per kind of database (see PreparedQuery).
+_LOCK_ROOT = PreparedQuery(_lock_query, -8201)
+_FILE_NAMED = PreparedQuery(
+    lambda folder_id, name: StoredFile.select(StoredFile.id).where(
+        (StoredFile.folder == folder_id) & (StoredFile.name == name)
+    ),
+    -8202,
+    "\x01name",
+)
+_FOLDER_NAMED = PreparedQuery(
+    lambda folder_id, name: Folder.select(Folder.id).where(
+        (Folder.parent == folder_id) & (Folder.name == name)
+    ),
+    -8203,
+    "\x01name",
+)
+
+
 def lock(owner_id: int) -> int:
     """Hold the user's tree until the transaction ends; returns the root folder's id
     (making the root if the user has none yet)."""
-    query = Folder.select(Folder.id).where(Folder.root_of == owner_id)
-    if database_proxy.obj.for_update:
-        query = query.for_update()
-    root_id = query.scalar()
-    if root_id is not None:
-        return root_id
+    row = _LOCK_ROOT.execute(owner_id).fetchone()
+    if row is not None:
+        return row[0]
     try:
         with database_proxy.atomic():
             make_root(owner_id)
     except peewee.IntegrityError:
         pass  # a concurrent transaction made it first
-    return query.scalar()
+    return _LOCK_ROOT.execute(owner_id).fetchone()[0]
+
+
+def name_taken(folder_id: int, name: str) -> bool:
+    """Whether a file or a folder in that folder has the name."""
+    return (
+        _FILE_NAMED.execute(folder_id, name).fetchone() is not None
+        or _FOLDER_NAMED.execute(folder_id, name).fetchone() is not None
+    )
 
 
 def make_root(owner_id: int) -> int:
@@ -128,10 +157,28 @@ def taken_names(owner_id: int, folder_id: int, candidates: list[str]) -> set[str
     return {name for (name,) in files.tuples()} | {name for (name,) in folders.tuples()}
 
 
+def taken_names_many(owner_id: int, folder_id: int, candidates: list[str]) -> set[str]:
+    """taken_names() for any number of candidates, asked in chunks."""
+    unique = list(dict.fromkeys(candidates))
+    taken: set[str] = set()
+    for start in range(0, len(unique), 500):
+        taken |= taken_names(owner_id, folder_id, unique[start : start + 500])
+    return taken
+
+
+def is_live_of(owner_id: int, folder_id: int) -> bool:
+    """True for a folder of the user that is not in the trash nor inside a trashed one."""
+    try:
+        live_folder(owner_id, folder_id)
+    except NotFound:
+        return False
+    return True
+
+
 def place_name(owner_id: int, folder_id: int, requested: str, on_conflict: str) -> str:
     """The name an item gets in the folder: as requested when free; else the first free
     numbered one (`photo_1.jpg`) with on_conflict "rename", or Conflict (409)."""
-    if requested not in taken_names(owner_id, folder_id, [requested]):
+    if not name_taken(folder_id, requested):
         return requested
     if on_conflict != RENAME:
         raise Conflict(f"An item named '{requested}' already exists in this folder", name=requested)

@@ -1,6 +1,6 @@
 """Upload-check: which of a batch of contents (SHA-256 values) the user already has, has
-in the trash, deleted for good earlier, or does not have; and making a file from content
-the user has, without an upload. Only the user's own files are ever consulted.
+in the trash, deleted for good earlier, or does not have. Only the user's own files are
+ever consulted.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pcloud.errors import BadRequest, NotFound
-from pcloud.models import DeletedContent, Folder, StoredFile, database_proxy, utc_now
-from pcloud.services import changes, entries, moves, names, quota, tree
-from pcloud.services.entries import Entry
+from pcloud.errors import BadRequest
+from pcloud.models import DeletedContent, Folder, StoredFile
 
 MAX_HASHES = 10_000
 CHUNK = 1000  # values per IN list: far below every engine's limit on parameters
@@ -117,31 +115,3 @@ def _path(folder_id: int | None, folder_map) -> tuple[bool, str | None]:
     if folder_id is None or folder_id not in folder_map:
         return False, None  # the folder is gone (a trashed file's original folder)
     return live, "/" + "/".join(reversed(parts))
-
-
-def create_from_content(
-    owner_id: int,
-    sha256: object,
-    folder_id: int | None,
-    name: object,
-    modified_at: datetime | None,
-    on_conflict: str,
-) -> Entry:
-    """A new file holding content the user already has (in a file or in the trash), in
-    the folder (None: the root): no bytes are sent or stored."""
-    (sha256,) = parse_hashes([sha256])
-    name = names.validate(name, "name")
-    with database_proxy.atomic():
-        root_id = tree.lock(owner_id)
-        folder = tree.live_folder(owner_id, root_id if folder_id is None else folder_id)
-        like = StoredFile.get_or_none(
-            (StoredFile.owner == owner_id) & (StoredFile.sha256 == sha256)
-        )
-        if like is None:
-            raise NotFound("You have no file with this content; upload it")
-        quota.check(owner_id, like.size)
-        name = tree.place_name(owner_id, folder.id, name, on_conflict)
-        made = moves.new_file(owner_id, folder.id, name, like, modified_at or utc_now())
-        changes.record(owner_id, changes.CREATED, changes.FILE, made.id, folder.id, name)
-        tree.bump([folder.id])
-    return entries.of_file(made)
