@@ -125,3 +125,72 @@ def test_purging_everything_keeps_the_newest_change_so_cursors_stay_valid(client
     make_folder(client, headers, "c")
     [change] = feed(client, headers, cursor).get_json()["changes"]
     assert change["name"] == "c"
+
+
+def tree_from_feed(client, headers, root_id, cursor) -> set[tuple]:
+    """What a client that only follows the feed believes the tree is."""
+    items: dict[tuple[str, int], tuple[int | None, str]] = {}
+    while True:
+        page = feed(client, headers, cursor).get_json()
+        for change in page["changes"]:
+            key = (change["type"], change["id"])
+            if change["kind"] == "deleted":
+                items.pop(key, None)
+            else:
+                items[key] = (change["parent_id"], change["name"])
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            break
+    folders = {
+        item_id: parent for (kind, item_id), (parent, _n) in items.items() if kind == "folder"
+    }
+
+    def reachable(parent):
+        seen = set()
+        while parent != root_id:
+            if parent not in folders or parent in seen:
+                return False
+            seen.add(parent)
+            parent = folders[parent]
+        return True
+
+    return {
+        (kind, item_id, parent, name)
+        for (kind, item_id), (parent, name) in items.items()
+        if reachable(parent)
+    }
+
+
+def tree_from_listings(client, headers, folder="root") -> set[tuple]:
+    found = set()
+    for entry in listing(client, headers, folder)["entries"]:
+        found.add((entry["type"], entry["id"], entry["parent_id"], entry["name"]))
+        if entry["type"] == "folder":
+            found |= tree_from_listings(client, headers, entry["id"])
+    return found
+
+
+def test_a_client_that_follows_the_feed_sees_the_tree_as_it_is(client, headers):
+    first = listing(client, headers)
+    root_id, cursor = first["folder"]["id"], first["cursor"]
+    a = make_folder(client, headers, "a").get_json()
+    b = make_folder(client, headers, "b", a["id"]).get_json()
+    c = make_folder(client, headers, "c").get_json()
+    one = put_file(client, headers, "1.txt", b"1", folder=b["id"]).get_json()
+    two = put_file(client, headers, "2.txt", b"2").get_json()
+    gone = put_file(client, headers, "3.txt", b"3", folder=c["id"]).get_json()
+    client.patch(f"{API}/files/{one['id']}", headers=headers, json={"name": "uno.txt"})
+    client.patch(f"{API}/folders/{b['id']}", headers=headers, json={"parent_id": c["id"]})
+    client.post(f"{API}/folders/{c['id']}/copy", headers=headers, json={"name": "c2"})
+    client.patch(f"{API}/files/{two['id']}", headers=headers, json={"folder_id": a["id"]})
+    client.delete(f"{API}/files/{gone['id']}", headers=headers)
+    client.delete(f"{API}/folders/{a['id']}", headers=headers)
+    client.post(f"{API}/trash/file/{two['id']}/restore", headers=headers)
+    inner = make_folder(client, headers, "inner", c["id"]).get_json()
+    put_file(client, headers, "kept.txt", b"k", folder=inner["id"])
+    client.delete(f"{API}/folders/{inner['id']}", headers=headers)
+    client.post(f"{API}/trash/folder/{inner['id']}/restore", headers=headers)
+    put_file(client, headers, "uno.txt", b"new", folder=b["id"], on_conflict="replace")
+    client.post("/upload", headers=headers, data={"file": (io.BytesIO(b"4"), "4.txt")})
+    client.put("/rename", headers=headers, json={"old_filename": "4.txt", "new_filename": "5.txt"})
+    assert tree_from_feed(client, headers, root_id, cursor) == tree_from_listings(client, headers)

@@ -299,6 +299,13 @@ def test_an_unknown_on_conflict_is_400(client, headers):
         ("post", "/folders"),
         ("patch", "/files/1"),
         ("delete", "/folders/1"),
+        ("post", "/upload-check"),
+        ("get", "/changes"),
+        ("get", "/trash"),
+        ("delete", "/trash"),
+        ("post", "/files/from-content"),
+        ("post", "/files/from-content/batch"),
+        ("delete", "/deleted-content"),
     ],
 )
 def test_every_route_needs_a_token(client, method, path):
