@@ -194,3 +194,15 @@ def test_a_client_that_follows_the_feed_sees_the_tree_as_it_is(client, headers):
     client.post("/upload", headers=headers, data={"file": (io.BytesIO(b"4"), "4.txt")})
     client.put("/rename", headers=headers, json={"old_filename": "4.txt", "new_filename": "5.txt"})
     assert tree_from_feed(client, headers, root_id, cursor) == tree_from_listings(client, headers)
+
+
+def test_a_file_gc_drops_for_lost_bytes_is_a_deleted_change(client, headers, runner, settings):
+    entry = put_file(client, headers, "lost.txt", b"soon gone").get_json()
+    cursor = listing(client, headers)["cursor"]
+    from pcloud.models import StoredFile
+
+    key = StoredFile.get_by_id(entry["id"]).blob_key
+    (settings.upload_folder / "blobs" / key[:2] / key).unlink()
+    assert runner.invoke("files", "gc").exit_code == 0
+    [change] = feed(client, headers, cursor).get_json()["changes"]
+    assert (change["kind"], change["id"]) == ("deleted", entry["id"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, sessions, throttle, uploads_resumable
+from pcloud.services import audit, changes, sessions, throttle, tree, uploads_resumable
 from pcloud.services.uploads_resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
 
@@ -112,8 +112,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
         blobs.delete_resumable(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
-        if broken_ids:
-            StoredFile.delete().where(StoredFile.id.in_(broken_ids)).execute()
+        _forget_broken_files(broken_ids)
         if report.broken_blobs:
             Blob.delete().where(Blob.store_key.in_(report.broken_blobs)).execute()
         audit.record(
@@ -124,6 +123,22 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             broken_files=len(broken_ids),
             bytes=report.reclaimable_bytes,
         )
+
+
+def _forget_broken_files(file_ids: list[int]) -> None:
+    """Delete the rows of files whose bytes are gone, telling each owner's change feed."""
+    for start in range(0, len(file_ids), 500):
+        rows = list(
+            StoredFile.select(StoredFile.id, StoredFile.owner, StoredFile.folder, StoredFile.name)
+            .where(StoredFile.id.in_(file_ids[start : start + 500]))
+            .tuples()
+        )
+        for owner_id in sorted({owner_id for _id, owner_id, _folder, _name in rows}):
+            tree.lock(owner_id)
+        StoredFile.delete().where(StoredFile.id.in_([row[0] for row in rows])).execute()
+        for file_id, owner_id, _folder_id, name in rows:
+            changes.record(owner_id, changes.DELETED, changes.FILE, file_id, None, name)
+        tree.bump(folder_id for _id, _owner, folder_id, _name in rows)
 
 
 # Ended sessions stay listed (`pcloud users sessions --all`) this long before gc forgets them.
