@@ -36,17 +36,23 @@ def _lock_query(owner_id):
 
 # Every change runs this first: built once per kind of database (see PreparedQuery).
 _LOCK_ROOT = PreparedQuery(_lock_query, -8201)
+# The owner is asked for too, although the folder implies it: only then do the engines
+# look the name up in the (owner, folder, name) index instead of reading the whole folder.
 _FILE_NAMED = PreparedQuery(
-    lambda folder_id, name: StoredFile.select(StoredFile.id).where(
-        (StoredFile.folder == folder_id) & (StoredFile.name == name)
+    lambda owner_id, folder_id, name: StoredFile.select(StoredFile.id).where(
+        (StoredFile.owner == owner_id)
+        & (StoredFile.folder == folder_id)
+        & (StoredFile.name == name)
     ),
+    -8204,
     -8202,
     "\x01name",
 )
 _FOLDER_NAMED = PreparedQuery(
-    lambda folder_id, name: Folder.select(Folder.id).where(
-        (Folder.parent == folder_id) & (Folder.name == name)
+    lambda owner_id, folder_id, name: Folder.select(Folder.id).where(
+        (Folder.owner == owner_id) & (Folder.parent == folder_id) & (Folder.name == name)
     ),
+    -8205,
     -8203,
     "\x01name",
 )
@@ -66,11 +72,11 @@ def lock(owner_id: int) -> int:
     return _LOCK_ROOT.execute(owner_id).fetchone()[0]
 
 
-def name_taken(folder_id: int, name: str) -> bool:
-    """Whether a file or a folder in that folder has the name."""
+def name_taken(owner_id: int, folder_id: int, name: str) -> bool:
+    """Whether a file or a folder in the user's folder has the name."""
     return (
-        _FILE_NAMED.execute(folder_id, name).fetchone() is not None
-        or _FOLDER_NAMED.execute(folder_id, name).fetchone() is not None
+        _FILE_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
+        or _FOLDER_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
     )
 
 
@@ -178,7 +184,7 @@ def is_live_of(owner_id: int, folder_id: int) -> bool:
 def place_name(owner_id: int, folder_id: int, requested: str, on_conflict: str) -> str:
     """The name an item gets in the folder: as requested when free; else the first free
     numbered one (`photo_1.jpg`) with on_conflict "rename", or Conflict (409)."""
-    if not name_taken(folder_id, requested):
+    if not name_taken(owner_id, folder_id, requested):
         return requested
     if on_conflict != RENAME:
         raise Conflict(f"An item named '{requested}' already exists in this folder", name=requested)
