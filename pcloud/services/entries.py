@@ -14,7 +14,7 @@ class Entry(NamedTuple):  # a tuple: made ten thousand times a listing, cheaply
     type: str  # "file" or "folder"
     id: int
     name: str
-    parent_id: int | None  # the folder it is in (None: the root, or in the trash)
+    parent_id: int | None  # the folder it is in (None: it is the root, or in the trash)
     size: int | None  # None for folders
     modified_micros: int  # microseconds since the epoch: cheap to sort and to format
     sha256: str | None  # None for folders
@@ -33,10 +33,6 @@ class Entry(NamedTuple):  # a tuple: made ten thousand times a listing, cheaply
             "file_type": names.file_type(self.name) if self.type == "file" else None,
         }
 
-    @property
-    def modified_at(self) -> datetime:
-        return datetime.fromtimestamp(self.modified_micros / 1_000_000, timezone.utc)
-
 
 def iso_millis(moment: datetime) -> str:
     """'2024-05-01T12:00:00.123Z': ISO 8601 UTC to the millisecond, as phones keep times."""
@@ -44,6 +40,7 @@ def iso_millis(moment: datetime) -> str:
 
 
 def iso_of_micros(moment: int) -> str:
+    """iso_millis() of microseconds since the epoch, as UtcDateTimeField stores them."""
     seconds, rest = divmod(moment, 1_000_000)
     return f"{_iso_second(seconds)}.{rest // 1000:03d}Z"
 

@@ -196,15 +196,3 @@ def place_name(owner_id: int, folder_id: int, requested: str, on_conflict: str) 
             if candidate not in taken:
                 return candidate
         first += NAME_CANDIDATES
-
-
-def path_of(folder_id: int | None, folder_map: dict[int, tuple[int | None, str]]) -> str:
-    """'/Photos/2024' for a folder, from a map of id -> (parent_id, name); '/' for a root."""
-    parts = []
-    while folder_id is not None and folder_id in folder_map:
-        parent_id, name = folder_map[folder_id]
-        if parent_id is None:
-            break
-        parts.append(name)
-        folder_id = parent_id
-    return "/" + "/".join(reversed(parts))
