@@ -343,3 +343,30 @@ def test_replace_does_not_replace_a_folder(client, headers):
 
 def test_replace_is_only_for_uploads(client, headers):
     assert make_folder(client, headers, "a", on_conflict="replace").status_code == 400
+
+
+def test_if_match_refuses_a_change_based_on_a_stale_etag(client, headers):
+    entry = put_file(client, headers, "notes.txt", b"v1").get_json()
+    put_file(client, headers, "notes.txt", b"v2 from another phone", on_conflict="replace")
+    stale = {**headers, "If-Match": f'"{entry["etag"]}"'}
+    response = put_file(client, stale, "notes.txt", b"v2 from this phone", on_conflict="replace")
+    assert response.status_code == 412
+    assert response.get_json()["etag"] == hashlib.sha256(b"v2 from another phone").hexdigest()
+    assert client.delete(f"{API}/files/{entry['id']}", headers=stale).status_code == 412
+    url = f"{API}/files/{entry['id']}"
+    assert client.patch(url, headers=stale, json={"name": "x.txt"}).status_code == 412
+    fresh = {**headers, "If-Match": response.get_json()["etag"]}
+    assert client.patch(url, headers=fresh, json={"name": "x.txt"}).status_code == 200
+
+
+def test_if_match_on_a_folder_fails_once_anything_below_changed(client, headers):
+    folder = make_folder(client, headers, "a").get_json()
+    sub = make_folder(client, headers, "b", folder["id"]).get_json()
+    old = {**headers, "If-Match": folder["etag"]}
+    put_file(client, headers, "deep.txt", folder=sub["id"])
+    assert client.delete(f"{API}/folders/{folder['id']}", headers=old).status_code == 412
+    current = listing(client, headers, folder["id"])["folder"]["etag"]
+    response = client.delete(
+        f"{API}/folders/{folder['id']}", headers={**headers, "If-Match": f'W/"{current}"'}
+    )
+    assert response.status_code == 200

@@ -43,6 +43,17 @@ def optional_id(body: dict, field: str) -> int | None:
     return value
 
 
+def if_match() -> str | None:
+    """The If-Match header's ETag, unquoted (None when absent or `*`)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    return tag.strip('"')
+
+
 def query_int(name: str, default: int) -> int:
     text = request.args.get(name)
     if text is None:
@@ -101,6 +112,7 @@ def update_folder(folder_id: int):
         body.get("name"),
         optional_id(body, "parent_id"),
         on_conflict(),
+        if_match(),
     )
     return jsonify(entry.to_json())
 
@@ -122,7 +134,7 @@ def copy_folder(folder_id: int):
 @blueprint.delete("/folders/<int:folder_id>")
 @login_required
 def delete_folder(folder_id: int):
-    trash.trash_folder(current_user_id(), folder_id)
+    trash.trash_folder(current_user_id(), folder_id, if_match())
     return jsonify({"message": "Moved to the trash"})
 
 
@@ -142,6 +154,7 @@ def upload_into(ref: str):
         modified_at=modified_at_field(received.fields),
         folder_id=folder.id,
         on_conflict=policy,
+        if_match=if_match(),
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201
@@ -183,7 +196,12 @@ def update_file(file_id: int):
     if body.get("name") is None and body.get("folder_id") is None:
         raise BadRequest("Send 'name' to rename, 'folder_id' to move, or both")
     entry = moves.move_file(
-        current_user_id(), file_id, body.get("name"), optional_id(body, "folder_id"), on_conflict()
+        current_user_id(),
+        file_id,
+        body.get("name"),
+        optional_id(body, "folder_id"),
+        on_conflict(),
+        if_match(),
     )
     return jsonify(entry.to_json())
 
@@ -201,5 +219,5 @@ def copy_file(file_id: int):
 @blueprint.delete("/files/<int:file_id>")
 @login_required
 def delete_file(file_id: int):
-    trash.trash_file(current_user_id(), file_id)
+    trash.trash_file(current_user_id(), file_id, if_match())
     return jsonify({"message": "Moved to the trash"})

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import NamedTuple
 
+from pcloud.errors import PreconditionFailed
 from pcloud.models import Folder, StoredFile, micros
 from pcloud.services import names
 
@@ -88,6 +89,17 @@ def file_row_json(row: tuple) -> dict:
 
 def folder_etag(folder_id: int, version: int) -> str:
     return f"d{folder_id}v{version}"
+
+
+def require_etag(expected: str | None, actual: str) -> None:
+    """PreconditionFailed (412) unless `expected` (a client's If-Match) is None or `actual`:
+    the client's change was based on a state that has changed since."""
+    if expected is not None and expected != actual:
+        raise PreconditionFailed(
+            "It changed since you last read it (If-Match does not match its ETag): "
+            "read it again, then retry",
+            etag=actual,
+        )
 
 
 def of_file(stored: StoredFile) -> Entry:

@@ -12,7 +12,7 @@ import peewee
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy, micros, utc_now
-from pcloud.services import audit, changes, content, names, quota, tree
+from pcloud.services import audit, changes, content, entries, names, quota, tree
 from pcloud.storage import BlobStore, StoredBlob
 
 FILE_NOT_FOUND = "File not found"
@@ -111,11 +111,13 @@ def add_file(
     modified_at: datetime | None = None,
     folder_id: int | None = None,
     on_conflict: str = tree.RENAME,
+    if_match: str | None = None,
 ) -> StoredFile:
     """Record a finished blob as a file in the folder (default: the root), under the
     requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
     with on_conflict "fail" a taken name is Conflict (409) instead, and with "replace"
-    the file of that name gets the new content (same id; a folder's name is still 409).
+    the file of that name gets the new content (same id; a folder's name is still 409),
+    only if its ETag is `if_match` when that is given (else PreconditionFailed).
 
     When the content is stored already the new bytes are deleted and the file shares the
     stored ones. If no row can be committed the blob is deleted, so a failed upload
@@ -139,6 +141,7 @@ def add_file(
                     & (StoredFile.name == requested_name)
                 )
             if existing is not None:
+                entries.require_etag(if_match, existing.sha256)
                 stored, spare_keys = _replace_content(existing, blob, modified_at)
             else:
                 policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict

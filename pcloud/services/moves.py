@@ -22,12 +22,15 @@ def move_file(
     new_name: object = None,
     folder_id: int | None = None,
     on_conflict: str = tree.FAIL,
+    if_match: str | None = None,
 ) -> Entry:
-    """Rename the file and/or move it to another folder of the user."""
+    """Rename the file and/or move it to another folder of the user (PreconditionFailed
+    if `if_match` is not its ETag)."""
     name = None if new_name is None else names.validate(new_name, "name")
     with database_proxy.atomic():
         tree.lock(owner_id)
         stored = folders.file_of(owner_id, file_id)
+        entries.require_etag(if_match, stored.sha256)
         target = stored.folder_id if folder_id is None else tree.live_folder(owner_id, folder_id).id
         name = stored.name if name is None else name
         if (target, name) == (stored.folder_id, stored.name):
@@ -47,13 +50,16 @@ def move_folder(
     new_name: object = None,
     parent_id: int | None = None,
     on_conflict: str = tree.FAIL,
+    if_match: str | None = None,
 ) -> Entry:
     """Rename the folder and/or move it (with all it holds) under another folder.
-    Moving it into itself or a folder below it is BadRequest (400)."""
+    Moving it into itself or a folder below it is BadRequest (400); PreconditionFailed
+    if `if_match` is not its ETag (anything below it changed)."""
     name = None if new_name is None else names.validate(new_name, "name")
     with database_proxy.atomic():
         tree.lock(owner_id)
         folder = movable_folder(owner_id, folder_id)
+        entries.require_etag(if_match, entries.folder_etag(folder.id, folder.version))
         target = folder.parent_id
         if parent_id is not None:
             target = tree.live_folder(owner_id, parent_id).id

@@ -19,10 +19,12 @@ from pcloud.storage import BlobStore
 NOT_IN_TRASH = "Not in the trash"
 
 
-def trash_file(owner_id: int, file_id: int) -> None:
+def trash_file(owner_id: int, file_id: int, if_match: str | None = None) -> None:
+    """Move the file to the trash (PreconditionFailed if `if_match` is not its ETag)."""
     with database_proxy.atomic():
         tree.lock(owner_id)
         stored = folders.file_of(owner_id, file_id)
+        entries.require_etag(if_match, stored.sha256)
         StoredFile.update(folder=None, trashed_at=utc_now(), trashed_from=stored.folder_id).where(
             StoredFile.id == stored.id
         ).execute()
@@ -30,10 +32,13 @@ def trash_file(owner_id: int, file_id: int) -> None:
         tree.bump([stored.folder_id])
 
 
-def trash_folder(owner_id: int, folder_id: int) -> None:
+def trash_folder(owner_id: int, folder_id: int, if_match: str | None = None) -> None:
+    """Move the folder, with all it holds, to the trash (PreconditionFailed if `if_match`
+    is not its ETag: something below it changed)."""
     with database_proxy.atomic():
         tree.lock(owner_id)
         folder = moves.movable_folder(owner_id, folder_id)
+        entries.require_etag(if_match, entries.folder_etag(folder.id, folder.version))
         Folder.update(parent=None, trashed_at=utc_now(), trashed_from=folder.parent_id).where(
             Folder.id == folder.id
         ).execute()
