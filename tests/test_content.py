@@ -51,3 +51,16 @@ def test_a_failed_upload_of_known_content_leaves_the_count_alone(client, auth, s
     assert bad.status_code == 400
     assert Blob.get().ref_count == 1
     assert len(blob_files(settings)) == 1
+
+
+def test_an_upload_of_content_whose_bytes_were_lost_heals_every_file(client, auth, settings):
+    headers = auth.headers()
+    upload(client, headers, "a.jpg", b"irreplaceable")
+    upload(client, headers, "b.jpg", b"irreplaceable")
+    [lost] = blob_files(settings)
+    lost.unlink()  # a disk fault, a careless admin
+    assert upload(client, headers, "c.jpg", b"irreplaceable").status_code == 201
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        assert client.get(f"/download/{name}", headers=headers).data == b"irreplaceable"
+    assert Blob.get().ref_count == 3
+    assert len(blob_files(settings)) == 1

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import peewee
 
 from pcloud.db import PreparedQuery
-from pcloud.models import Blob, DeletedContent, database_proxy, utc_now
-from pcloud.storage import StoredBlob
+from pcloud.models import Blob, DeletedContent, StoredFile, database_proxy, utc_now
+from pcloud.storage import BlobStore, StoredBlob
 
 _ADD_REFERENCES = PreparedQuery(
     lambda count, sha256: Blob.update(ref_count=Blob.ref_count + count).where(
@@ -29,12 +29,17 @@ _STORE_KEY = PreparedQuery(
 )
 
 
-def take(blob: StoredBlob) -> tuple[str, str | None]:
+def take(blob: StoredBlob, blobs: BlobStore | None = None) -> tuple[str, str | None]:
     """Count one more file of the blob's content: (store key the file points at, key of
-    bytes now spare). When the content was stored already, the new bytes are spare."""
+    bytes now spare). When the content was stored already, the new bytes are spare;
+    unless (asked of `blobs`) the stored bytes have gone missing: then the new bytes take
+    their place, for every file of that content."""
     for _ in range(3):
         if add_references(blob.sha256):
             key = _STORE_KEY.execute(blob.sha256).fetchone()[0]
+            if key != blob.key and blobs is not None and not blobs.exists(key):
+                _heal(blob.sha256, key, blob.key)
+                return blob.key, None
             return key, (blob.key if key != blob.key else None)
         try:
             with database_proxy.atomic():
@@ -45,6 +50,12 @@ def take(blob: StoredBlob) -> tuple[str, str | None]:
         except peewee.IntegrityError:
             continue  # someone stored the same content a moment ago: count on theirs
     raise RuntimeError(f"could not record blob {blob.sha256}")
+
+
+def _heal(sha256: str, lost_key: str, new_key: str) -> None:
+    """Point the content, and every file of it, at new bytes: the stored ones are lost."""
+    Blob.update(store_key=new_key).where(Blob.sha256 == sha256).execute()
+    StoredFile.update(blob_key=new_key).where(StoredFile.blob_key == lost_key).execute()
 
 
 def add_references(sha256: str, count: int = 1) -> bool:

@@ -142,11 +142,11 @@ def add_file(
                 )
             if existing is not None:
                 entries.require_etag(if_match, existing.sha256)
-                stored, spare_keys = _replace_content(existing, blob, modified_at)
+                stored, spare_keys = _replace_content(blobs, existing, blob, modified_at)
             else:
                 policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
                 stored, spare_keys = _insert_file(
-                    owner_id, folder_id, requested_name, blob, modified_at, policy
+                    blobs, owner_id, folder_id, requested_name, blob, modified_at, policy
                 )
     except peewee.IntegrityError:
         blobs.delete(blob.key)
@@ -161,6 +161,7 @@ def add_file(
 
 
 def _insert_file(
+    blobs: BlobStore,
     owner_id: int,
     folder_id: int,
     requested_name: str,
@@ -171,7 +172,7 @@ def _insert_file(
     now = utc_now()
     quota.check(owner_id, blob.size)
     name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
-    key, spare = content.take(blob)
+    key, spare = content.take(blob, blobs)
     file_id = _INSERT_FILE.insert(
         owner_id,
         folder_id,
@@ -199,11 +200,11 @@ def _insert_file(
 
 
 def _replace_content(
-    stored: StoredFile, blob: StoredBlob, modified_at: datetime
+    blobs: BlobStore, stored: StoredFile, blob: StoredBlob, modified_at: datetime
 ) -> tuple[StoredFile, list[str]]:
     """Give an existing file new content; returns it and the keys whose bytes are spare."""
     quota.check(stored.owner_id, blob.size - stored.size)
-    key, spare = content.take(blob)
+    key, spare = content.take(blob, blobs)
     freed = content.release([stored.sha256])
     StoredFile.update(
         blob_key=key, size=blob.size, sha256=blob.sha256, modified_at=modified_at
