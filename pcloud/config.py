@@ -176,6 +176,14 @@ OPTIONS: tuple[Option, ...] = (
         parse_duration,
     ),
     Option(
+        "TRASH_DAYS",
+        "trash_days",
+        "30",
+        "Days a deleted file or folder stays in the trash (restorable, and counted in the "
+        "user's quota) before `pcloud files gc` purges it for good.",
+        parse_count,
+    ),
+    Option(
         "PASSWORD_HASH",
         "password_hash",
         "scrypt",
@@ -251,6 +259,7 @@ class Settings:
     max_upload_size: int = 16 * 1024**3
     tus_max_chunk: int = 64 * 1024**2
     tus_expiration: int = 7 * 86400
+    trash_days: int = 30
     password_hash: str = "scrypt"
     host: str = "0.0.0.0"
     port: int = 5000

@@ -194,6 +194,8 @@ class PreparedQuery:
 
     def _compile(self, database: peewee.Database):
         query = self._build(*self._placeholders)
+        if isinstance(query, peewee.Insert) and database.returning_clause:
+            query = query.returning(query.model._meta.primary_key)  # else no id comes back
         sql, params = database.get_sql_context().sql(query).query()
         slots = [self._placeholders.index(p) if p in self._placeholders else None for p in params]
         if sorted(slot for slot in slots if slot is not None) != list(
@@ -219,6 +221,8 @@ class PreparedQuery:
         """Run a prepared INSERT; returns the new row's id."""
         database = database_proxy.obj
         cursor = self.execute(*values)
+        if database.returning_clause:
+            return cursor.fetchone()[0]
         return database.last_insert_id(cursor, peewee.Insert.SIMPLE)
 
     def first(self, *values: Any) -> Any:

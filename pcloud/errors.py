@@ -87,6 +87,13 @@ class ChecksumMismatch(PcloudError):
     reason = "Checksum Mismatch"
 
 
+class InsufficientStorage(PcloudError):
+    """The upload would take the user past their quota."""
+
+    status = 507
+    reason = "Insufficient Storage"
+
+
 class ServiceUnavailable(PcloudError):
     status = 503
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from peewee import (
+    BigAutoField,
     BigIntegerField,
     CharField,
     DatabaseProxy,
@@ -64,21 +65,94 @@ class User(BaseModel):
     google_sub = CharField(max_length=255, null=True, unique=True)
     created_at = UtcDateTimeField(default=utc_now)
     disabled_at = UtcDateTimeField(null=True)  # set: no sign-in, no token works
+    quota_bytes = BigIntegerField(null=True)  # None: unlimited
+
+
+class Folder(BaseModel):
+    """A folder in a user's tree. Every user has one root: parent None, `root_of` set.
+
+    A trashed folder has parent None and `trashed_at` set; what it held stays inside it.
+    """
+
+    owner = ForeignKeyField(User, backref="folders", on_delete="CASCADE")
+    parent = ForeignKeyField("self", backref="children", null=True, on_delete="CASCADE")
+    name = CharField(max_length=255)  # NFC; "" for the root
+    root_of = ForeignKeyField(User, backref="+", null=True, unique=True, on_delete="CASCADE")
+    version = BigIntegerField(default=1)  # goes up whenever anything below changes: the ETag
+    created_at = UtcDateTimeField(default=utc_now)
+    modified_at = UtcDateTimeField(default=utc_now)
+    trashed_at = UtcDateTimeField(null=True, index=True)
+    trashed_from = BigIntegerField(null=True)  # the parent it had; not a key: may be gone
+
+    class Meta:
+        indexes = ((("owner", "parent", "name"), True),)
+
+
+class Blob(BaseModel):
+    """Bytes in the store, once per content, with how many files point at them."""
+
+    sha256 = CharField(max_length=64, unique=True)
+    store_key = CharField(max_length=64, unique=True)
+    size = BigIntegerField()
+    ref_count = IntegerField(default=0)
+    created_at = UtcDateTimeField(default=utc_now)
 
 
 class StoredFile(BaseModel):
     """A name in a user's file list, pointing at the blob that holds its bytes."""
 
     owner = ForeignKeyField(User, backref="files", on_delete="CASCADE")
+    # None only while trashed (see trashed_at), or for a row written before folders
+    # existed, which files.add_file moves into the root.
+    folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE")
     name = CharField(max_length=255)  # NFC, as the person wrote it
-    blob_key = CharField(max_length=64, unique=True)
+    blob_key = CharField(max_length=64, index=True)  # the Blob's store_key; shared by copies
     size = BigIntegerField()
     sha256 = CharField(max_length=64)
     created_at = UtcDateTimeField(default=utc_now)
     modified_at = UtcDateTimeField(default=utc_now)
+    trashed_at = UtcDateTimeField(null=True, index=True)
+    trashed_from = BigIntegerField(null=True)  # the folder it was in; not a key: may be gone
 
     class Meta:
-        indexes = ((("owner", "name"), True),)
+        indexes = (
+            (("owner", "folder", "name"), True),
+            (("owner", "sha256"), False),
+        )
+
+
+class DeletedContent(BaseModel):
+    """Content a user deleted for good: upload-check tells their phone not to send it again."""
+
+    owner = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    sha256 = CharField(max_length=64)
+    deleted_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = ((("owner", "sha256"), True),)
+
+
+class Change(BaseModel):
+    """One change in a user's tree; the id is the change feed's cursor."""
+
+    id = BigAutoField()
+    owner = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    kind = CharField(max_length=16)  # created, modified, moved, renamed, deleted, restored
+    item_type = CharField(max_length=8)  # file or folder
+    item_id = BigIntegerField()
+    parent_id = BigIntegerField(null=True)  # the folder it is in now (None: trash or gone)
+    name = CharField(max_length=255)
+    at = UtcDateTimeField(default=utc_now, index=True)
+
+    class Meta:
+        indexes = ((("owner", "id"), False),)
+
+
+class FeedHorizon(BaseModel):
+    """The newest change of a user that gc has purged: older cursors get 410."""
+
+    owner = ForeignKeyField(User, backref="+", unique=True, on_delete="CASCADE")
+    purged_through = BigIntegerField(default=0)
 
 
 class DeviceSession(BaseModel):
@@ -145,6 +219,7 @@ class TusUpload(BaseModel):
     offset = BigIntegerField(default=0)  # bytes received and kept; the truth for HEAD
     name = CharField(max_length=255)  # the requested file name, validated at creation
     modified_at = UtcDateTimeField(null=True)  # from the metadata, if the client sent it
+    folder_id = BigIntegerField(null=True)  # where the file goes (None: the root)
     metadata = TextField(default="")  # the Upload-Metadata header as sent, for HEAD
     created_at = UtcDateTimeField(default=utc_now)
     expires_at = UtcDateTimeField(index=True)
@@ -153,7 +228,12 @@ class TusUpload(BaseModel):
 
 ALL_MODELS = (
     User,
+    Folder,
+    Blob,
     StoredFile,
+    DeletedContent,
+    Change,
+    FeedHorizon,
     DeviceSession,
     RefreshToken,
     SignInThrottle,

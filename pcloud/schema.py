@@ -21,8 +21,12 @@ from playhouse.migrate import SchemaMigrator, migrate
 from pcloud.models import (
     ALL_MODELS,
     BaseModel,
+    Blob,
     DeviceSession,
+    Folder,
     RefreshToken,
+    StoredFile,
+    User,
     UtcDateTimeField,
     utc_now,
 )
@@ -125,3 +129,38 @@ def _give_each_refresh_token_a_session(database: peewee.Database) -> None:
             expires_at=token.expires_at,
         )
         RefreshToken.update(session=session.id).where(RefreshToken.id == token.id).execute()
+
+
+@data_migration("folders-and-content-addressed-blobs")
+def _put_files_in_root_folders_and_count_blobs(database: peewee.Database) -> None:
+    """Before folders, a user's files were one flat list, unique by (owner, name), and each
+    file had bytes of its own. Now each user gets a root folder holding those files, and
+    each content one Blob row counting its files; duplicate bytes become orphans for gc."""
+    _drop_unique_indexes(database, "stored_file", ({"owner_id", "name"}, {"blob_key"}))
+    for (user_id,) in User.select(User.id).tuples():
+        root_id = Folder.select(Folder.id).where(Folder.root_of == user_id).scalar()
+        if root_id is None:
+            root_id = Folder.insert(owner=user_id, name="", root_of=user_id).execute()
+        StoredFile.update(folder=root_id).where(
+            (StoredFile.owner == user_id)
+            & StoredFile.folder.is_null()
+            & StoredFile.trashed_at.is_null()
+        ).execute()
+    known = {sha256 for (sha256,) in Blob.select(Blob.sha256).tuples()}
+    rows = StoredFile.select(StoredFile.sha256, StoredFile.blob_key, StoredFile.size).tuples()
+    kept: dict[str, tuple[str, int, int]] = {}
+    for sha256, key, size in rows.order_by(StoredFile.id):
+        if sha256 in known:
+            continue
+        first_key, first_size, count = kept.get(sha256, (key, size, 0))
+        kept[sha256] = (first_key, first_size, count + 1)
+    for sha256, (key, size, count) in kept.items():
+        Blob.insert(sha256=sha256, store_key=key, size=size, ref_count=count).execute()
+        StoredFile.update(blob_key=key).where(StoredFile.sha256 == sha256).execute()
+    StoredFile._schema.create_indexes(safe=True)
+
+
+def _drop_unique_indexes(database: peewee.Database, table: str, column_sets) -> None:
+    for index in database.get_indexes(table):
+        if index.unique and set(index.columns) in column_sets:
+            database.execute_sql(f'DROP INDEX "{index.name}"')

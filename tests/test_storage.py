@@ -75,6 +75,20 @@ def test_delete_reports_whether_there_was_a_blob(store):
         store.open(blob.key)
 
 
+def test_exists_tells_whether_a_blob_is_held(store):
+    blob = store.put([b"held"])
+    assert store.exists(blob.key)
+    store.delete(blob.key)
+    assert not store.exists(blob.key)
+
+
+def test_the_default_exists_agrees_with_the_backends_own(store):
+    blob = store.put([b"held"])
+    assert BlobStore.exists(store, blob.key)
+    store.delete(blob.key)
+    assert not BlobStore.exists(store, blob.key)
+
+
 def test_delete_partial_removes_an_unfinished_write(store):
     if not leaves_named_partials(store):
         pytest.skip("anonymous writes have no name until commit")

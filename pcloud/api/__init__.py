@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.routing import BaseConverter
 
-from pcloud.api import accounts, errors, files, openapi, root, security, sessions, tus
+from pcloud.api import (
+    accounts,
+    errors,
+    files,
+    openapi,
+    root,
+    security,
+    sessions,
+    sync,
+    tree,
+    tus,
+)
 from pcloud.config import Settings
 from pcloud.core import Pcloud
+
+
+class IdConverter(BaseConverter):
+    """A row id in a URL: digits that fit a 64-bit integer (werkzeug's `int` takes any
+    length, and a number too large for the database is a 404, not a 500)."""
+
+    regex = r"\d{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
 
 # Room for the multipart framing around a file of the maximum size.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -22,6 +48,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.config.update(
         MAX_CONTENT_LENGTH=pcloud.settings.max_upload_size + MULTIPART_OVERHEAD,
     )
+    app.url_map.converters["id"] = IdConverter
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
@@ -33,6 +60,8 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         sessions.blueprint,
         files.blueprint,
         tus.blueprint,
+        tree.blueprint,
+        sync.blueprint,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from pcloud.api.context import (
     required,
 )
 from pcloud.errors import BadRequest, Unauthorized
-from pcloud.services import sessions, sign_in, users
+from pcloud.services import quota, sessions, sign_in, users
 from pcloud.services.files import iso_utc
 from pcloud.services.tokens import TokenPair
 
@@ -98,6 +98,8 @@ def me():
             "has_password": user.password_hash is not None,
             "created_at": iso_utc(int(user.created_at.timestamp())),
             "session_id": current_session_id(),
+            "usage_bytes": quota.usage(user.id),
+            "quota_bytes": user.quota_bytes,
         }
     )
 

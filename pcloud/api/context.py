@@ -21,11 +21,11 @@ def pcloud() -> Pcloud:
     return current_app.extensions["pcloud"]
 
 
-def json_body() -> dict[str, Any]:
+def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The request's JSON object. Raises BadRequest for anything else."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"JSON body is larger than {MAX_JSON_BYTES} bytes")
-    request.max_content_length = MAX_JSON_BYTES  # also bounds a body of unknown length
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"JSON body is larger than {max_bytes} bytes")
+    request.max_content_length = max_bytes  # also bounds a body of unknown length
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")

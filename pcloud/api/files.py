@@ -7,9 +7,9 @@ import logging
 from flask import Blueprint, g, jsonify, request, send_file
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
-from pcloud.api.uploads import receive_file
+from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import NotFound
-from pcloud.services import files, names
+from pcloud.services import files, names, quota
 
 blueprint = Blueprint("files", __name__)
 log = logging.getLogger("pcloud.api")
@@ -34,9 +34,12 @@ def list_files():
 @blueprint.post("/upload")
 @login_required
 def upload():
-    app = pcloud()
+    app, owner_id = pcloud(), current_user_id()
+    quota.check(owner_id, expected_file_size())  # 507 before a byte is stored
     received = receive_file(app.blobs, app.settings.max_upload_size)
-    stored = files.add_file(app.blobs, current_user_id(), received.name, received.blob)
+    stored = files.add_file(
+        app.blobs, owner_id, received.name, received.blob, modified_at_field(received.fields)
+    )
     g.uploaded_bytes = stored.size  # for the metrics, when they are on
     return jsonify({"message": "File uploaded successfully", "file": stored.name}), 201
 

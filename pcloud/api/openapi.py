@@ -97,6 +97,8 @@ SCHEMAS: dict[str, Schema] = {
             "has_password",
             "created_at",
             "session_id",
+            "usage_bytes",
+            "quota_bytes",
         ],
         {
             "id": {"type": "integer"},
@@ -106,6 +108,8 @@ SCHEMAS: dict[str, Schema] = {
             "has_password": {"type": "boolean"},
             "created_at": TIMESTAMP,
             "session_id": _string(),
+            "usage_bytes": {"type": "integer"},
+            "quota_bytes": {"type": ["integer", "null"]},
         },
     ),
 }
@@ -133,14 +137,15 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         404: "Not found (also anything of another user's)",
         405: "Method not allowed",
         409: "Conflict",
-        410: "Gone",
-        412: "Tus-Resumable missing or not 1.0.0",
+        410: "Gone (an expired upload; an unknown or too old cursor: list again)",
+        412: "Precondition failed (If-Match; tus: Tus-Resumable missing or not 1.0.0)",
         413: "Too large",
         415: "Wrong Content-Type",
         423: "Another request is writing this upload",
         429: "Too many failed sign-ins",
         460: "Upload-Checksum does not match",
         503: "Not configured, or the database is unavailable",
+        507: "Over the user's quota",
     }
     answers = {str(status): _answer(texts[status], _ref("Error")) for status in statuses}
     if "429" in answers:
@@ -507,9 +512,358 @@ def _paths() -> dict[str, Schema]:
     }
 
 
+# --- The sync API (/api/v1) -----------------------------------------------------------
+
+V1 = "/api/v1"
+SCHEMAS.update(
+    {
+        "Entry": _object(
+            ["type", "id", "name", "parent_id", "size", "modified_at", "sha256", "etag"],
+            {
+                "type": _string(enum=["file", "folder"]),
+                "id": {"type": "integer"},
+                "name": _string(),
+                "parent_id": {"type": ["integer", "null"]},
+                "size": {"type": ["integer", "null"]},
+                "modified_at": TIMESTAMP,
+                "sha256": {"type": ["string", "null"]},
+                "etag": _string(),
+                "file_type": {"type": ["string", "null"]},
+            },
+            description="A file or a folder. A folder's etag changes when anything below it does.",
+        ),
+        "Change": _object(
+            ["cursor", "kind", "type", "id", "name", "at"],
+            {
+                "cursor": _string(),
+                "kind": _string(
+                    enum=["created", "modified", "moved", "renamed", "deleted", "restored"]
+                ),
+                "type": _string(enum=["file", "folder"]),
+                "id": {"type": "integer"},
+                "parent_id": {"type": ["integer", "null"]},
+                "name": {"type": ["string", "null"]},
+                "at": TIMESTAMP,
+            },
+        ),
+    }
+)
+ENTRY = _ref("Entry")
+FOLDER_REF = _path_parameter("ref", "A folder's id, or `root`")
+FOLDER_ID = {**_path_parameter("folder_id", "A folder's id"), "schema": {"type": "integer"}}
+FILE_ID = {**_path_parameter("file_id", "A file's id"), "schema": {"type": "integer"}}
+ON_CONFLICT = {
+    "name": "on_conflict",
+    "in": "query",
+    "description": "fail: a taken name is 409; rename: name_1.ext, ...",
+    "schema": _string(enum=["fail", "rename"]),
+}
+ON_UPLOAD_CONFLICT = {
+    **ON_CONFLICT,
+    "description": ON_CONFLICT["description"] + "; replace: new content for that file",
+    "schema": _string(enum=["fail", "rename", "replace"]),
+}
+
+
+def _query(name: str, **schema: Any) -> Schema:
+    return {"name": name, "in": "query", "schema": schema}
+
+
+def _sync_paths() -> dict[str, Schema]:
+    moved = _json_body({"name": _string(), "parent_id": {"type": ["integer", "null"]}}, [])
+    file_moved = _json_body({"name": _string(), "folder_id": {"type": ["integer", "null"]}}, [])
+    return {
+        f"{V1}/folders": {
+            "post": _operation(
+                "Create a folder",
+                {"201": _answer("Created", ENTRY)},
+                400,
+                404,
+                409,
+                body=_json_body(
+                    {"name": _string(), "parent_id": {"type": ["integer", "null"]}}, ["name"]
+                ),
+                parameters=[ON_CONFLICT],
+            )
+        },
+        f"{V1}/folders/{{ref}}": {
+            "get": _operation(
+                "One page of a folder: folders first, then files; ETag and If-None-Match",
+                {
+                    "200": _answer(
+                        "The page",
+                        _object(
+                            ["folder", "entries", "total", "next_offset", "cursor"],
+                            {
+                                "folder": ENTRY,
+                                "entries": {"type": "array", "items": ENTRY},
+                                "total": {"type": "integer"},
+                                "next_offset": {"type": ["integer", "null"]},
+                                "cursor": _string(description="The change feed's, from before"),
+                            },
+                        ),
+                    ),
+                    "304": {"description": "Not modified"},
+                },
+                400,
+                404,
+                parameters=[
+                    FOLDER_REF,
+                    _query("offset", type="integer", minimum=0),
+                    _query("limit", type="integer", minimum=0),
+                    _query("sort", type="string", enum=["name", "modified_at", "size"]),
+                    _query("order", type="string", enum=["asc", "desc"]),
+                ],
+            )
+        },
+        f"{V1}/folders/{{folder_id}}": {
+            "patch": _operation(
+                "Rename and/or move a folder (never into itself)",
+                {"200": _answer("Done", ENTRY)},
+                400,
+                404,
+                409,
+                body=moved,
+                parameters=[FOLDER_ID, ON_CONFLICT],
+            ),
+            "delete": _operation(
+                "Move a folder to the trash",
+                {"200": _answer("Trashed", MESSAGE_ONLY)},
+                400,
+                404,
+                parameters=[FOLDER_ID],
+            ),
+        },
+        f"{V1}/folders/{{folder_id}}/copy": {
+            "post": _operation(
+                "Copy a folder and everything in it (no bytes are copied)",
+                {"201": _answer("Copied", ENTRY)},
+                400,
+                404,
+                409,
+                507,
+                body=moved,
+                parameters=[FOLDER_ID, ON_CONFLICT],
+            )
+        },
+        f"{V1}/folders/{{ref}}/files": {
+            "post": _operation(
+                "Upload a file into a folder (multipart `file`, optional `modified_at`)",
+                {"201": _answer("Stored", ENTRY)},
+                400,
+                404,
+                409,
+                413,
+                507,
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": _object(
+                                ["file"],
+                                {
+                                    "file": _string(contentEncoding="binary"),
+                                    "modified_at": _string(),
+                                },
+                            )
+                        }
+                    },
+                },
+                parameters=[FOLDER_REF, ON_UPLOAD_CONFLICT],
+            )
+        },
+        f"{V1}/files/{{file_id}}": {
+            "get": _operation(
+                "A file's details", {"200": _answer("", ENTRY)}, 404, parameters=[FILE_ID]
+            ),
+            "patch": _operation(
+                "Rename and/or move a file",
+                {"200": _answer("Done", ENTRY)},
+                400,
+                404,
+                409,
+                body=file_moved,
+                parameters=[FILE_ID, ON_CONFLICT],
+            ),
+            "delete": _operation(
+                "Move a file to the trash",
+                {"200": _answer("Trashed", MESSAGE_ONLY)},
+                404,
+                parameters=[FILE_ID],
+            ),
+        },
+        f"{V1}/files/{{file_id}}/content": {
+            "get": _operation(
+                "A file's bytes; Range, ETag, If-None-Match, If-Range",
+                {
+                    "200": {"description": "The bytes", "content": {"*/*": {}}},
+                    "206": {"description": "The requested range", "content": {"*/*": {}}},
+                    "304": {"description": "Not modified"},
+                    "416": _answer("Range not satisfiable", _ref("Error")),
+                },
+                404,
+                parameters=[FILE_ID],
+            )
+        },
+        f"{V1}/files/{{file_id}}/copy": {
+            "post": _operation(
+                "Copy a file (a new name for the same bytes)",
+                {"201": _answer("Copied", ENTRY)},
+                400,
+                404,
+                409,
+                507,
+                body=file_moved,
+                parameters=[FILE_ID, ON_CONFLICT],
+            )
+        },
+        f"{V1}/files/from-content": {
+            "post": _operation(
+                "Make a file from content the user already has: no upload",
+                {"201": _answer("Created", ENTRY)},
+                400,
+                404,
+                409,
+                507,
+                body=_json_body(
+                    {
+                        "sha256": _string(),
+                        "name": _string(),
+                        "folder_id": {"type": ["integer", "null"]},
+                        "modified_at": _string(),
+                    },
+                    ["sha256", "name"],
+                ),
+                parameters=[ON_CONFLICT],
+            )
+        },
+        f"{V1}/files/from-content/batch": {
+            "post": _operation(
+                "Make up to 1,000 files from content the user already has",
+                {
+                    "200": _answer(
+                        "One result each, in order",
+                        _object(
+                            ["results"],
+                            {"results": {"type": "array", "items": {"type": "object"}}},
+                        ),
+                    )
+                },
+                400,
+                413,
+                body=_json_body(
+                    {"files": {"type": "array", "items": {"type": "object"}}}, ["files"]
+                ),
+                parameters=[ON_CONFLICT],
+            )
+        },
+        f"{V1}/upload-check": {
+            "post": _operation(
+                "For each SHA-256: present (with paths), trashed, deleted earlier, or absent",
+                {
+                    "200": _answer(
+                        "One result per hash, in order",
+                        _object(
+                            ["results"],
+                            {
+                                "results": {
+                                    "type": "array",
+                                    "items": _object(
+                                        ["sha256", "status"],
+                                        {
+                                            "sha256": _string(),
+                                            "status": _string(
+                                                enum=["present", "trashed", "deleted", "absent"]
+                                            ),
+                                            "paths": {"type": "array", "items": _string()},
+                                            "deleted_at": TIMESTAMP,
+                                        },
+                                    ),
+                                }
+                            },
+                        ),
+                    )
+                },
+                400,
+                413,
+                body=_json_body(
+                    {"sha256": {"type": "array", "items": _string(), "maxItems": 10000}},
+                    ["sha256"],
+                ),
+            )
+        },
+        f"{V1}/deleted-content": {
+            "delete": _operation(
+                "Forget which content was deleted (upload-check says absent again)",
+                {"200": _answer("", _object(["forgotten"], {"forgotten": {"type": "integer"}}))},
+            )
+        },
+        f"{V1}/trash": {
+            "get": _operation(
+                "What is in the trash",
+                {
+                    "200": _answer(
+                        "",
+                        _object(["entries"], {"entries": {"type": "array", "items": ENTRY}}),
+                    )
+                },
+            ),
+            "delete": _operation(
+                "Empty the trash for good",
+                {"200": _answer("", _object(["purged"], {"purged": {"type": "integer"}}))},
+            ),
+        },
+        f"{V1}/trash/{{item_type}}/{{item_id}}/restore": {
+            "post": _operation(
+                "Restore to the old place (renamed if taken; to the root if the folder is gone)",
+                {"200": _answer("Restored", ENTRY)},
+                404,
+                409,
+                parameters=[
+                    {
+                        **_path_parameter("item_type", "file or folder"),
+                        "schema": _string(enum=["file", "folder"]),
+                    },
+                    {**_path_parameter("item_id", "Its id"), "schema": {"type": "integer"}},
+                ],
+            )
+        },
+        f"{V1}/changes": {
+            "get": _operation(
+                "What changed since a cursor, oldest first; 410: list again",
+                {
+                    "200": _answer(
+                        "",
+                        _object(
+                            ["changes", "cursor", "has_more"],
+                            {
+                                "changes": {"type": "array", "items": _ref("Change")},
+                                "cursor": _string(),
+                                "has_more": {"type": "boolean"},
+                            },
+                        ),
+                    )
+                },
+                400,
+                410,
+                parameters=[
+                    _query("cursor", type="string"),
+                    _query("limit", type="integer", minimum=1),
+                ],
+            )
+        },
+        f"{V1}/changes/cursor": {
+            "get": _operation(
+                "The feed's newest cursor (start following from now)",
+                {"200": _answer("", _object(["cursor"], {"cursor": _string()}))},
+            )
+        },
+    }
+
+
 def document(metrics: bool = False) -> Schema:
     """The whole document; /metrics appears when it is on."""
-    paths = _paths()
+    paths = {**_paths(), **_sync_paths()}
     if metrics:
         paths["/metrics"] = {
             "get": {

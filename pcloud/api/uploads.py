@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import IO
 
 from flask import request
@@ -27,6 +28,7 @@ from werkzeug.wsgi import get_input_stream
 
 from pcloud.errors import BadRequest, PayloadTooLarge
 from pcloud.services import names
+from pcloud.services.uploads_resumable import parse_moment
 from pcloud.storage import BlobStore, BlobWriter, StoredBlob
 
 FILE_FIELD = "file"
@@ -68,6 +70,25 @@ def receive_file(blobs: BlobStore, max_file_size: int) -> ReceivedFile:
     finally:
         upload.abort()
     return ReceivedFile(upload.stored_name, blob, upload.fields)
+
+
+def expected_file_size() -> int | None:
+    """The file's size as Content-Length foretells it, less room for the multipart
+    framing (for a quota check before any byte is stored; add_file checks exactly)."""
+    if request.content_length is None:
+        return None
+    return max(0, request.content_length - 4096)
+
+
+def modified_at_field(fields: dict[str, str]) -> datetime | None:
+    """The form field `modified_at` (ISO 8601, or epoch milliseconds), if sent."""
+    text = fields.get("modified_at")
+    if not text:
+        return None
+    try:
+        return parse_moment(text)
+    except BadRequest:
+        raise BadRequest("'modified_at' must be ISO 8601 or epoch milliseconds") from None
 
 
 class _Upload:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.config import parse_duration
-from pcloud.services import gc
+from pcloud.services import changes, gc, trash, verify
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
 
@@ -69,6 +78,13 @@ def collect_garbage(
             f"{human_size(report.reclaimable_bytes)} reclaimed."
         )
     if not dry_run:
+        days = pcloud.settings.trash_days
+        purged = trash.purge_older_than(pcloud.blobs, days)
+        if purged:
+            console.print(f"Purged {purged} trash item(s) deleted over {days} day(s) ago.")
+        forgotten = changes.purge()
+        if forgotten:
+            console.print(f"Forgot {forgotten} change feed entry(ies) older than 90 days.")
         ended_sessions, counters = gc.purge_account_records()
         if ended_sessions or counters:
             console.print(
@@ -97,3 +113,34 @@ def _print_report(report: gc.GarbageReport) -> None:
     for broken in report.broken_files:
         table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
     print_table(table)
+
+
+@app.command("verify")
+@reports_errors
+def verify_blobs(ctx: typer.Context) -> None:
+    """Read every stored blob back and check it against its SHA-256 (bit rot, lost
+    bytes). Exits 1 when any is damaged."""
+    pcloud = open_pcloud(ctx)
+    todo = verify.plan()
+    with Progress(
+        TextColumn("Verifying blobs"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("verify", total=todo.total_bytes)
+        damaged = verify.verify(pcloud.blobs, todo, lambda read: progress.advance(task, read))
+    pcloud.close()
+    if not damaged:
+        console.print(f"All {len(todo.blobs)} blob(s) match their SHA-256.")
+        return
+    table = Table(title=f"{len(damaged)} damaged blob(s)")
+    for column in ("Blob", "Expected SHA-256", "Found", "Files"):
+        table.add_column(column, overflow="fold")
+    for blob in damaged:
+        found = blob.actual_sha256 or "[red]missing[/red]"
+        table.add_row(blob.store_key, blob.expected_sha256, found, "\n".join(blob.files))
+    print_table(table)
+    raise typer.Exit(1)

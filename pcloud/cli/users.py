@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
-from pcloud.services import audit, sessions, users
+from pcloud.services import audit, quota, sessions, users
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
@@ -185,4 +185,20 @@ def enable(
     pcloud = open_pcloud(ctx)
     user = users.set_disabled(username, False)
     console.print(f"Enabled [bold]{user.username}[/bold]; they can sign in again.")
+    pcloud.close()
+
+
+@app.command("set-quota")
+@reports_errors
+def set_quota(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+    size: str = typer.Argument(..., help="A size such as 50GiB or 500MiB, or 'none' (no limit)."),
+) -> None:
+    """Limit how many bytes a user's files (trash included) may take; 'none' lifts it."""
+    pcloud = open_pcloud(ctx)
+    user = quota.set_quota(username, size)
+    used = human_size(quota.usage(user.id))
+    limit = "no limit" if user.quota_bytes is None else human_size(user.quota_bytes)
+    console.print(f"Quota of [bold]{user.username}[/bold]: {limit} ({used} used).")
     pcloud.close()

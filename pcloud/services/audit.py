@@ -31,6 +31,7 @@ USER_DISABLED = "user-disabled"
 USER_ENABLED = "user-enabled"
 FILE_DELETED = "file-deleted"
 FILES_GC = "files-gc"
+TRASH_PURGED = "trash-purged"
 
 USER_ACTOR = "user"
 ADMIN_ACTOR = "admin"  # the `pcloud` command on the server

@@ -11,20 +11,21 @@ import peewee
 
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
-from pcloud.models import StoredFile, database_proxy, micros, utc_now
-from pcloud.services import audit, names
+from pcloud.models import Folder, StoredFile, database_proxy, micros, utc_now
+from pcloud.services import audit, changes, content, entries, names, quota, tree
 from pcloud.storage import BlobStore, StoredBlob
 
 FILE_NOT_FOUND = "File not found"
-MAX_NAME_ATTEMPTS = 50
-NAME_CANDIDATES = 32
+CHUNK = 500  # ids or hashes per IN list
 
 
 def list_files(owner_id: int) -> list[tuple[str, int, str]]:
-    """(name, size, modified_at as ISO 8601 UTC text) of every file of the user,
-    sorted by name case-insensitively."""
-    query = StoredFile.select(StoredFile.name, StoredFile.size, StoredFile.modified_at).where(
-        StoredFile.owner == owner_id
+    """(name, size, modified_at as ISO 8601 UTC text) of every file in the user's root
+    folder (the contract's flat list), sorted by name case-insensitively."""
+    query = (
+        StoredFile.select(StoredFile.name, StoredFile.size, StoredFile.modified_at)
+        .join(Folder, on=(StoredFile.folder == Folder.id))
+        .where(Folder.root_of == owner_id)
     )
     # Straight from the cursor: peewee's per-row conversion would cost more than the
     # query itself when a user has tens of thousands of files.
@@ -46,28 +47,34 @@ def iso_utc(epoch_seconds: int) -> str:
     return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The owner twice (as the file's and as the root's): only then is the name looked up in
+# the (owner, folder, name) index instead of read from every file of the folder.
 _FILE_BY_NAME = PreparedQuery(
-    lambda owner_id, name: StoredFile.select().where(
-        (StoredFile.owner == owner_id) & (StoredFile.name == name)
+    lambda owner_id, name, root_owner_id: StoredFile.select().where(
+        (StoredFile.owner == owner_id)
+        & (StoredFile.folder == Folder.select(Folder.id).where(Folder.root_of == root_owner_id))
+        & (StoredFile.name == name)
     ),
     -7301,
     "\x01name",
+    -7306,
 )
 
 
 def get_file(owner_id: int, name: object) -> StoredFile:
-    """The user's file of that name. Raises NotFound."""
+    """The file of that name in the user's root folder. Raises NotFound."""
     if not isinstance(name, str) or "\x00" in name:  # no stored name holds NUL
         raise NotFound(FILE_NOT_FOUND)
-    stored = _FILE_BY_NAME.first(owner_id, names.normalize(name))
+    stored = _FILE_BY_NAME.first(owner_id, names.normalize(name), owner_id)
     if stored is None:
         raise NotFound(FILE_NOT_FOUND)
     return stored
 
 
 _INSERT_FILE = PreparedQuery(
-    lambda owner_id, name, blob_key, size, sha256, created, modified: StoredFile.insert(
+    lambda owner_id, folder_id, name, blob_key, size, sha256, created, modified: StoredFile.insert(
         owner=owner_id,
+        folder=folder_id,
         name=name,
         blob_key=blob_key,
         size=size,
@@ -76,6 +83,7 @@ _INSERT_FILE = PreparedQuery(
         modified_at=modified,
     ),
     -7301,
+    -7305,
     "\x01name",
     "\x01key",
     -7302,
@@ -85,105 +93,184 @@ _INSERT_FILE = PreparedQuery(
 )
 
 
+def insert_row(
+    owner_id: int, folder_id: int, name: str, like: StoredFile, created: int, modified: int
+) -> int:
+    """Insert a file row with the content of `like` (times in microseconds); its id.
+    The caller counts the reference to the content."""
+    return _INSERT_FILE.insert(
+        owner_id, folder_id, name, like.blob_key, like.size, like.sha256, created, modified
+    )
+
+
 def add_file(
     blobs: BlobStore,
     owner_id: int,
     requested_name: str,
     blob: StoredBlob,
     modified_at: datetime | None = None,
+    folder_id: int | None = None,
+    on_conflict: str = tree.RENAME,
+    if_match: str | None = None,
 ) -> StoredFile:
-    """Record a finished blob as a file under the first free name (photo_1.jpg, ...).
+    """Record a finished blob as a file in the folder (default: the root), under the
+    requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
+    with on_conflict "fail" a taken name is Conflict (409) instead, and with "replace"
+    the file of that name gets the new content (same id; a folder's name is still 409),
+    only if its ETag is `if_match` when that is given (else PreconditionFailed).
 
-    If no row can be committed the blob is deleted, so a failed upload leaves nothing.
+    When the content is stored already the new bytes are deleted and the file shares the
+    stored ones. If no row can be committed the blob is deleted, so a failed upload
+    leaves nothing. Raises InsufficientStorage past the user's quota, NotFound for a
+    folder that is not the user's (or is in the trash).
     """
-    now = utc_now()
-    modified_at = modified_at or now
-    name = requested_name
+    modified_at = modified_at or utc_now()
     try:
-        # Most names are free: try the name as given first, and look for a numbered one
-        # only when the unique index says it is taken (by an earlier or a concurrent upload).
-        for _ in range(MAX_NAME_ATTEMPTS):
-            try:
-                with database_proxy.atomic():
-                    file_id = _INSERT_FILE.insert(
-                        owner_id,
-                        name,
-                        blob.key,
-                        blob.size,
-                        blob.sha256,
-                        micros(now),
-                        micros(modified_at),
-                    )
-                return StoredFile(
-                    id=file_id,
-                    owner=owner_id,
-                    name=name,
-                    blob_key=blob.key,
-                    size=blob.size,
-                    sha256=blob.sha256,
-                    created_at=now,
-                    modified_at=modified_at,
+        with database_proxy.atomic():
+            root_id = tree.lock(owner_id)
+            if folder_id is None or folder_id == root_id:
+                folder_id = root_id
+                _adopt_rows_without_folder(owner_id, root_id)
+            else:
+                tree.live_folder(owner_id, folder_id)
+            existing = None
+            if on_conflict == tree.REPLACE:
+                existing = StoredFile.get_or_none(
+                    (StoredFile.owner == owner_id)
+                    & (StoredFile.folder == folder_id)
+                    & (StoredFile.name == requested_name)
                 )
-            except peewee.IntegrityError:
-                name = first_free_name(owner_id, requested_name)
-        raise Conflict("Too many uploads of this name at once; try again")
+            if existing is not None:
+                entries.require_etag(if_match, existing.sha256)
+                stored, spare_keys = _replace_content(blobs, existing, blob, modified_at)
+            else:
+                policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
+                stored, spare_keys = _insert_file(
+                    blobs, owner_id, folder_id, requested_name, blob, modified_at, policy
+                )
+    except peewee.IntegrityError:
+        blobs.delete(blob.key)
+        raise Conflict("Too many changes to this folder at once; try again") from None
     except BaseException:
         blobs.delete(blob.key)
         raise
+    # After the commit: bytes of content that was stored already, or that no file uses
+    # any more. A crash before this leaves orphans, which `pcloud files gc` removes.
+    delete_bytes(blobs, spare_keys)
+    return stored
 
 
-def first_free_name(owner_id: int, requested_name: str) -> str:
-    """requested_name if the user has no file of that name, else the first free numbered one."""
-    first = 0
-    while True:
-        # Exact candidates, looked up through the (owner, name) index: a prefix match
-        # cannot use the index on every engine, and would read every similar name.
-        candidates = [
-            names.numbered(requested_name, number) if number else requested_name
-            for number in range(first, first + NAME_CANDIDATES)
-        ]
-        taken = {
-            name
-            for (name,) in StoredFile.select(StoredFile.name)
-            .where((StoredFile.owner == owner_id) & StoredFile.name.in_(candidates))
-            .tuples()
-        }
-        for candidate in candidates:
-            if candidate not in taken:
-                return candidate
-        first += NAME_CANDIDATES
+def _insert_file(
+    blobs: BlobStore,
+    owner_id: int,
+    folder_id: int,
+    requested_name: str,
+    blob: StoredBlob,
+    modified_at: datetime,
+    on_conflict: str,
+) -> tuple[StoredFile, list[str]]:
+    now = utc_now()
+    quota.check(owner_id, blob.size)
+    name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
+    key, spare = content.take(blob, blobs)
+    file_id = _INSERT_FILE.insert(
+        owner_id,
+        folder_id,
+        name,
+        key,
+        blob.size,
+        blob.sha256,
+        micros(now),
+        micros(modified_at),
+    )
+    changes.record(owner_id, changes.CREATED, changes.FILE, file_id, folder_id, name)
+    tree.bump([folder_id])
+    stored = StoredFile(
+        id=file_id,
+        owner=owner_id,
+        folder=folder_id,
+        name=name,
+        blob_key=key,
+        size=blob.size,
+        sha256=blob.sha256,
+        created_at=now,
+        modified_at=modified_at,
+    )
+    return stored, [spare] if spare else []
+
+
+def _replace_content(
+    blobs: BlobStore, stored: StoredFile, blob: StoredBlob, modified_at: datetime
+) -> tuple[StoredFile, list[str]]:
+    """Give an existing file new content; returns it and the keys whose bytes are spare."""
+    quota.check(stored.owner_id, blob.size - stored.size)
+    key, spare = content.take(blob, blobs)
+    freed = content.release([stored.sha256])
+    StoredFile.update(
+        blob_key=key, size=blob.size, sha256=blob.sha256, modified_at=modified_at
+    ).where(StoredFile.id == stored.id).execute()
+    changes.record(
+        stored.owner_id, changes.MODIFIED, changes.FILE, stored.id, stored.folder_id, stored.name
+    )
+    tree.bump([stored.folder_id])
+    stored.blob_key, stored.size, stored.sha256 = key, blob.size, blob.sha256
+    stored.modified_at = modified_at
+    return stored, [*freed, *([spare] if spare else [])]
+
+
+_ADOPT_ROWS = PreparedQuery(
+    lambda root_id, owner_id: StoredFile.update(folder=root_id).where(
+        (StoredFile.owner == owner_id)
+        & StoredFile.folder.is_null()
+        & StoredFile.trashed_at.is_null()
+    ),
+    -7311,
+    -7312,
+)
+
+
+def _adopt_rows_without_folder(owner_id: int, root_id: int) -> None:
+    """Rows written without a folder (by hand, or by a tool that predates folders)
+    belong to the root; move them there so the root's names stay unique."""
+    _ADOPT_ROWS.execute(root_id, owner_id)
 
 
 def rename_file(owner_id: int, old_name: object, new_name: object) -> tuple[str, str]:
-    """Rename one of the user's files; returns (old, new) as stored. A taken name is 409."""
+    """Rename a file of the user's root folder; returns (old, new) as stored. A taken
+    name (a file's or a folder's) is 409."""
     if not isinstance(old_name, str) or not old_name:
         raise BadRequest("'old_filename' must be a non-empty string")
     new_name = names.validate(new_name, "new_filename")
     with database_proxy.atomic():
+        tree.lock(owner_id)
         stored = get_file(owner_id, old_name)
         if stored.name == new_name:
             return stored.name, new_name
-        if (
-            StoredFile.select()
-            .where((StoredFile.owner == owner_id) & (StoredFile.name == new_name))
-            .exists()
-        ):
+        if tree.taken_names(owner_id, stored.folder_id, [new_name]):
             raise Conflict(f"A file named '{new_name}' already exists")
         try:
             with database_proxy.atomic():
                 StoredFile.update(name=new_name).where(StoredFile.id == stored.id).execute()
         except peewee.IntegrityError:
             raise Conflict(f"A file named '{new_name}' already exists") from None
+        changes.record(
+            owner_id, changes.RENAMED, changes.FILE, stored.id, stored.folder_id, new_name
+        )
+        tree.bump([stored.folder_id])
     return stored.name, new_name
 
 
 def delete_file(
     blobs: BlobStore, owner_id: int, name: object, ip_address: str | None = None
 ) -> str:
-    """Delete one of the user's files and its bytes; returns the stored name."""
+    """Delete a file of the user's root folder for good (the contract's DELETE); its
+    bytes go when no other file uses them. Returns the stored name."""
     with database_proxy.atomic():
+        tree.lock(owner_id)
         stored = get_file(owner_id, name)
-        StoredFile.delete().where(StoredFile.id == stored.id).execute()
+        freed = purge_files(owner_id, [(stored.id, stored.sha256)])
+        changes.record(owner_id, changes.DELETED, changes.FILE, stored.id, None, stored.name)
+        tree.bump([stored.folder_id])
         audit.record(
             audit.FILE_DELETED,
             user_id=owner_id,
@@ -192,5 +279,21 @@ def delete_file(
             size=stored.size,
         )
     # After the commit: if this fails the blob is an orphan that `pcloud files gc` removes.
-    blobs.delete(stored.blob_key)
+    delete_bytes(blobs, freed)
     return stored.name
+
+
+def purge_files(owner_id: int, files: list[tuple[int, str]]) -> list[str]:
+    """Delete these (id, sha256) file rows for good, in the caller's transaction:
+    their content is remembered as deleted, and the store keys no file uses any more
+    are returned, for the caller to delete after its commit."""
+    ids = [file_id for file_id, _sha256 in files]
+    for start in range(0, len(ids), CHUNK):
+        StoredFile.delete().where(StoredFile.id.in_(ids[start : start + CHUNK])).execute()
+    content.remember_deleted(owner_id, [sha256 for _id, sha256 in files])
+    return content.release(sha256 for _id, sha256 in files)
+
+
+def delete_bytes(blobs: BlobStore, keys: list[str]) -> None:
+    for key in keys:
+        blobs.delete(key)

@@ -1,5 +1,6 @@
-"""Garbage collection: blobs no file points to, files whose blob is gone, dead partial
-uploads, and resumable (tus) uploads that expired or lost their row."""
+"""Garbage collection: bytes no Blob row names (orphans), Blob rows whose bytes are gone
+(and the files using them), dead partial uploads, and resumable (tus) uploads that
+expired or lost their row."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pcloud.models import StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, sessions, throttle, uploads_resumable
+from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
+from pcloud.services import audit, changes, sessions, throttle, tree, uploads_resumable
 from pcloud.services.uploads_resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
 
@@ -31,6 +32,7 @@ class BrokenFile:
 class GarbageReport:
     orphan_blobs: list[BlobEntry] = field(default_factory=list)
     broken_files: list[BrokenFile] = field(default_factory=list)
+    broken_blobs: list[str] = field(default_factory=list)  # Blob rows whose bytes are gone
     stale_partials: list[BlobEntry] = field(default_factory=list)
     expired_uploads: list[ExpiredUpload] = field(default_factory=list)
     orphan_resumables: list[BlobEntry] = field(default_factory=list)  # bytes with no row
@@ -42,6 +44,7 @@ class GarbageReport:
         return not (
             self.orphan_blobs
             or self.broken_files
+            or self.broken_blobs
             or self.stale_partials
             or self.expired_uploads
             or self.orphan_resumables
@@ -64,14 +67,15 @@ def find_garbage(
     cutoff = (now or utc_now()) - grace
     # The database is read before the disk: a file committed during the scan then shows
     # up as a young blob (spared by the grace period), never as a row with no blob.
-    referenced = {
-        key: (file_id, username, name)
-        for key, file_id, username, name in StoredFile.select(
-            StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name
-        )
+    # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
+    blob_keys = {key for (key,) in Blob.select(Blob.store_key).tuples()}
+    referenced: dict[str, list[tuple[int, str, str]]] = {key: [] for key in blob_keys}
+    for key, file_id, username, name in (
+        StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name)
         .join(User)
         .tuples()
-    }
+    ):
+        referenced.setdefault(key, []).append((file_id, username, name))
     found = list(blobs.scan())
     report = GarbageReport(blobs_scanned=len(found))
     present = set()
@@ -81,9 +85,11 @@ def find_garbage(
             report.orphan_blobs.append(entry)
         if progress is not None:
             progress(done, len(found))
-    for key, (file_id, username, name) in referenced.items():
+    for key, users_files in referenced.items():
         if key not in present:
-            report.broken_files.append(BrokenFile(file_id, username, name, key))
+            report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
+            if key in blob_keys:
+                report.broken_blobs.append(key)
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
     # Rows before files again: an upload created during the scan is young, so spared.
     report.expired_uploads = uploads_resumable.expired_uploads(now)
@@ -106,8 +112,9 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
         blobs.delete_resumable(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
-        if broken_ids:
-            StoredFile.delete().where(StoredFile.id.in_(broken_ids)).execute()
+        _forget_broken_files(broken_ids)
+        if report.broken_blobs:
+            Blob.delete().where(Blob.store_key.in_(report.broken_blobs)).execute()
         audit.record(
             audit.FILES_GC,
             actor=audit.ADMIN_ACTOR,
@@ -116,6 +123,22 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             broken_files=len(broken_ids),
             bytes=report.reclaimable_bytes,
         )
+
+
+def _forget_broken_files(file_ids: list[int]) -> None:
+    """Delete the rows of files whose bytes are gone, telling each owner's change feed."""
+    for start in range(0, len(file_ids), 500):
+        rows = list(
+            StoredFile.select(StoredFile.id, StoredFile.owner, StoredFile.folder, StoredFile.name)
+            .where(StoredFile.id.in_(file_ids[start : start + 500]))
+            .tuples()
+        )
+        for owner_id in sorted({owner_id for _id, owner_id, _folder, _name in rows}):
+            tree.lock(owner_id)
+        StoredFile.delete().where(StoredFile.id.in_([row[0] for row in rows])).execute()
+        for file_id, owner_id, _folder_id, name in rows:
+            changes.record(owner_id, changes.DELETED, changes.FILE, file_id, None, name)
+        tree.bump(folder_id for _id, _owner, folder_id, _name in rows)
 
 
 # Ended sessions stay listed (`pcloud users sessions --all`) this long before gc forgets them.

@@ -20,6 +20,7 @@ from google.auth import jwt as google_jwt
 from pcloud.config import Settings
 from pcloud.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
 from pcloud.models import User, database_proxy
+from pcloud.services import tree
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_MAX_AGE = 3600
@@ -150,7 +151,9 @@ def _create_google_user(email: str, google_sub: str) -> User:
             candidate = f"{base}{number}"
         try:
             with database_proxy.atomic():
-                return User.create(username=candidate, email=email, google_sub=google_sub)
+                user = User.create(username=candidate, email=email, google_sub=google_sub)
+                tree.make_root(user.id)
+                return user
         except peewee.IntegrityError:
             existing = User.get_or_none(User.google_sub == google_sub)
             if existing is not None:  # the same person signed in twice at once

@@ -38,7 +38,7 @@ from pcloud.errors import (
     PayloadTooLarge,
 )
 from pcloud.models import TusUpload, User, database_proxy, utc_now
-from pcloud.services import files, names
+from pcloud.services import files, names, quota, tree
 from pcloud.storage import BlobStore, ResumableBusy
 from pcloud.storage.base import RESUMABLE_ID
 
@@ -149,17 +149,24 @@ def parse_metadata(header: str) -> dict[str, str]:
     return values
 
 
-def file_details(metadata: dict[str, str]) -> tuple[str, datetime | None]:
-    """The file name (validated as POST /upload validates it) and modification time."""
+def file_details(metadata: dict[str, str]) -> tuple[str, datetime | None, int | None]:
+    """The file name (validated as POST /upload validates it), modification time, and
+    the id of the folder it goes to (None: the root)."""
     filename = metadata.get("filename", metadata.get("name"))
     if not filename:
         raise BadRequest("Upload-Metadata needs the file name: key 'filename' (or 'name')")
     name = names.from_upload(filename)
-    # Folders do not exist in pcloud yet: only the top level is a valid target.
+    # Folders are named by id (`folder_id`); `folder` is for clients that send a path.
     if metadata.get("folder", "") not in ("", "/"):
-        raise BadRequest("Folders are not supported yet: send 'folder' empty or '/'")
+        raise BadRequest("Upload-Metadata: send a folder's id as 'folder_id', not a path")
+    folder_text = metadata.get("folder_id", "")
+    if folder_text and (not folder_text.isdigit() or not folder_text.isascii()):
+        raise BadRequest("Upload-Metadata: 'folder_id' must be a folder's id")
     moment = metadata.get("modified_at", metadata.get("lastModified"))
-    return name, parse_moment(moment) if moment else None
+    folder_id = int(folder_text) if folder_text and len(folder_text) < 19 else None
+    if folder_text and folder_id is None:
+        raise NotFound(tree.FOLDER_NOT_FOUND)
+    return name, parse_moment(moment) if moment else None, folder_id
 
 
 def parse_moment(text: str) -> datetime:
@@ -210,7 +217,10 @@ def create_upload(
             f"Upload-Length {length} is larger than this server's limit of "
             f"{settings.max_upload_size} bytes"
         )
-    name, modified_at = file_details(parse_metadata(metadata_header))
+    name, modified_at, folder_id = file_details(parse_metadata(metadata_header))
+    if folder_id is not None:
+        tree.live_folder(owner_id, folder_id)  # 404 for anyone else's
+    quota.check(owner_id, length)  # 507 before a byte is stored; add_file checks again
     upload_id = secrets.token_urlsafe(24)
     # The bytes' home first: a crash before the row commits leaves an empty file with no
     # row, which gc removes; never a row whose bytes have nowhere to go.
@@ -223,6 +233,7 @@ def create_upload(
                 length=length,
                 name=name,
                 modified_at=modified_at,
+                folder_id=folder_id,
                 metadata=metadata_header,
                 expires_at=utc_now() + timedelta(seconds=settings.tus_expiration),
             )
@@ -307,7 +318,12 @@ def append(
                 if complete:
                     blob = write.finish(sha256.hexdigest())
                     stored = files.add_file(
-                        blobs, owner_id, upload.name, blob, modified_at=upload.modified_at
+                        blobs,
+                        owner_id,
+                        upload.name,
+                        blob,
+                        modified_at=upload.modified_at,
+                        folder_id=_folder_still_there(owner_id, upload.folder_id),
                     )
                     TusUpload.update(stored_name=stored.name).where(
                         TusUpload.id == upload_id
@@ -327,6 +343,17 @@ def append(
     return _state(TusUpload.get_by_id(upload_id))
 
 
+def _folder_still_there(owner_id: int, folder_id: int | None) -> int | None:
+    """The upload's folder, or None (the root) if it went to the trash meanwhile: a
+    finished upload is never lost."""
+    if folder_id is None:
+        return None
+    try:
+        return tree.live_folder(owner_id, folder_id).id
+    except NotFound:
+        return None
+
+
 def _new_length(upload: TusUpload, declared: int | None, settings: Settings) -> int | None:
     if declared is None or declared == upload.length:
         return upload.length
@@ -339,6 +366,7 @@ def _new_length(upload: TusUpload, declared: int | None, settings: Settings) -> 
         )
     if declared < upload.offset:
         raise BadRequest(f"Upload-Length {declared} is less than the {upload.offset} bytes sent")
+    quota.check(upload.owner_id, declared)
     return declared
 
 

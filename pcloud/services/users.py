@@ -12,7 +12,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from pcloud.config import Settings
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
 from pcloud.models import (
+    Change,
+    DeletedContent,
     DeviceSession,
+    FeedHorizon,
+    Folder,
     RefreshToken,
     StoredFile,
     TusUpload,
@@ -20,7 +24,7 @@ from pcloud.models import (
     database_proxy,
     utc_now,
 )
-from pcloud.services import audit, sessions, throttle
+from pcloud.services import audit, content, sessions, throttle, tree
 from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
 
@@ -85,6 +89,7 @@ def create_user(
             user = User.create(
                 username=username, email=email, password_hash=password_hash, google_sub=google_sub
             )
+            tree.make_root(user.id)
             audit.record(
                 audit.USER_CREATED,
                 user=user,
@@ -214,9 +219,9 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
     """Delete an account with its files; returns the user and how many files went."""
     user = find_user(username)
     with database_proxy.atomic():
-        blob_keys = [
-            key
-            for (key,) in StoredFile.select(StoredFile.blob_key)
+        contents = [
+            sha256
+            for (sha256,) in StoredFile.select(StoredFile.sha256)
             .where(StoredFile.owner == user.id)
             .tuples()
         ]
@@ -227,18 +232,21 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
             .tuples()
         ]
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
-        TusUpload.delete().where(TusUpload.owner == user.id).execute()
+        blob_keys = content.release(contents)
+        Folder.update(parent=None).where(Folder.owner == user.id).execute()
+        for owned in (Folder, Change, DeletedContent, FeedHorizon, TusUpload):
+            owned.delete().where(owned.owner == user.id).execute()
         for model in (RefreshToken, DeviceSession):
             model.delete().where(model.user == user.id).execute()
         User.delete().where(User.id == user.id).execute()
-        audit.record(audit.USER_DELETED, user=user, actor=audit.ADMIN_ACTOR, files=len(blob_keys))
+        audit.record(audit.USER_DELETED, user=user, actor=audit.ADMIN_ACTOR, files=len(contents))
     # After the commit: a crash here leaves orphan blobs and resumable writes, which
     # `pcloud files gc` removes.
     for key in blob_keys:
         blobs.delete(key)
     for upload_id in upload_ids:
         blobs.delete_resumable(upload_id)
-    return user, len(blob_keys)
+    return user, len(contents)
 
 
 @dataclass(frozen=True)

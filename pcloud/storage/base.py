@@ -170,6 +170,14 @@ class BlobStore(ABC):
         """The blob's path on this machine, when the backend has one (for send_file)."""
         return None
 
+    def exists(self, key: str) -> bool:
+        """Whether the store holds a blob under this key (a backend may answer faster)."""
+        try:
+            self.open(key).close()
+        except FileNotFoundError:
+            return False
+        return True
+
     @abstractmethod
     def delete(self, key: str) -> bool:
         """Remove a blob; returns False when there was none. Never raises for a missing key."""

@@ -224,6 +224,9 @@ class LocalBlobStore(BlobStore):
     def local_path(self, key: str) -> Path:
         return self.blob_path(key)
 
+    def exists(self, key: str) -> bool:
+        return self.blob_path(key).is_file()
+
     def delete(self, key: str) -> bool:
         try:
             self.blob_path(key).unlink()

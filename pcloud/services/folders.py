@@ -1,0 +1,106 @@
+"""Folders: make one, read one, list what is in one (paged and sorted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcloud.errors import BadRequest, NotFound
+from pcloud.models import Folder, StoredFile, database_proxy, utc_now
+from pcloud.services import changes, entries, names, tree
+from pcloud.services.entries import Entry
+from pcloud.services.files import FILE_NOT_FOUND
+
+SORT_KEYS = ("name", "modified_at", "size")
+MAX_PAGE = 10_000
+
+
+def root(owner_id: int) -> Folder:
+    """The user's root folder (made now if they have none)."""
+    root_id = tree.root_id(owner_id)
+    if root_id is None:
+        with database_proxy.atomic():
+            root_id = tree.lock(owner_id)
+    return Folder.get_by_id(root_id)
+
+
+def get(owner_id: int, folder_id: int | None) -> Folder:
+    """The user's folder (None: the root). NotFound for anyone else's or a trashed one."""
+    if folder_id is None:
+        return root(owner_id)
+    return tree.live_folder(owner_id, folder_id)
+
+
+def create(owner_id: int, parent_id: int | None, name: object, on_conflict: str) -> Entry:
+    """A new empty folder in the parent (None: the root). A taken name is 409 unless
+    on_conflict is "rename"."""
+    name = names.validate(name, "name")
+    with database_proxy.atomic():
+        root_id = tree.lock(owner_id)
+        parent = tree.live_folder(owner_id, root_id if parent_id is None else parent_id)
+        name = tree.place_name(owner_id, parent.id, name, on_conflict)
+        folder = Folder.create(owner=owner_id, parent=parent.id, name=name, modified_at=utc_now())
+        changes.record(owner_id, changes.CREATED, changes.FOLDER, folder.id, parent.id, name)
+        tree.bump([parent.id])
+    return entries.of_folder(folder)
+
+
+@dataclass(frozen=True)
+class Listing:
+    folder: Entry
+    entries: list[dict]  # as Entry.to_json() gives them
+    total: int
+    next_offset: int | None
+    cursor: int  # the change feed's cursor from before the listing was read
+
+
+def listing(
+    owner_id: int,
+    folder_id: int | None,
+    offset: int = 0,
+    limit: int = 1000,
+    sort: str = "name",
+    descending: bool = False,
+) -> Listing:
+    """One page of what the folder holds: folders first, then files, each sorted by
+    `sort` (name case-insensitively, modified_at or size)."""
+    if sort not in SORT_KEYS:
+        raise BadRequest(f"'sort' must be one of {', '.join(SORT_KEYS)}")
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise BadRequest(f"'limit' must be 1 to {MAX_PAGE}, 'offset' 0 or more")
+    # The cursor first: a change committed while the folder is read then shows up in the
+    # feed as well, which a client applies harmlessly, instead of in neither.
+    cursor = changes.current_cursor(owner_id)
+    folder = get(owner_id, folder_id)
+    subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
+    rows = database_proxy.execute(
+        StoredFile.select(*entries.FILE_COLUMNS).where(StoredFile.folder == folder)
+    ).fetchall()
+    # Sorted and paged as raw rows; only the page becomes JSON (a listing may hold 10,000).
+    subfolders.sort(key=_sort_key(sort, entries.Entry), reverse=descending)
+    rows.sort(key=_sort_key(sort, entries.FILE_ROW), reverse=descending)
+    total = len(subfolders) + len(rows)
+    page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
+    first_row = max(0, offset - len(subfolders))
+    rows_wanted = limit - len(page)
+    page += [entries.file_row_json(row) for row in rows[first_row : first_row + rows_wanted]]
+    next_offset = offset + limit if offset + limit < total else None
+    return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
+
+
+def _sort_key(sort: str, shape):
+    """A sort key over entries or raw file rows, both of whose fields `shape` names."""
+    name = shape._fields.index("name")
+    if sort == "name":
+        return lambda item: (item[name].casefold(), item[name])
+    column = shape._fields.index("size" if sort == "size" else "modified_micros")
+    return lambda item: (item[column] or 0, item[name].casefold())
+
+
+def file_of(owner_id: int, file_id: object) -> StoredFile:
+    """The user's file of that id, not in the trash. NotFound otherwise."""
+    if isinstance(file_id, bool) or not isinstance(file_id, int):
+        raise NotFound(FILE_NOT_FOUND)
+    stored = StoredFile.get_or_none((StoredFile.id == file_id) & (StoredFile.owner == owner_id))
+    if stored is None or stored.folder_id is None or not tree.is_live(stored.folder_id):
+        raise NotFound(FILE_NOT_FOUND)
+    return stored

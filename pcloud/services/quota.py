@@ -1,0 +1,67 @@
+"""Per-user quotas: usage is the size of every file the user has, trash included."""
+
+from __future__ import annotations
+
+import peewee
+
+from pcloud.config import parse_size
+from pcloud.db import PreparedQuery
+from pcloud.errors import BadRequest, InsufficientStorage
+from pcloud.models import StoredFile, User, database_proxy
+from pcloud.services import users
+
+
+def usage(owner_id: int) -> int:
+    """Bytes the user's files take (each name counts, copies and trash too)."""
+    total = (
+        StoredFile.select(peewee.fn.SUM(StoredFile.size))
+        .where(StoredFile.owner == owner_id)
+        .scalar()
+    )
+    return int(total or 0)
+
+
+_QUOTA_OF = PreparedQuery(
+    lambda owner_id: User.select(User.quota_bytes).where(User.id == owner_id), -8101
+)
+
+
+def quota_of(owner_id: int) -> int | None:
+    row = _QUOTA_OF.execute(owner_id).fetchone()  # every upload asks: built once
+    return row[0] if row else None
+
+
+def room(owner_id: int) -> int | None:
+    """Bytes the user may still add (None: no quota)."""
+    quota = quota_of(owner_id)
+    return None if quota is None else quota - usage(owner_id)
+
+
+def check(owner_id: int, incoming: int | None) -> None:
+    """Raise InsufficientStorage (507) if `incoming` more bytes would pass the user's quota."""
+    quota = quota_of(owner_id)
+    if quota is None or incoming is None:
+        return
+    used = usage(owner_id)
+    if used + incoming > quota:
+        raise InsufficientStorage(
+            f"This would use {used + incoming} bytes of your quota of {quota}: "
+            "delete files and empty the trash, or ask the admin for more room",
+            usage_bytes=used,
+            quota_bytes=quota,
+        )
+
+
+def set_quota(username: str, size: str) -> User:
+    """Set a user's quota from '10GiB' or similar; 'none' means unlimited."""
+    user = users.find_user(username)
+    if size.strip().lower() in ("none", "unlimited"):
+        quota = None
+    else:
+        try:
+            quota = parse_size(size)
+        except ValueError as error:
+            raise BadRequest(f"Quota {size!r}: {error}") from None
+    with database_proxy.atomic():
+        User.update(quota_bytes=quota).where(User.id == user.id).execute()
+    return User.get_by_id(user.id)

@@ -1,0 +1,198 @@
+"""What every change to a user's folder tree shares: one writer per tree at a time, the
+root folder, free names, ancestors, and folder versions (their ETags).
+
+Every service that changes a tree calls `lock(owner_id)` first, inside its transaction.
+On PostgreSQL that locks the root folder's row until the commit; on SQLite every write
+transaction is exclusive already. So checks made after `lock` (is this name free? is
+that folder inside this one?) stay true until the change commits, and a user's change
+feed ids commit in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import peewee
+
+from pcloud.db import PreparedQuery
+from pcloud.errors import Conflict, NotFound
+from pcloud.models import Folder, StoredFile, database_proxy
+from pcloud.services import names
+
+FOLDER_NOT_FOUND = "Folder not found"
+NAME_CANDIDATES = 32
+MAX_DEPTH = 1000  # folders deeper than this are not followed
+RENAME = "rename"
+FAIL = "fail"
+REPLACE = "replace"  # uploads only: new content for the file of that name
+CONFLICT_POLICIES = (FAIL, RENAME)
+UPLOAD_POLICIES = (FAIL, RENAME, REPLACE)
+
+
+def _lock_query(owner_id):
+    query = Folder.select(Folder.id).where(Folder.root_of == owner_id)
+    return query.for_update() if database_proxy.obj.for_update else query
+
+
+# Every change runs this first: built once per kind of database (see PreparedQuery).
+_LOCK_ROOT = PreparedQuery(_lock_query, -8201)
+# The owner is asked for too, although the folder implies it: only then do the engines
+# look the name up in the (owner, folder, name) index instead of reading the whole folder.
+_FILE_NAMED = PreparedQuery(
+    lambda owner_id, folder_id, name: StoredFile.select(StoredFile.id).where(
+        (StoredFile.owner == owner_id)
+        & (StoredFile.folder == folder_id)
+        & (StoredFile.name == name)
+    ),
+    -8204,
+    -8202,
+    "\x01name",
+)
+_FOLDER_NAMED = PreparedQuery(
+    lambda owner_id, folder_id, name: Folder.select(Folder.id).where(
+        (Folder.owner == owner_id) & (Folder.parent == folder_id) & (Folder.name == name)
+    ),
+    -8205,
+    -8203,
+    "\x01name",
+)
+
+
+def lock(owner_id: int) -> int:
+    """Hold the user's tree until the transaction ends; returns the root folder's id
+    (making the root if the user has none yet)."""
+    row = _LOCK_ROOT.execute(owner_id).fetchone()
+    if row is not None:
+        return row[0]
+    try:
+        with database_proxy.atomic():
+            make_root(owner_id)
+    except peewee.IntegrityError:
+        pass  # a concurrent transaction made it first
+    return _LOCK_ROOT.execute(owner_id).fetchone()[0]
+
+
+def name_taken(owner_id: int, folder_id: int, name: str) -> bool:
+    """Whether a file or a folder in the user's folder has the name."""
+    return (
+        _FILE_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
+        or _FOLDER_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
+    )
+
+
+def make_root(owner_id: int) -> int:
+    """Give a new user their root folder (in the caller's transaction)."""
+    return Folder.insert(owner=owner_id, parent=None, name="", root_of=owner_id).execute()
+
+
+def root_id(owner_id: int) -> int | None:
+    """The user's root folder id, without locking anything (None: no root yet)."""
+    return Folder.select(Folder.id).where(Folder.root_of == owner_id).scalar()
+
+
+def live_folder(owner_id: int, folder_id: object) -> Folder:
+    """The user's folder of that id, not in the trash nor inside a trashed folder.
+    NotFound for anyone else's, a malformed id, or a trashed one."""
+    if isinstance(folder_id, bool) or not isinstance(folder_id, int):
+        raise NotFound(FOLDER_NOT_FOUND)
+    folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.owner == owner_id))
+    if folder is None or not is_live(folder.id):
+        raise NotFound(FOLDER_NOT_FOUND)
+    return folder
+
+
+def _chain_sql() -> str:
+    # The depth bound is a seatbelt: the lock keeps the tree free of cycles, but a query
+    # that followed one would never end.
+    return (
+        "WITH RECURSIVE chain(id, parent_id, trashed_at, depth) AS ("
+        " SELECT id, parent_id, trashed_at, 0 FROM folder WHERE id = %s"
+        " UNION ALL SELECT f.id, f.parent_id, f.trashed_at, c.depth + 1 FROM folder f"
+        f" JOIN chain c ON f.id = c.parent_id WHERE c.depth < {MAX_DEPTH})"
+    )
+
+
+def _param() -> str:
+    return database_proxy.obj.param
+
+
+def ancestors(folder_id: int) -> list[tuple[int, int | None, object]]:
+    """(id, parent_id, trashed_at) of the folder and every folder above it, nearest first."""
+    sql = _chain_sql() % _param() + " SELECT id, parent_id, trashed_at FROM chain"
+    return list(database_proxy.execute_sql(sql, (folder_id,)).fetchall())
+
+
+def is_live(folder_id: int) -> bool:
+    """True when neither the folder nor one above it is in the trash.
+
+    (Only roots and trashed folders have no parent, so an untrashed chain ends at the root.)
+    """
+    chain = ancestors(folder_id)
+    return bool(chain) and all(trashed is None for _id, _parent, trashed in chain)
+
+
+def bump(folder_ids: Iterable[int | None]) -> None:
+    """Raise the version (the ETag) of these folders and of every folder above them."""
+    for folder_id in {folder_id for folder_id in folder_ids if folder_id is not None}:
+        sql = _chain_sql() % _param() + (
+            " UPDATE folder SET version = version + 1 WHERE id IN (SELECT id FROM chain)"
+        )
+        database_proxy.execute_sql(sql, (folder_id,))
+
+
+def descendants(folder_id: int) -> list[int]:
+    """The folder's id and the ids of every folder below it."""
+    sql = (
+        f"WITH RECURSIVE below(id, depth) AS (SELECT id, 0 FROM folder WHERE id = {_param()}"
+        " UNION ALL SELECT f.id, b.depth + 1 FROM folder f JOIN below b ON f.parent_id = b.id"
+        f" WHERE b.depth < {MAX_DEPTH}) SELECT id FROM below"
+    )
+    return [row[0] for row in database_proxy.execute_sql(sql, (folder_id,)).fetchall()]
+
+
+def taken_names(owner_id: int, folder_id: int, candidates: list[str]) -> set[str]:
+    """Which of the candidate names a file or a folder in that folder already has."""
+    files = StoredFile.select(StoredFile.name).where(
+        (StoredFile.owner == owner_id)
+        & (StoredFile.folder == folder_id)
+        & StoredFile.name.in_(candidates)
+    )
+    folders = Folder.select(Folder.name).where(
+        (Folder.owner == owner_id) & (Folder.parent == folder_id) & Folder.name.in_(candidates)
+    )
+    return {name for (name,) in files.tuples()} | {name for (name,) in folders.tuples()}
+
+
+def taken_names_many(owner_id: int, folder_id: int, candidates: list[str]) -> set[str]:
+    """taken_names() for any number of candidates, asked in chunks."""
+    unique = list(dict.fromkeys(candidates))
+    taken: set[str] = set()
+    for start in range(0, len(unique), 500):
+        taken |= taken_names(owner_id, folder_id, unique[start : start + 500])
+    return taken
+
+
+def is_live_of(owner_id: int, folder_id: int) -> bool:
+    """True for a folder of the user that is not in the trash nor inside a trashed one."""
+    try:
+        live_folder(owner_id, folder_id)
+    except NotFound:
+        return False
+    return True
+
+
+def place_name(owner_id: int, folder_id: int, requested: str, on_conflict: str) -> str:
+    """The name an item gets in the folder: as requested when free; else the first free
+    numbered one (`photo_1.jpg`) with on_conflict "rename", or Conflict (409)."""
+    if not name_taken(owner_id, folder_id, requested):
+        return requested
+    if on_conflict != RENAME:
+        raise Conflict(f"An item named '{requested}' already exists in this folder", name=requested)
+    first = 1
+    while True:
+        candidates = [names.numbered(requested, n) for n in range(first, first + NAME_CANDIDATES)]
+        taken = taken_names(owner_id, folder_id, candidates)
+        for candidate in candidates:
+            if candidate not in taken:
+                return candidate
+        first += NAME_CANDIDATES

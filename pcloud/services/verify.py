@@ -1,0 +1,73 @@
+"""Re-hashing stored blobs to find bit rot: bytes that no longer match their SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pcloud.models import Blob, StoredFile, User
+from pcloud.storage import BlobStore
+
+READ_SIZE = 1024 * 1024
+Progress = Callable[[int], None]  # bytes just read
+
+
+@dataclass(frozen=True)
+class DamagedBlob:
+    store_key: str
+    expected_sha256: str
+    actual_sha256: str | None  # None: the bytes are missing
+    files: list[str] = field(default_factory=list)  # "user: name" of the files using it
+
+
+@dataclass(frozen=True)
+class VerifyPlan:
+    blobs: list[tuple[str, str, int]]  # (store key, sha256, size)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _key, _sha256, size in self.blobs)
+
+
+def plan() -> VerifyPlan:
+    """Every blob the database knows, to be read back."""
+    rows = Blob.select(Blob.store_key, Blob.sha256, Blob.size).order_by(Blob.id).tuples()
+    return VerifyPlan(list(rows))
+
+
+def verify(
+    blobs: BlobStore, todo: VerifyPlan, progress: Progress | None = None
+) -> list[DamagedBlob]:
+    """Hash every planned blob again; the ones whose bytes differ from their SHA-256 or
+    are missing. Changes nothing."""
+    damaged = []
+    for key, expected, _size in todo.blobs:
+        actual = _hash(blobs, key, progress)
+        if actual != expected:
+            damaged.append(DamagedBlob(key, expected, actual, _files_using(expected)))
+    return damaged
+
+
+def _hash(blobs: BlobStore, key: str, progress: Progress | None) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with blobs.open(key) as stored:
+            while data := stored.read(READ_SIZE):
+                digest.update(data)
+                if progress is not None:
+                    progress(len(data))
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def _files_using(sha256: str) -> list[str]:
+    rows = (
+        StoredFile.select(User.username, StoredFile.name)
+        .join(User)
+        .where(StoredFile.sha256 == sha256)
+        .order_by(User.username, StoredFile.name)
+        .tuples()
+    )
+    return [f"{username}: {name}" for username, name in rows]
