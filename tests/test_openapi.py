@@ -183,3 +183,21 @@ def test_an_id_too_large_for_the_database_is_refused_not_a_500(client, auth, met
     response = getattr(client, method)(path, headers=auth.headers(), json={})
     assert response.status_code in (404, 405)
     assert "error" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/v1/folders", {"name": "x", "parent_id": 105629360843257593856}),
+        ("/api/v1/folders", {"name": "x", "parent_id": -1}),
+        (
+            "/api/v1/files/from-content",
+            {"sha256": "0" * 64, "name": "x", "folder_id": 2**64},
+        ),
+    ],
+)
+def test_an_id_too_large_in_a_json_body_is_400_not_500(client, auth, path, body):
+    # Found by schemathesis, as above, in a JSON field.
+    response = client.post(path, headers=auth.headers(), json=body)
+    assert response.status_code == 400
+    assert "error" in response.get_json()

@@ -15,6 +15,7 @@ from pcloud.errors import BadRequest, NotFound
 from pcloud.services import entries, files, folders, moves, names, quota, trash, tree
 
 PREFIX = "/api/v1"
+MAX_ID = 2**63 - 1  # what the database holds; larger ids are nobody's
 blueprint = Blueprint("tree", __name__, url_prefix=PREFIX)
 
 
@@ -38,7 +39,7 @@ def optional_id(body: dict, field: str) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise BadRequest(f"'{field}' must be a folder id (a whole number)")
     return value
 
