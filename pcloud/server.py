@@ -33,7 +33,7 @@ from waitress.buffers import ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 from waitress.wasyncore import _DISCONNECTED
 
 from pcloud.api import MULTIPART_OVERHEAD, create_app
@@ -95,6 +95,37 @@ class PcloudRequestParser(HTTPRequestParser):
             self.adj = tus_adjustments
 
 
+class KeepAliveTask(WSGITask):
+    """Waitress's request task, keeping the connection open after a 204 or a 304.
+
+    Waitress 3 closes the connection after any HTTP/1.1 answer without a Content-Length,
+    including those that never have a body (204, 304), which need no length to end.
+    So every tus PATCH (204) and every conditional download that hits (304) cost a new
+    connection: a TCP (and, behind a proxy, TLS) handshake each, and a tus upload's
+    pieces scattered over the worker processes, each of which then lost the upload's
+    running hash.
+    """
+
+    _bodiless_answer = False
+
+    def build_response_header(self):
+        self._bodiless_answer = (
+            self.version == "1.1"
+            and not self.has_body
+            and not self.close_on_finish
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        )
+        try:
+            return super().build_response_header()
+        finally:
+            self._bodiless_answer = False
+
+    def set_close_on_finish(self) -> None:
+        if self._bodiless_answer:
+            return  # the answer ends with its headers; the connection can go on
+        super().set_close_on_finish()
+
+
 class PcloudChannel(HTTPChannel):
     """Waitress's connection, with JSON errors, and file bodies sent by sendfile(2).
 
@@ -105,6 +136,7 @@ class PcloudChannel(HTTPChannel):
     """
 
     error_task_class = JsonErrorTask
+    task_class = KeepAliveTask
     parser_class = PcloudRequestParser
 
     def _flush_some(self, do_close=True):

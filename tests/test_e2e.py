@@ -438,3 +438,37 @@ def test_curl_resumes_a_download_where_it_stopped(server, video, tmp_path):
         timeout=30,
     )
     assert target.read_bytes() == content
+
+
+def test_answers_without_a_body_keep_the_connection_open(server):
+    """A 304 (and a tus 204) needs no length to end: waitress closed the connection after
+    each, costing every conditional download and every tus piece a new handshake."""
+    import http.client
+
+    headers = server.new_user()
+    requests.post(
+        f"{server.url}/upload",
+        headers=headers,
+        files={"file": ("same.txt", b"unchanged")},
+        timeout=10,
+    ).raise_for_status()
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", "/download/same.txt", headers=headers)
+        first = connection.getresponse()
+        first.read()
+        etag = first.getheader("ETag")
+        local_port = connection.sock.getsockname()[1]
+        for _ in range(3):
+            connection.request(
+                "GET", "/download/same.txt", headers={**headers, "If-None-Match": etag}
+            )
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 304
+            assert answer.getheader("Connection") != "close"
+        assert connection.sock is not None
+        assert connection.sock.getsockname()[1] == local_port  # one connection throughout
+    finally:
+        connection.close()
