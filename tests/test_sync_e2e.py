@@ -5,8 +5,6 @@ and on PostgreSQL (PCLOUD_TEST_DATABASE)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import Server, start_server
+from tests.test_e2e import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 API = "/api/v1"
@@ -29,12 +27,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         try:
             yield Server(process, url, make_settings(folder, database_url))
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
 
 
 def at_once(function, arguments):

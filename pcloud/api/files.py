@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, jsonify, request, send_file
+from flask import Blueprint, Response, g, jsonify, request, send_file
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
@@ -47,7 +47,12 @@ def upload():
 @blueprint.get("/download/<path:filename>")
 @login_required
 def download(filename: str):
-    stored = files.get_file(current_user_id(), filename)
+    return send_stored_file(files.get_file(current_user_id(), filename))
+
+
+def send_stored_file(stored) -> Response:
+    """A file's bytes as an attachment, with Range, ETag (its SHA-256) and conditional
+    answers; NotFound when its blob is missing. Every download route answers with this."""
     blobs = pcloud().blobs
     try:
         # A path lets werkzeug answer Range requests and the server use sendfile; a

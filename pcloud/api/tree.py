@@ -7,12 +7,13 @@ A taken name is 409 unless the request asks `?on_conflict=rename`.
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request, send_file
+from flask import Blueprint, g, jsonify, request
 
 from pcloud.api.context import current_user_id, json_body, login_required, pcloud
+from pcloud.api.files import send_stored_file
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import BadRequest, NotFound
-from pcloud.services import entries, files, folders, moves, names, quota, trash, tree
+from pcloud.services import entries, files, folders, moves, quota, trash, tree
 
 PREFIX = "/api/v1"
 MAX_ID = 2**63 - 1  # what the database holds; larger ids are nobody's
@@ -171,23 +172,7 @@ def get_file(file_id: int):
 @blueprint.get("/files/<id:file_id>/content")
 @login_required
 def download(file_id: int):
-    stored = folders.file_of(current_user_id(), file_id)
-    blobs = pcloud().blobs
-    try:
-        body = blobs.local_path(stored.blob_key) or blobs.open(stored.blob_key)
-        response = send_file(
-            body,
-            mimetype=names.mime_type(stored.name),
-            as_attachment=True,
-            download_name=stored.name,
-            conditional=True,
-            etag=stored.sha256,
-            last_modified=stored.modified_at,
-        )
-    except FileNotFoundError:
-        raise NotFound(files.FILE_NOT_FOUND) from None
-    response.cache_control.private = True
-    return response
+    return send_stored_file(folders.file_of(current_user_id(), file_id))
 
 
 @blueprint.patch("/files/<id:file_id>")
