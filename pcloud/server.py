@@ -1,13 +1,15 @@
 """Running the Flask app under waitress, in one process or several.
 
 Waitress reads each request body completely (spooling it to a temporary file) before the
-app runs. So: read the socket in large pieces, and refuse a body larger than the upload
-limit from its Content-Length, before any byte of it is read. A tus request (a piece of
-a resumable upload) is held to TUS_MAX_CHUNK instead, whatever the upload limit: an
-upload of any allowed size arrives in many such pieces, and a piece that breaks off is
-lost whole, since waitress never hands an incomplete body to the app. Waitress's own error
-answers (413, 400 for a malformed request, ...) are plain text; ours are JSON, like
-every other error of the API. File bodies go out through sendfile(2).
+app runs. So: read the socket in large pieces; hand an upload's body, piece by piece as
+it arrives, to a receiver that puts it where it belongs in the store (pcloud.api.bodies),
+instead of into a temporary file that the view would copy; and refuse a body larger
+than the upload limit from its Content-Length, before any byte of it is read. A tus
+request (a piece of a resumable upload) is held to TUS_MAX_CHUNK instead, whatever the
+upload limit: an upload of any allowed size arrives in many such pieces, and a piece
+that breaks off is lost whole, since waitress never hands an incomplete body to the app.
+Waitress's own error answers (413, 400 for a malformed request, ...) are plain text;
+ours are JSON, like every other error of the API. File bodies go out through sendfile(2).
 
 One Python process runs one thread at a time, so `pcloud serve` forks a few worker
 processes (one per core by default) that share the listening socket, as gunicorn does.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import io
 import json
 import logging
 import os
@@ -29,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from flask import Flask
 from waitress.buffers import ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -37,6 +41,8 @@ from waitress.task import ErrorTask, WSGITask
 from waitress.wasyncore import _DISCONNECTED
 
 from pcloud.api import MULTIPART_OVERHEAD, create_app
+from pcloud.api.bodies import BodyReceivers
+from pcloud.api.context import RECEIVED_BODY
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.errors import WorkersFailing
@@ -84,6 +90,8 @@ class PcloudRequestParser(HTTPRequestParser):
     parser switches to adjustments carrying TUS_MAX_CHUNK (set up by build_server).
     """
 
+    receiver = None  # who receives the body as it arrives (pcloud.api.bodies), if anyone
+
     def parse_header(self, header_plus):
         super().parse_header(header_plus)
         tus_adjustments = getattr(self.adj, "pcloud_tus_adjustments", None)
@@ -93,6 +101,38 @@ class PcloudRequestParser(HTTPRequestParser):
             and self.path.startswith("/tus/")
         ):
             self.adj = tus_adjustments
+        receivers = getattr(self.adj, "pcloud_body_receivers", None)
+        if (
+            receivers is not None
+            and self.body_rcv is not None
+            and self.content_length < self.adj.max_request_body_size  # else refused anyway
+        ):
+            self.receiver = receivers.for_request(self.command, self.path, self.headers)
+            if self.receiver is not None:
+                self.body_rcv.buf = ReceiverBuffer(self.receiver)
+
+
+class ReceiverBuffer:
+    """Stands in for waitress's body buffer (an OverflowableBuffer, spooling to a
+    temporary file): each piece of the body goes to a receiver as it arrives, and the
+    app's wsgi.input is empty (the view asks the receiver instead)."""
+
+    def __init__(self, receiver) -> None:
+        self.receiver = receiver
+        self.length = 0
+
+    def append(self, data: bytes) -> None:
+        self.length += len(data)
+        self.receiver.receive(data)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def getfile(self) -> io.BytesIO:
+        return io.BytesIO()
+
+    def close(self) -> None:
+        self.receiver.close()
 
 
 class KeepAliveTask(WSGITask):
@@ -125,6 +165,12 @@ class KeepAliveTask(WSGITask):
             return  # the answer ends with its headers; the connection can go on
         super().set_close_on_finish()
 
+    def get_environment(self):
+        environ = super().get_environment()
+        if self.request.receiver is not None:
+            environ[RECEIVED_BODY] = self.request.receiver
+        return environ
+
 
 class PcloudChannel(HTTPChannel):
     """Waitress's connection, with JSON errors, and file bodies sent by sendfile(2).
@@ -138,6 +184,15 @@ class PcloudChannel(HTTPChannel):
     error_task_class = JsonErrorTask
     task_class = KeepAliveTask
     parser_class = PcloudRequestParser
+
+    def handle_close(self):
+        # A request whose body was still arriving: its receiver undoes what it stored.
+        partial, self.request = self.request, None
+        try:
+            super().handle_close()
+        finally:
+            if partial is not None:
+                partial.close()
 
     def _flush_some(self, do_close=True):
         sent = 0
@@ -238,6 +293,8 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
         if isinstance(each, BaseWSGIServer):
             each.channel_class = PcloudChannel
             each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
+            if isinstance(app, Flask):
+                each.adj.pcloud_body_receivers = BodyReceivers(app)
             tus_adjustments = copy.copy(each.adj)
             tus_adjustments.max_request_body_size = settings.tus_max_chunk + 1  # refuses >=
             each.adj.pcloud_tus_adjustments = tus_adjustments

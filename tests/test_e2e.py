@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -63,6 +64,33 @@ class Server:
             status = Path(f"/proc/{pid}/status").read_text()
             sizes[pid] = int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) * 1024
         return sizes
+
+    def written_bytes(self) -> int:
+        """What the workers have written so far (to files and sockets), in bytes."""
+        total = 0
+        for pid in self.worker_pids():
+            io_counts = Path(f"/proc/{pid}/io").read_text()
+            total += int(re.search(r"^wchar: (\d+)", io_counts, re.MULTILINE).group(1))
+        return total
+
+    def open_files(self) -> list[str]:
+        """What the workers hold open, sockets aside (clients' connections come and go)."""
+        held = []
+        for pid in self.worker_pids():
+            for descriptor in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(FileNotFoundError):
+                    target = os.readlink(f"/proc/{pid}/fd/{descriptor}")
+                    if not target.startswith("socket:"):
+                        held.append(f"{pid}: {target}")
+        return sorted(held)
+
+    def open_files_settle_to(self, expected: list[str], seconds: float = 3) -> list[str]:
+        """open_files(), once it equals `expected` or the time is up (a worker finishes
+        a request, closing what it held, just after the client has its answer)."""
+        deadline = time.monotonic() + seconds
+        while (held := self.open_files()) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return held
 
     def partials(self) -> list[Path]:
         return list((self.settings.upload_folder / "partial").iterdir())
@@ -232,6 +260,8 @@ def test_an_upload_that_disconnects_halfway_leaves_no_file_and_no_row(server):
         b'--cutoff\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n'
     )
     declared = len(part_head) + 4_000_000 + len(b"\r\n--cutoff--\r\n")
+    requests.get(f"{server.url}/files", headers=headers, timeout=10)  # connections opened
+    open_before = server.open_files()
     with _connect(server) as connection:
         connection.sendall(_raw_request_head(server, headers, declared) + part_head)
         connection.sendall(os.urandom(2_000_000))
@@ -239,6 +269,79 @@ def test_an_upload_that_disconnects_halfway_leaves_no_file_and_no_row(server):
     assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
     assert server.partials() == []
     assert requests.get(f"{server.url}/", timeout=10).status_code == 200
+    # The half-received file (an anonymous one, which no listing shows) was closed too.
+    assert server.open_files_settle_to(open_before) == open_before
+
+
+def _multipart(name: str, content: bytes, boundary: str = "b0und") -> tuple[bytes, dict]:
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    body += content + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_an_uploaded_file_is_written_to_disk_once(server):
+    """Waitress would spool the body to a temporary file, which the view then copied into
+    the store; the body goes straight into the store as it arrives instead."""
+    headers = server.new_user()
+    content = os.urandom(8 * 1024 * 1024)
+    body, content_type = _multipart("once.bin", content)
+    before = server.written_bytes()
+    response = requests.post(
+        f"{server.url}/upload", headers={**headers, **content_type}, data=body, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    written = server.written_bytes() - before
+    assert len(content) <= written < 1.2 * len(content), written
+    download = requests.get(f"{server.url}/download/once.bin", headers=headers, timeout=30)
+    assert download.content == content
+
+
+def test_an_upload_refused_before_its_view_runs_leaves_nothing_open(server):
+    headers = server.new_user()
+    body, content_type = _multipart("refused.bin", os.urandom(2 * 1024 * 1024))
+    requests.get(f"{server.url}/files", headers=headers, timeout=10)  # connections opened
+    open_before = server.open_files()
+    for forged in ("Bearer not-a-token", "Basic YW5uOnB3"):
+        response = requests.post(
+            f"{server.url}/upload",
+            headers={"Authorization": forged, **content_type},
+            data=body,
+            timeout=30,
+        )
+        assert response.status_code == 401
+    stranger = requests.post(
+        f"{server.url}/api/v1/folders/999999/files",
+        headers={**headers, **content_type},
+        data=body,
+        timeout=30,
+    )
+    assert stranger.status_code == 404
+    assert server.open_files_settle_to(open_before) == open_before
+    assert server.partials() == []
+    assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
+
+
+def test_a_malformed_upload_received_as_it_arrives_is_a_clear_400(server):
+    headers = server.new_user()
+    body, content_type = _multipart("dir/..", b"x" * 1000)  # no name left to keep
+    response = requests.post(
+        f"{server.url}/upload", headers={**headers, **content_type}, data=body, timeout=30
+    )
+    assert response.status_code == 400
+    assert "error" in response.json()
+    cut, content_type = _multipart("cut.bin", b"y" * 100_000)
+    response = requests.post(
+        f"{server.url}/upload",
+        headers={**headers, **content_type},
+        data=cut[: len(cut) // 2],  # ends (by its Content-Length) inside the file part
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "Malformed multipart body"
+    assert requests.get(f"{server.url}/files", headers=headers, timeout=10).json() == []
 
 
 def test_an_upload_declared_over_the_limit_is_refused_before_its_body_is_read(server):

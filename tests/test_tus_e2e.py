@@ -365,3 +365,106 @@ def test_one_users_upload_url_is_404_to_another(server):
     assert requests.head(url, headers={**bob, **TUS}, timeout=10).status_code == 404
     assert requests.delete(url, headers={**bob, **TUS}, timeout=10).status_code == 404
     assert requests.head(url, headers={**ann, **TUS}, timeout=10).status_code == 200
+
+
+def _create(server: Server, headers: dict, size: int, name: bytes = b"p.bin") -> str:
+    import base64
+
+    created = requests.post(
+        f"{server.url}/tus/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(size),
+            "Upload-Metadata": "filename " + base64.b64encode(name).decode(),
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    return server.url + created.headers["Location"]
+
+
+def _patch(
+    url: str, headers: dict, offset: int, piece: bytes, version: str = "1.0.0"
+) -> requests.Response:
+    return requests.patch(
+        url,
+        headers={
+            **headers,
+            "Tus-Resumable": version,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        },
+        data=piece,
+        timeout=30,
+    )
+
+
+def _stored_size(server: Server, url: str) -> int:
+    """The size of the upload's resumable file on disk."""
+    return (server.settings.upload_folder / "resumable" / url.rsplit("/", 1)[1]).stat().st_size
+
+
+def test_a_piece_is_written_to_disk_once(server):
+    """Each PATCH body goes straight into the upload's file as it arrives, not first
+    into a temporary file of waitress's, and the finished file is linked, not copied."""
+    headers = server.new_user()
+    content = os.urandom(8 * MIB)
+    url = _create(server, headers, len(content), b"once.bin")
+    before = server.written_bytes()
+    for offset in range(0, len(content), 4 * MIB):
+        answer = _patch(url, headers, offset, content[offset : offset + 4 * MIB])
+        assert answer.status_code == 204, answer.text
+    written = server.written_bytes() - before
+    assert len(content) <= written < 1.2 * len(content), written
+    assert downloaded_sha256(server, headers, "once.bin") == hashlib.sha256(content).hexdigest()
+
+
+def test_a_piece_cut_off_midway_is_undone_at_once_and_the_upload_goes_on(server):
+    headers = server.new_user()
+    content = os.urandom(2 * MIB)
+    url = _create(server, headers, len(content), b"cut.bin")
+    assert _patch(url, headers, 0, content[:MIB]).status_code == 204
+    head = (
+        f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Upload-Offset: {MIB}\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {MIB}\r\n\r\n"
+    ).encode()
+    with connect(url) as connection:
+        connection.sendall(head + content[MIB : MIB + 300_000])
+        deadline = time.monotonic() + 5
+        while _stored_size(server, url) < MIB + 300_000 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the bytes are in the upload's file as they arrive
+        assert _stored_size(server, url) == MIB + 300_000
+    deadline = time.monotonic() + 5
+    while _stored_size(server, url) != MIB and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _stored_size(server, url) == MIB  # what never completed is gone
+    assert head_offset(server, headers, url) == MIB
+    answer = _patch(url, headers, MIB, content[MIB:])  # not 423: the hold was let go
+    assert answer.status_code == 204, answer.text
+    assert downloaded_sha256(server, headers, "cut.bin") == hashlib.sha256(content).hexdigest()
+
+
+def test_a_piece_refused_leaves_the_upload_as_it_was(server):
+    ann, bob = server.new_user(), server.new_user()
+    content = os.urandom(2 * MIB)
+    url = _create(server, ann, len(content), b"kept.bin")
+    assert _patch(url, ann, 0, content[:MIB]).status_code == 204
+    garbage = b"\xff" * MIB
+    refusals = [
+        (lambda: _patch(url, {"Authorization": "Bearer forged"}, MIB, garbage), 401),
+        (lambda: _patch(url, bob, MIB, garbage), 404),
+        (lambda: _patch(url, ann, MIB, garbage, version="0.2.2"), 412),
+        (lambda: _patch(url, ann, MIB, garbage + garbage), 413),  # beyond the length
+        (lambda: _patch(url, ann, MIB + 1, garbage[1:]), 409),
+    ]
+    for send, status in refusals:
+        answer = send()
+        assert answer.status_code == status, (answer.status_code, answer.text)
+        # Undone before the answer went out: a client may send again at once.
+        assert _stored_size(server, url) == MIB
+    assert head_offset(server, ann, url) == MIB
+    assert _patch(url, ann, MIB, content[MIB:]).status_code == 204
+    assert downloaded_sha256(server, ann, "kept.bin") == hashlib.sha256(content).hexdigest()

@@ -7,6 +7,7 @@ from werkzeug.routing import BaseConverter
 
 from pcloud.api import (
     accounts,
+    bodies,
     errors,
     files,
     openapi,
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.extensions["pcloud"] = pcloud
     errors.register(app)
     security.register(app, pcloud.settings)
+    bodies.register(app)
     for blueprint in (
         root.blueprint,
         openapi.blueprint,

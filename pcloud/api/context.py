@@ -14,11 +14,32 @@ from pcloud.services import sessions
 from pcloud.services.sessions import Client
 
 MAX_JSON_BYTES = 64 * 1024
+# The WSGI environ key of a body that the server received before the view ran, and the
+# view attribute saying how (see pcloud.api.bodies).
+RECEIVED_BODY = "pcloud.received_body"
+RECEIVES_BODY = "pcloud_receives_body"
 View = TypeVar("View", bound=Callable[..., Any])
 
 
 def pcloud() -> Pcloud:
     return current_app.extensions["pcloud"]
+
+
+def receives_body(kind: str) -> Callable[[View], View]:
+    """Mark a view whose request body the server may receive as it arrives, into the
+    store, instead of buffering it first: "multipart" (a file upload) or "tus" (a piece
+    of a resumable upload). The view then finds it with received_body()."""
+
+    def mark(view: View) -> View:
+        setattr(view, RECEIVES_BODY, kind)
+        return view
+
+    return mark
+
+
+def received_body() -> Any | None:
+    """What the server received of this request's body before the view ran, if anything."""
+    return request.environ.get(RECEIVED_BODY)
 
 
 def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:

@@ -6,7 +6,14 @@ import logging
 
 from flask import Blueprint, Response, g, jsonify, request, send_file
 
-from pcloud.api.context import current_user_id, json_body, login_required, pcloud, required
+from pcloud.api.context import (
+    current_user_id,
+    json_body,
+    login_required,
+    pcloud,
+    receives_body,
+    required,
+)
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import NotFound
 from pcloud.services import files, names, quota
@@ -33,6 +40,7 @@ def list_files():
 
 @blueprint.post("/upload")
 @login_required
+@receives_body("multipart")
 def upload():
     app, owner_id = pcloud(), current_user_id()
     quota.check(owner_id, expected_file_size())  # 507 before a byte is stored

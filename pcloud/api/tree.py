@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from pcloud.api.context import current_user_id, json_body, login_required, pcloud
+from pcloud.api.context import (
+    current_user_id,
+    json_body,
+    login_required,
+    pcloud,
+    receives_body,
+)
 from pcloud.api.files import send_stored_file
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import BadRequest, NotFound
@@ -142,6 +148,7 @@ def delete_folder(folder_id: int):
 
 @blueprint.post("/folders/<ref>/files")
 @login_required
+@receives_body("multipart")
 def upload_into(ref: str):
     app, owner_id = pcloud(), current_user_id()
     folder = folders.get(owner_id, folder_ref(ref))  # 404 before a byte is stored

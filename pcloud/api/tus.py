@@ -17,10 +17,16 @@ from flask import Blueprint, Response, g, request
 from werkzeug.http import http_date
 from werkzeug.wsgi import get_input_stream
 
-from pcloud.api.context import current_user_id, login_required, pcloud
+from pcloud.api.context import (
+    current_user_id,
+    login_required,
+    pcloud,
+    received_body,
+    receives_body,
+)
 from pcloud.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
 from pcloud.services import uploads_resumable
-from pcloud.services.uploads_resumable import CHECKSUM_ALGORITHMS, UploadState
+from pcloud.services.uploads_resumable import CHECKSUM_ALGORITHMS, PlacedPiece, UploadState
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -32,18 +38,24 @@ OVERRIDABLE_METHODS = {"PATCH", "DELETE", "HEAD"}
 blueprint = Blueprint("tus", __name__)
 
 
+def effective_method(method: str, path: str, override: str) -> str:
+    """POST stands in for PATCH, DELETE or HEAD on tus URLs, as tus clients send it
+    behind proxies that know only GET and POST (`X-HTTP-Method-Override: PATCH`)."""
+    override = override.strip().upper()
+    if override in OVERRIDABLE_METHODS and method == "POST" and path.startswith("/tus/"):
+        return override
+    return method
+
+
 def method_override(wsgi_app):
-    """Let POST stand in for PATCH, DELETE or HEAD on tus URLs, as tus clients do behind
-    proxies that know only GET and POST (`X-HTTP-Method-Override: PATCH`)."""
+    """Apply X-HTTP-Method-Override (see effective_method) before the app routes."""
 
     def app(environ, start_response):
-        override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
-        if (
-            override in OVERRIDABLE_METHODS
-            and environ.get("REQUEST_METHOD") == "POST"
-            and environ.get("PATH_INFO", "").startswith("/tus/")
-        ):
-            environ["REQUEST_METHOD"] = override
+        environ["REQUEST_METHOD"] = effective_method(
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", ""),
+        )
         return wsgi_app(environ, start_response)
 
     return app
@@ -111,6 +123,7 @@ def status(upload_id: str):
 
 @blueprint.route("/tus/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
 @login_required
+@receives_body("tus")
 def patch(upload_id: str):
     _check_version()
     offset = _offset_header()
@@ -192,7 +205,9 @@ def _checksum():
 
 
 def _body(patch: bool = False):
-    """The request's bytes as a stream (None when there are none), bounded by TUS_MAX_CHUNK.
+    """The request's bytes (None when there are none), bounded by TUS_MAX_CHUNK: a
+    PlacedPiece when the server wrote them into the upload as they arrived (see
+    pcloud.api.bodies), else a stream.
 
     A PATCH must say its body is an offset stream even when empty; a creation POST only
     when it carries bytes.
@@ -212,6 +227,9 @@ def _body(patch: bool = False):
             f"One request may carry at most {limit} bytes of an upload (TUS_MAX_CHUNK): "
             "send it in smaller pieces"
         )
+    placed = received_body()
+    if isinstance(placed, PlacedPiece):
+        return placed
     return get_input_stream(request.environ, max_content_length=limit)
 
 

@@ -4,6 +4,10 @@ Werkzeug's multipart decoder (its sans-IO `MultipartDecoder`) does the parsing; 
 `file` part is written directly into a blob writer (hashing as it goes), so the bytes are
 copied once and never held in memory, and the part's name is checked before its first
 byte is stored. Small text fields are kept for the route; other file parts are skipped.
+
+Under `pcloud serve` this happens while the body arrives, before the view runs
+(MultipartReceiver, chosen by pcloud.api.bodies); elsewhere, from wsgi.input when the
+view asks.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO
 
 from flask import request
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
@@ -26,6 +29,7 @@ from werkzeug.sansio.multipart import (
 )
 from werkzeug.wsgi import get_input_stream
 
+from pcloud.api.context import received_body
 from pcloud.errors import BadRequest, PayloadTooLarge
 from pcloud.services import names
 from pcloud.services.uploads_resumable import parse_moment
@@ -49,27 +53,80 @@ class ReceivedFile:
 def receive_file(blobs: BlobStore, max_file_size: int) -> ReceivedFile:
     """Store the request's `file` part as a blob. Raises BadRequest or PayloadTooLarge.
 
-    On any failure nothing is left in the store.
+    Under `pcloud serve` the body was received into the blob store as it arrived (see
+    MultipartReceiver); elsewhere it is read from wsgi.input now. On any failure nothing
+    is left in the store.
     """
+    received = received_body()
+    if isinstance(received, MultipartReceiver):
+        return received.take()
     if request.mimetype != "multipart/form-data":
         raise BadRequest("Upload must be multipart/form-data with a 'file' field")
     boundary = request.mimetype_params.get("boundary", "").encode("latin-1", "replace")
     if not boundary:
         raise BadRequest("Malformed multipart body: no boundary")
     stream = get_input_stream(request.environ, max_content_length=request.max_content_length)
-    upload = _Upload(blobs, max_file_size)
+    upload = _Upload(blobs, max_file_size, boundary)
     try:
-        upload.read(stream, boundary)
-        blob = upload.commit()
+        while True:
+            chunk = stream.read(READ_SIZE)
+            upload.feed(chunk or None)
+            if not chunk:
+                break
+        return upload.commit()
     except ClientDisconnected:
         raise BadRequest("The upload was cut off before it was complete") from None
-    except RequestEntityTooLarge:
-        raise PayloadTooLarge("Upload is larger than this server accepts") from None
-    except ValueError:
-        raise BadRequest("Malformed multipart body") from None
+    except (RequestEntityTooLarge, ValueError) as error:
+        raise _client_error(error) from None
     finally:
         upload.abort()
-    return ReceivedFile(upload.stored_name, blob, upload.fields)
+
+
+class MultipartReceiver:
+    """A multipart upload's body, received into the blob store piece by piece as the
+    server reads it from the connection (pcloud.api.bodies), before the view runs.
+
+    Errors are kept, not raised, until the view takes the result: the server's reading
+    loop must not fail, and the view decides what the client hears (a 401 comes before
+    a malformed body's 400). What the view does not take is discarded on close().
+    """
+
+    def __init__(self, blobs: BlobStore, max_file_size: int, boundary: bytes) -> None:
+        self._upload = _Upload(blobs, max_file_size, boundary)
+        self._error: BaseException | None = None
+
+    def receive(self, data: bytes) -> None:
+        if self._error is not None:
+            return
+        try:
+            self._upload.feed(data)
+        except Exception as error:  # kept for the view; the bytes are dropped
+            self._error = error
+            self._upload.abort()
+
+    def take(self) -> ReceivedFile:
+        """The stored file, now the caller's. Raises what receiving it raised."""
+        if self._error is None:
+            try:
+                self._upload.feed(None)  # the body is complete
+                return self._upload.commit()
+            except Exception as error:
+                self._error = error
+            finally:
+                self._upload.abort()
+        raise _client_error(self._error) from None
+
+    def close(self) -> None:
+        self._upload.abort()  # nothing, once committed
+
+
+def _client_error(error: BaseException) -> BaseException:
+    """What a client hears of a failure while its multipart body was parsed."""
+    if isinstance(error, RequestEntityTooLarge):
+        return PayloadTooLarge("Upload is larger than this server accepts")
+    if isinstance(error, ValueError):
+        return BadRequest("Malformed multipart body")
+    return error
 
 
 def expected_file_size() -> int | None:
@@ -92,9 +149,9 @@ def modified_at_field(fields: dict[str, str]) -> datetime | None:
 
 
 class _Upload:
-    """One request's multipart body, fed event by event into a blob writer."""
+    """One request's multipart body, fed piece by piece into a blob writer."""
 
-    def __init__(self, blobs: BlobStore, max_file_size: int) -> None:
+    def __init__(self, blobs: BlobStore, max_file_size: int, boundary: bytes) -> None:
         self.blobs = blobs
         self.max_file_size = max_file_size
         self.writer: BlobWriter | None = None
@@ -102,41 +159,42 @@ class _Upload:
         self.file_complete = False
         self.fields: dict[str, str] = {}
         self._field_bytes = 0
-
-    def read(self, stream: IO[bytes], boundary: bytes) -> None:
-        decoder = FastBoundaryDecoder(
+        self._decoder = FastBoundaryDecoder(
             boundary, max_form_memory_size=MAX_FORM_MEMORY, max_parts=MAX_FORM_PARTS
         )
-        part = None  # what the current part's data is for: "file", "field" or None (skipped)
-        field_name = ""
-        field_value = bytearray()
-        while True:
-            chunk = stream.read(READ_SIZE)
-            decoder.receive_data(chunk or None)  # None: the body has ended
-            event = decoder.next_event()  # raises ValueError on a body that ends early
-            while not isinstance(event, (Epilogue, NeedData)):
-                if isinstance(event, File):
-                    part = self._start_file(event)
-                elif isinstance(event, Field):
-                    part, field_name = "field", event.name
-                    field_value.clear()
-                elif isinstance(event, Data):
+        self._part: str | None = None  # the current part's data: "file", "field" or None
+        self._field_name = ""
+        self._field_value = bytearray()
+
+    def feed(self, chunk: bytes | None) -> None:
+        """The body's next bytes; None when it has ended. Raises ValueError (malformed,
+        or ended early), BadRequest (the file's name), RequestEntityTooLarge (the text
+        fields) or PayloadTooLarge (the file)."""
+        decoder = self._decoder
+        decoder.receive_data(chunk)
+        event = decoder.next_event()
+        while not isinstance(event, (Epilogue, NeedData)):
+            if isinstance(event, File):
+                self._part = self._start_file(event)
+            elif isinstance(event, Field):
+                self._part, self._field_name = "field", event.name
+                self._field_value.clear()
+            elif isinstance(event, Data):
+                part = self._part
+                if part == "file":
+                    self.writer.write(event.data)
+                elif part == "field":
+                    self._field_bytes += len(event.data)
+                    if self._field_bytes > MAX_FORM_MEMORY:
+                        raise RequestEntityTooLarge()
+                    self._field_value += event.data
+                if not event.more_data:
                     if part == "file":
-                        self.writer.write(event.data)
+                        self.file_complete = True
                     elif part == "field":
-                        self._field_bytes += len(event.data)
-                        if self._field_bytes > MAX_FORM_MEMORY:
-                            raise RequestEntityTooLarge()
-                        field_value += event.data
-                    if not event.more_data:
-                        if part == "file":
-                            self.file_complete = True
-                        elif part == "field":
-                            self.fields[field_name] = field_value.decode("utf-8", "replace")
-                        part = None
-                event = decoder.next_event()
-            if not chunk:
-                return
+                        self.fields[self._field_name] = self._field_value.decode("utf-8", "replace")
+                    self._part = None
+            event = decoder.next_event()
 
     def _start_file(self, event: File) -> str | None:
         if event.name != FILE_FIELD or self.writer is not None:
@@ -145,10 +203,11 @@ class _Upload:
         self.writer = self.blobs.writer(self.max_file_size)
         return "file"
 
-    def commit(self) -> StoredBlob:
+    def commit(self) -> ReceivedFile:
+        """The file part as a blob. Raises BadRequest when there was none."""
         if self.writer is None or not self.file_complete:
             raise BadRequest("No file part in the request (send it in the field 'file')")
-        return self.writer.commit()
+        return ReceivedFile(self.stored_name, self.writer.commit(), self.fields)
 
     def abort(self) -> None:
         if self.writer is not None:

@@ -39,7 +39,7 @@ from pcloud.errors import (
 )
 from pcloud.models import TusUpload, User, database_proxy, utc_now
 from pcloud.services import files, names, quota, tree
-from pcloud.storage import BlobStore, ResumableBusy
+from pcloud.storage import BlobStore, ResumableBusy, ResumableWrite
 from pcloud.storage.base import RESUMABLE_ID
 
 CHECKSUM_ALGORITHMS = {
@@ -120,6 +120,66 @@ class UploadHashes:
     def forget(self, upload_id: str) -> None:
         with self._lock:
             self._states.pop(upload_id, None)
+
+
+class PlacedPiece:
+    """The bytes of one PATCH, written into the upload's resumable write as they arrive
+    from the connection (see pcloud.api.bodies), before anyone has checked the request.
+
+    The piece goes where the client says it does (Upload-Offset), and only if the store
+    holds exactly that many bytes and no one else holds the write: its exclusive hold is
+    taken when the headers arrive and kept until append() takes it over. Whatever
+    append() does not take is undone on close(): the store is as it was before.
+    """
+
+    def __init__(self, write: ResumableWrite, offset: int) -> None:
+        self._write: ResumableWrite | None = write
+        self.offset = offset
+        self.length = 0
+        self.error: OSError | None = None
+
+    @classmethod
+    def place(cls, blobs: BlobStore, upload_id: str, offset: int) -> PlacedPiece | None:
+        """A piece to receive at `offset`, or None when it cannot go there now (no such
+        upload, another writer, a different size): the request then goes the usual
+        way, and append() gives the client the answer that fits."""
+        if not RESUMABLE_ID.fullmatch(upload_id):
+            return None
+        try:
+            write = blobs.open_resumable(upload_id)
+        except (ResumableBusy, OSError):
+            return None
+        try:
+            if write.size == offset:
+                return cls(write, offset)
+        except OSError:
+            pass
+        write.close()
+        return None
+
+    def receive(self, data: bytes) -> None:
+        if self._write is None or self.error is not None:
+            return
+        try:
+            self.length = self._write.append(self.offset + self.length, (data,)) - self.offset
+        except OSError as error:  # a full disk, say: append() reports it
+            self.error = error
+
+    def take(self) -> ResumableWrite:
+        """The hold on the write, now the caller's (to close), bytes and all."""
+        write, self._write = self._write, None
+        if write is None:
+            raise ValueError("this piece was taken or closed already")
+        return write
+
+    def close(self) -> None:
+        write, self._write = self._write, None
+        if write is None:
+            return
+        try:
+            write.truncate(self.offset)
+        finally:
+            write.close()
 
 
 # --- Upload-Metadata ---------------------------------------------------------------------
@@ -267,46 +327,65 @@ def append(
     owner_id: int,
     upload_id: str,
     offset: int,
-    body: IO[bytes],
+    body: IO[bytes] | PlacedPiece,
     declared_length: int | None = None,
     checksum: Checksum | None = None,
 ) -> UploadState:
     """PATCH: add the body's bytes at `offset`; make the file when the upload is complete.
 
-    Raises Conflict for a wrong offset, Locked while another request writes this
-    upload, ChecksumMismatch (the piece is discarded), PayloadTooLarge beyond the length.
+    `body` is a stream, or a PlacedPiece whose bytes are at `offset` already (they are
+    read back to hash and check them). Raises Conflict for a wrong offset, Locked while
+    another request writes this upload, ChecksumMismatch (the piece is discarded),
+    PayloadTooLarge beyond the length.
     """
+    placed = body if isinstance(body, PlacedPiece) else None
     upload = _find(owner_id, upload_id)
     if upload.offset != offset:
         raise Conflict(f"Upload-Offset is {upload.offset}, not {offset}", offset=upload.offset)
     if upload.stored_name is not None:  # complete already: nothing more may come
-        if body.read(1):
+        if placed.length if placed is not None else body.read(1):
             raise PayloadTooLarge("This upload is complete; it takes no more bytes")
         return _state(upload)
-    try:
-        write = blobs.open_resumable(upload_id)
-    except ResumableBusy:
-        raise Locked("Another request is writing this upload; try again shortly") from None
-    except FileNotFoundError:
-        raise NotFound(UPLOAD_NOT_FOUND) from None
-    with write:
-        # Read again under the hold: a request that held it before us may have moved on.
-        upload = _find(owner_id, upload_id)
-        if upload.offset != offset:
-            raise Conflict(f"Upload-Offset is {upload.offset}, not {offset}", offset=upload.offset)
-        if write.size < offset:  # bytes lost under the row's feet (a power cut): own up
-            _set_offset(upload_id, offset, write.size)
-            hashes.forget(upload_id)
-            raise Conflict("Part of this upload was lost; ask for its offset again")
-        length = _new_length(upload, declared_length, settings)
-        room = (length if length is not None else settings.max_upload_size) - offset
-        # None: this process lost the hash; the whole upload is hashed when it completes.
-        sha256 = hashes.take(upload_id, offset) or (hashlib.sha256() if offset == 0 else None)
-        before = sha256.copy() if sha256 is not None else None
-        verifier = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
-        blob = None
+    if placed is not None:
+        if placed.error is not None:
+            raise placed.error
+        write = placed.take()
+    else:
         try:
-            new_offset = write.append(offset, _pieces(body, room, (sha256, verifier)))
+            write = blobs.open_resumable(upload_id)
+        except ResumableBusy:
+            raise Locked("Another request is writing this upload; try again shortly") from None
+        except FileNotFoundError:
+            raise NotFound(UPLOAD_NOT_FOUND) from None
+    with write:
+        if placed is None:  # (a placed piece held the write before the checks above)
+            # Read again under the hold: a request that held it before us may have moved on.
+            upload = _find(owner_id, upload_id)
+            if upload.offset != offset:
+                raise Conflict(
+                    f"Upload-Offset is {upload.offset}, not {offset}", offset=upload.offset
+                )
+            if write.size < offset:  # bytes lost under the row's feet (a power cut): own up
+                _set_offset(upload_id, offset, write.size)
+                hashes.forget(upload_id)
+                raise Conflict("Part of this upload was lost; ask for its offset again")
+        blob = sha256 = before = None
+        try:
+            length = _new_length(upload, declared_length, settings)
+            room = (length if length is not None else settings.max_upload_size) - offset
+            # None: this process lost the hash; the whole upload is hashed when it completes.
+            sha256 = hashes.take(upload_id, offset) or (hashlib.sha256() if offset == 0 else None)
+            before = sha256.copy() if sha256 is not None else None
+            verifier = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
+            if placed is not None:
+                if placed.length > room:
+                    raise PayloadTooLarge(
+                        f"The bytes go {placed.length - room} beyond the upload's length"
+                    )
+                _hash_range(write, offset, placed.length, (sha256, verifier))
+                new_offset = offset + placed.length
+            else:
+                new_offset = write.append(offset, _pieces(body, room, (sha256, verifier)))
             if verifier is not None and verifier.digest() != checksum.digest:
                 raise ChecksumMismatch("Upload-Checksum does not match the bytes; send them again")
             complete = length is not None and new_offset == length
@@ -406,6 +485,23 @@ def _hash_prefix(write, offset: int):
             sha256.update(data)
             remaining -= len(data)
     return sha256
+
+
+def _hash_range(write: ResumableWrite, offset: int, length: int, hashers: tuple) -> None:
+    """Feed the stored bytes [offset, offset + length) to the hashers."""
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    remaining = length
+    with write.read() as stored:
+        stored.seek(offset)
+        while remaining:
+            count = stored.readinto(view[: min(READ_SIZE, remaining)])
+            if not count:
+                raise ValueError(f"resumable write ended {remaining} bytes short")
+            for hasher in hashers:
+                if hasher is not None:
+                    hasher.update(view[:count])
+            remaining -= count
 
 
 def _pieces(body: IO[bytes], room: int, hashers: tuple) -> Iterator[bytes]:

@@ -1,0 +1,113 @@
+"""Upload bodies received into the store as they arrive, before the view runs.
+
+Waitress reads a whole request body before the app sees it, by default into a temporary
+file in /tmp (a tmpfs, so RAM, on many systems), which the view then copied into the
+blob store: every uploaded byte was written twice, and a large upload needed room for
+itself in /tmp as well. Instead, pcloud.server asks `BodyReceivers.for_request` when a
+request's headers are complete, and hands each piece of the body to the receiver it
+returns, as waitress reads it from the connection:
+
+- a multipart upload (a view marked `receives_body("multipart")`): werkzeug's multipart
+  decoder feeds the file part straight into a blob writer, hashing as it goes
+  (pcloud.api.uploads.MultipartReceiver);
+- a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
+  resumable file, where they belong, under its exclusive hold
+  (pcloud.services.uploads_resumable.PlacedPiece).
+
+Nothing is decided here: the view still authenticates, checks and answers, and takes
+over the receiver's result (found with context.received_body()). What the view did not
+take (after a 401, a 404, a wrong offset) is undone as soon as the view has answered,
+and what a broken connection left when waitress drops the request: nothing of it stays.
+When no receiver fits (another route, a resumable upload that is busy or not where the
+client thinks), the body is buffered as usual and the view reads it from wsgi.input, as
+it does under any other server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_options_header
+from werkzeug.routing.exceptions import RoutingException
+
+from pcloud.api import tus
+from pcloud.api.context import RECEIVED_BODY, RECEIVES_BODY
+from pcloud.api.uploads import MultipartReceiver
+from pcloud.services.uploads_resumable import PlacedPiece
+
+log = logging.getLogger("pcloud.api")
+
+
+def register(app: Flask) -> None:
+    """Undo what the view did not take as soon as it has answered, before the answer
+    goes out (waitress closes the request only after sending it): a client that hears
+    409 and sends the piece again at once must find the upload as it was."""
+
+    @app.teardown_request
+    def close_received_body(_error: BaseException | None) -> None:
+        received = request.environ.get(RECEIVED_BODY)
+        if received is not None:
+            received.close()
+
+
+class BodyReceiver(Protocol):
+    def receive(self, data: bytes) -> None:
+        """The body's next bytes, as they arrive. Never raises: errors wait for the view."""
+
+    def close(self) -> None:
+        """The request is over: undo whatever the view did not take."""
+
+
+class BodyReceivers:
+    """Chooses, from a request's method, path and headers, who receives its body."""
+
+    def __init__(self, app: Flask) -> None:
+        self._urls = app.url_map.bind("localhost")
+        self._views = app.view_functions
+        self._pcloud = app.extensions["pcloud"]
+
+    def for_request(
+        self, method: str, path: str, headers: Mapping[str, str]
+    ) -> BodyReceiver | None:
+        """A receiver for this body, or None to buffer it as usual.
+
+        `headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE).
+        """
+        try:
+            method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
+            endpoint, arguments = self._urls.match(path, method)
+            kind = getattr(self._views.get(endpoint), RECEIVES_BODY, None)
+            if kind == "multipart":
+                return self._multipart(headers)
+            if kind == "tus":
+                return self._tus_piece(arguments, headers)
+        except (HTTPException, RoutingException):
+            return None  # no such route: the view (or the 404) reads the body as usual
+        except Exception:
+            log.exception("Could not receive the body of %s %s as it arrives", method, path)
+        return None
+
+    def _multipart(self, headers: Mapping[str, str]) -> MultipartReceiver | None:
+        mimetype, options = parse_options_header(headers.get("CONTENT_TYPE", ""))
+        boundary = options.get("boundary", "")
+        if mimetype != "multipart/form-data" or not boundary:
+            return None  # the view explains what is wrong
+        settings = self._pcloud.settings
+        return MultipartReceiver(
+            self._pcloud.blobs,
+            settings.max_upload_size,
+            boundary.encode("latin-1", "replace"),
+        )
+
+    def _tus_piece(
+        self, arguments: dict[str, Any], headers: Mapping[str, str]
+    ) -> PlacedPiece | None:
+        offset = headers.get("UPLOAD_OFFSET", "")
+        content_type = parse_options_header(headers.get("CONTENT_TYPE", ""))[0]
+        if content_type != tus.OFFSET_STREAM or not (offset.isascii() and offset.isdigit()):
+            return None
+        return PlacedPiece.place(self._pcloud.blobs, arguments["upload_id"], int(offset))
