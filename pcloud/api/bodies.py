@@ -11,7 +11,7 @@ returns, as waitress reads it from the connection:
   decoder feeds the file part straight into a blob writer, hashing as it goes
   (pcloud.api.uploads.MultipartReceiver);
 - a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
-  resumable file, where they belong, under its exclusive hold
+  resumable file, where they belong, under its exclusive hold, hashed on the way
   (pcloud.services.uploads_resumable.PlacedPiece).
 
 Nothing is decided here: the view still authenticates, checks and answers, and takes
@@ -110,4 +110,10 @@ class BodyReceivers:
         content_type = parse_options_header(headers.get("CONTENT_TYPE", ""))[0]
         if content_type != tus.OFFSET_STREAM or not (offset.isascii() and offset.isdigit()):
             return None
-        return PlacedPiece.place(self._pcloud.blobs, arguments["upload_id"], int(offset))
+        return PlacedPiece.place(
+            self._pcloud.blobs,
+            self._pcloud.upload_hashes,
+            arguments["upload_id"],
+            int(offset),
+            headers.get("UPLOAD_CHECKSUM"),
+        )

@@ -110,6 +110,15 @@ class UploadHashes:
             return None
         return kept[1]
 
+    def copy(self, upload_id: str, offset: int) -> Any | None:
+        """A copy of the hash of the upload's first `offset` bytes, if this process has
+        it (the original stays, for whoever takes it)."""
+        with self._lock:
+            kept = self._states.get(upload_id)
+        if kept is None or kept[0] != offset:
+            return None
+        return kept[1].copy()
+
     def keep(self, upload_id: str, offset: int, sha256: Any) -> None:
         with self._lock:
             self._states[upload_id] = (offset, sha256)
@@ -124,7 +133,9 @@ class UploadHashes:
 
 class PlacedPiece:
     """The bytes of one PATCH, written into the upload's resumable write as they arrive
-    from the connection (see pcloud.api.bodies), before anyone has checked the request.
+    from the connection (see pcloud.api.bodies), before anyone has checked the request,
+    and hashed on the way (the upload's SHA-256 and the piece's Upload-Checksum), so that
+    the answer waits for nothing but the database.
 
     The piece goes where the client says it does (Upload-Offset), and only if the store
     holds exactly that many bytes and no one else holds the write: its exclusive hold is
@@ -132,26 +143,54 @@ class PlacedPiece:
     append() does not take is undone on close(): the store is as it was before.
     """
 
-    def __init__(self, write: ResumableWrite, offset: int) -> None:
+    def __init__(
+        self,
+        write: ResumableWrite,
+        offset: int,
+        sha256: Any | None,
+        checksum_algorithm: str | None,
+    ) -> None:
         self._write: ResumableWrite | None = write
         self.offset = offset
         self.length = 0
         self.error: OSError | None = None
+        # The upload's SHA-256 so far, continued (None: this process does not have it).
+        self.sha256 = sha256
+        self.checksum_algorithm = checksum_algorithm
+        self.verifier = CHECKSUM_ALGORITHMS[checksum_algorithm]() if checksum_algorithm else None
 
     @classmethod
-    def place(cls, blobs: BlobStore, upload_id: str, offset: int) -> PlacedPiece | None:
+    def place(
+        cls,
+        blobs: BlobStore,
+        hashes: UploadHashes,
+        upload_id: str,
+        offset: int,
+        checksum_header: str | None = None,
+    ) -> PlacedPiece | None:
         """A piece to receive at `offset`, or None when it cannot go there now (no such
-        upload, another writer, a different size): the request then goes the usual
-        way, and append() gives the client the answer that fits."""
+        upload, another writer, a different size, a checksum header that does not
+        parse): the request then goes the usual way, and append() gives the client the
+        answer that fits."""
         if not RESUMABLE_ID.fullmatch(upload_id):
             return None
+        algorithm = None
+        if checksum_header:
+            try:
+                algorithm = parse_checksum(checksum_header).algorithm
+            except BadRequest:
+                return None
         try:
             write = blobs.open_resumable(upload_id)
         except (ResumableBusy, OSError):
             return None
         try:
             if write.size == offset:
-                return cls(write, offset)
+                # Read under the hold: the last append kept its hash before letting go.
+                sha256 = hashes.copy(upload_id, offset) or (
+                    hashlib.sha256() if offset == 0 else None
+                )
+                return cls(write, offset, sha256, algorithm)
         except OSError:
             pass
         write.close()
@@ -164,6 +203,11 @@ class PlacedPiece:
             self.length = self._write.append(self.offset + self.length, (data,)) - self.offset
         except OSError as error:  # a full disk, say: append() reports it
             self.error = error
+            return
+        if self.sha256 is not None:
+            self.sha256.update(data)
+        if self.verifier is not None:
+            self.verifier.update(data)
 
     def take(self) -> ResumableWrite:
         """The hold on the write, now the caller's (to close), bytes and all."""
@@ -373,18 +417,25 @@ def append(
         try:
             length = _new_length(upload, declared_length, settings)
             room = (length if length is not None else settings.max_upload_size) - offset
-            # None: this process lost the hash; the whole upload is hashed when it completes.
-            sha256 = hashes.take(upload_id, offset) or (hashlib.sha256() if offset == 0 else None)
-            before = sha256.copy() if sha256 is not None else None
-            verifier = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
+            algorithm = checksum.algorithm if checksum else None
             if placed is not None:
                 if placed.length > room:
                     raise PayloadTooLarge(
                         f"The bytes go {placed.length - room} beyond the upload's length"
                     )
-                _hash_range(write, offset, placed.length, (sha256, verifier))
+                # Hashed as they arrived; this process's kept hash stays where it was.
+                sha256, verifier = placed.sha256, placed.verifier
+                if placed.checksum_algorithm != algorithm:  # (they read the same header)
+                    raise ValueError("the piece was checked with another algorithm")
                 new_offset = offset + placed.length
             else:
+                # None: this process lost the hash; the whole upload is hashed when it
+                # completes.
+                sha256 = hashes.take(upload_id, offset) or (
+                    hashlib.sha256() if offset == 0 else None
+                )
+                before = sha256.copy() if sha256 is not None else None
+                verifier = CHECKSUM_ALGORITHMS[algorithm]() if algorithm else None
                 new_offset = write.append(offset, _pieces(body, room, (sha256, verifier)))
             if verifier is not None and verifier.digest() != checksum.digest:
                 raise ChecksumMismatch("Upload-Checksum does not match the bytes; send them again")
@@ -485,23 +536,6 @@ def _hash_prefix(write, offset: int):
             sha256.update(data)
             remaining -= len(data)
     return sha256
-
-
-def _hash_range(write: ResumableWrite, offset: int, length: int, hashers: tuple) -> None:
-    """Feed the stored bytes [offset, offset + length) to the hashers."""
-    buffer = bytearray(READ_SIZE)
-    view = memoryview(buffer)
-    remaining = length
-    with write.read() as stored:
-        stored.seek(offset)
-        while remaining:
-            count = stored.readinto(view[: min(READ_SIZE, remaining)])
-            if not count:
-                raise ValueError(f"resumable write ended {remaining} bytes short")
-            for hasher in hashers:
-                if hasher is not None:
-                    hasher.update(view[:count])
-            remaining -= count
 
 
 def _pieces(body: IO[bytes], room: int, hashers: tuple) -> Iterator[bytes]:
