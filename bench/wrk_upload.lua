@@ -7,6 +7,9 @@
 -- unique across runs; the thread number and a counter keep them unique within one.
 -- Each multipart body has a boundary of its own, as real clients' (curl, OkHttp, browsers)
 -- have: a server that compiles something per boundary pays for it here as it would there.
+-- Each file's content is its own too (it starts with the file's name), as a phone's photos
+-- are: a server that stores identical content once (pcloud) must not be measured on a
+-- shortcut that real uploads never take.
 -- SIZE is the file's size in bytes. Headers given to wrk with -H (an Authorization, say)
 -- are sent too. With "statuses", it counts the answers by status and prints one
 -- "status CODE COUNT" line per status at the end; that costs wrk some time per answer, so
@@ -56,16 +59,17 @@ end
 function request()
   sent = sent + 1
   local name = string.format("%s-%d-%d.bin", prefix, thread_number or 0, sent)
+  local content = name .. string.sub(payload, #name + 1)
   if mode == "multipart" then
     local boundary = "----pcloud-bench-" .. name
     local body = "--" .. boundary .. "\r\n"
       .. 'Content-Disposition: form-data; name="file"; filename="' .. name .. '"\r\n'
       .. "Content-Type: application/octet-stream\r\n\r\n"
-      .. payload .. "\r\n--" .. boundary .. "--\r\n"
+      .. content .. "\r\n--" .. boundary .. "--\r\n"
     local content_type = "multipart/form-data; boundary=" .. boundary
     return wrk.format("POST", "/upload", headers_with({["Content-Type"] = content_type}), body)
   end
-  return wrk.format("PUT", "/" .. name, headers_with({}), payload)
+  return wrk.format("PUT", "/" .. name, headers_with({}), content)
 end
 
 function response(status, headers, body)
