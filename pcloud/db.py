@@ -194,7 +194,7 @@ class PreparedQuery:
 
     def _compile(self, database: peewee.Database):
         query = self._build(*self._placeholders)
-        if isinstance(query, peewee.Insert) and database.returning_clause:
+        if isinstance(query, peewee.Insert) and database.returning_clause and not query._returning:
             query = query.returning(query.model._meta.primary_key)  # else no id comes back
         sql, params = database.get_sql_context().sql(query).query()
         slots = [self._placeholders.index(p) if p in self._placeholders else None for p in params]

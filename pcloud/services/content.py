@@ -8,13 +8,14 @@ between leaves orphans, which `pcloud files gc` removes).
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 
 import peewee
 
 from pcloud.db import PreparedQuery
-from pcloud.models import Blob, DeletedContent, StoredFile, database_proxy, utc_now
+from pcloud.models import Blob, DeletedContent, StoredFile, database_proxy, micros, utc_now
 from pcloud.storage import BlobStore, StoredBlob
 
 _ADD_REFERENCES = PreparedQuery(
@@ -27,6 +28,21 @@ _ADD_REFERENCES = PreparedQuery(
 _STORE_KEY = PreparedQuery(
     lambda sha256: Blob.select(Blob.store_key).where(Blob.sha256 == sha256), "\x01sha256"
 )
+# New content gets its row, stored content one more reference: one statement either way,
+# answering with the key the content is stored under (the new one only if it was new).
+_COUNT_OR_ADD = PreparedQuery(
+    lambda sha256, store_key, size, created: (
+        Blob.insert(sha256=sha256, store_key=store_key, size=size, ref_count=1, created_at=created)
+        .on_conflict(conflict_target=[Blob.sha256], update={Blob.ref_count: Blob.ref_count + 1})
+        .returning(Blob.store_key)
+    ),
+    "\x01sha256",
+    "\x01key",
+    -8302,
+    -8303,
+)
+# SQLite answers INSERT ... RETURNING from 3.35 on (2021); older ones take two statements.
+_UPSERT_RETURNS = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def take(blob: StoredBlob, blobs: BlobStore | None = None) -> tuple[str, str | None]:
@@ -34,19 +50,29 @@ def take(blob: StoredBlob, blobs: BlobStore | None = None) -> tuple[str, str | N
     bytes now spare). When the content was stored already, the new bytes are spare;
     unless (asked of `blobs`) the stored bytes have gone missing: then the new bytes take
     their place, for every file of that content."""
+    key = _count_or_add(blob)
+    if key == blob.key:
+        return key, None
+    if blobs is not None and not blobs.exists(key):
+        _heal(blob.sha256, key, blob.key)
+        return blob.key, None
+    return key, blob.key
+
+
+def _count_or_add(blob: StoredBlob) -> str:
+    """The key the blob's content is stored under, after counting one more file of it."""
+    if _UPSERT_RETURNS or not isinstance(database_proxy.obj, peewee.SqliteDatabase):
+        row = _COUNT_OR_ADD.execute(blob.sha256, blob.key, blob.size, micros(utc_now()))
+        return row.fetchone()[0]
     for _ in range(3):
         if add_references(blob.sha256):
-            key = _STORE_KEY.execute(blob.sha256).fetchone()[0]
-            if key != blob.key and blobs is not None and not blobs.exists(key):
-                _heal(blob.sha256, key, blob.key)
-                return blob.key, None
-            return key, (blob.key if key != blob.key else None)
+            return _STORE_KEY.execute(blob.sha256).fetchone()[0]
         try:
             with database_proxy.atomic():
                 Blob.insert(
                     sha256=blob.sha256, store_key=blob.key, size=blob.size, ref_count=1
                 ).execute()
-            return blob.key, None
+            return blob.key
         except peewee.IntegrityError:
             continue  # someone stored the same content a moment ago: count on theirs
     raise RuntimeError(f"could not record blob {blob.sha256}")
