@@ -366,14 +366,17 @@ def test_a_numbered_name_still_fits_in_255_bytes(client, headers):
 
 def test_numbering_goes_past_many_taken_names(client, headers, pcloud):
     from pcloud.models import StoredFile, User, database_proxy
+    from pcloud.services import tree
 
     owner = User.get(User.username == "ann").id
     taken = ["x.txt", *(f"x_{number}.txt" for number in range(1, 40))]
     with database_proxy.atomic():
+        root_id = tree.lock(owner)
         StoredFile.insert_many(
             [
                 {
                     "owner": owner,
+                    "folder": root_id,
                     "name": name,
                     "blob_key": f"{number:032x}",
                     "size": 0,

@@ -11,7 +11,7 @@ from flask import current_app, g, request
 from pcloud.core import Pcloud
 from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
 from pcloud.services import sessions
-from pcloud.services.sessions import Client
+from pcloud.services.sessions import Client, SignedIn
 
 MAX_JSON_BYTES = 64 * 1024
 # The WSGI environ key of a body that the server received before the view ran, and the
@@ -81,20 +81,23 @@ def login_required(view: View) -> View:
         if scheme.lower() != "bearer" or not token or " " in token:
             raise Unauthorized("Authorization header must be 'Bearer <access token>'")
         claims = pcloud().access_tokens.claims(token)
-        sessions.check_access(claims, request.remote_addr)
-        g.user_id = claims.user_id
-        g.session_id = claims.session_id
+        g.signed_in = sessions.check_access(claims, request.remote_addr)
         return view(*args, **kwargs)
 
     return authenticated_view  # type: ignore[return-value]
 
 
+def signed_in() -> SignedIn:
+    """Who the request speaks for (in a view behind login_required)."""
+    return g.signed_in
+
+
 def current_user_id() -> int:
-    return g.user_id
+    return g.signed_in.user_id
 
 
 def current_session_id() -> str:
-    return g.session_id
+    return g.signed_in.session_id
 
 
 def client(device_name: str | None = None) -> Client:

@@ -13,6 +13,7 @@ from pcloud.api.context import (
     pcloud,
     receives_body,
     required,
+    signed_in,
 )
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
 from pcloud.errors import NotFound
@@ -42,11 +43,16 @@ def list_files():
 @login_required
 @receives_body("multipart")
 def upload():
-    app, owner_id = pcloud(), current_user_id()
-    quota.check(owner_id, expected_file_size())  # 507 before a byte is stored
+    app, user = pcloud(), signed_in()
+    quota.check_within(user.user_id, user.quota_bytes, expected_file_size())  # before storing
     received = receive_file(app.blobs, app.settings.max_upload_size)
     stored = files.add_file(
-        app.blobs, owner_id, received.name, received.blob, modified_at_field(received.fields)
+        app.blobs,
+        user.user_id,
+        received.name,
+        received.blob,
+        modified_at_field(received.fields),
+        root_id=user.root_folder_id,
     )
     g.uploaded_bytes = stored.size  # for the metrics, when they are on
     return jsonify({"message": "File uploaded successfully", "file": stored.name}), 201

@@ -15,6 +15,7 @@ from pcloud.api.context import (
     login_required,
     pcloud,
     receives_body,
+    signed_in,
 )
 from pcloud.api.files import send_stored_file
 from pcloud.api.uploads import expected_file_size, modified_at_field, receive_file
@@ -150,20 +151,21 @@ def delete_folder(folder_id: int):
 @login_required
 @receives_body("multipart")
 def upload_into(ref: str):
-    app, owner_id = pcloud(), current_user_id()
-    folder = folders.get(owner_id, folder_ref(ref))  # 404 before a byte is stored
+    app, user = pcloud(), signed_in()
+    folder = folders.get(user.user_id, folder_ref(ref))  # 404 before a byte is stored
     policy = on_conflict(tree.UPLOAD_POLICIES)
-    quota.check(owner_id, expected_file_size())
+    quota.check_within(user.user_id, user.quota_bytes, expected_file_size())
     received = receive_file(app.blobs, app.settings.max_upload_size)
     stored = files.add_file(
         app.blobs,
-        owner_id,
+        user.user_id,
         received.name,
         received.blob,
         modified_at=modified_at_field(received.fields),
         folder_id=folder.id,
         on_conflict=policy,
         if_match=if_match(),
+        root_id=user.root_folder_id,
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201

@@ -112,6 +112,7 @@ def add_file(
     folder_id: int | None = None,
     on_conflict: str = tree.RENAME,
     if_match: str | None = None,
+    root_id: int | None = None,
 ) -> StoredFile:
     """Record a finished blob as a file in the folder (default: the root), under the
     requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
@@ -122,15 +123,15 @@ def add_file(
     When the content is stored already the new bytes are deleted and the file shares the
     stored ones. If no row can be committed the blob is deleted, so a failed upload
     leaves nothing. Raises InsufficientStorage past the user's quota, NotFound for a
-    folder that is not the user's (or is in the trash).
+    folder that is not the user's (or is in the trash). `root_id`: the user's root
+    folder, when the caller knows it (see tree.lock).
     """
     modified_at = modified_at or utc_now()
     try:
         with database_proxy.atomic():
-            root_id = tree.lock(owner_id)
+            root_id = tree.lock(owner_id, root_id)
             if folder_id is None or folder_id == root_id:
                 folder_id = root_id
-                _adopt_rows_without_folder(owner_id, root_id)
             else:
                 tree.live_folder(owner_id, folder_id)
             existing = None
@@ -143,11 +144,13 @@ def add_file(
             if existing is not None:
                 entries.require_etag(if_match, existing.sha256)
                 stored, spare_keys = _replace_content(blobs, existing, blob, modified_at)
+                tree.bump([folder_id], root_id)
             else:
                 policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
                 stored, spare_keys = _insert_file(
                     blobs, owner_id, folder_id, requested_name, blob, modified_at, policy
                 )
+                tree.bump([folder_id], root_id)
     except peewee.IntegrityError:
         blobs.delete(blob.key)
         raise Conflict("Too many changes to this folder at once; try again") from None
@@ -184,7 +187,6 @@ def _insert_file(
         micros(modified_at),
     )
     changes.record(owner_id, changes.CREATED, changes.FILE, file_id, folder_id, name)
-    tree.bump([folder_id])
     stored = StoredFile(
         id=file_id,
         owner=owner_id,
@@ -212,27 +214,9 @@ def _replace_content(
     changes.record(
         stored.owner_id, changes.MODIFIED, changes.FILE, stored.id, stored.folder_id, stored.name
     )
-    tree.bump([stored.folder_id])
     stored.blob_key, stored.size, stored.sha256 = key, blob.size, blob.sha256
     stored.modified_at = modified_at
     return stored, [*freed, *([spare] if spare else [])]
-
-
-_ADOPT_ROWS = PreparedQuery(
-    lambda root_id, owner_id: StoredFile.update(folder=root_id).where(
-        (StoredFile.owner == owner_id)
-        & StoredFile.folder.is_null()
-        & StoredFile.trashed_at.is_null()
-    ),
-    -7311,
-    -7312,
-)
-
-
-def _adopt_rows_without_folder(owner_id: int, root_id: int) -> None:
-    """Rows written without a folder (by hand, or by a tool that predates folders)
-    belong to the root; move them there so the root's names stay unique."""
-    _ADOPT_ROWS.execute(root_id, owner_id)
 
 
 def rename_file(owner_id: int, old_name: object, new_name: object) -> tuple[str, str]:

@@ -39,7 +39,11 @@ def room(owner_id: int) -> int | None:
 
 def check(owner_id: int, incoming: int | None) -> None:
     """Raise InsufficientStorage (507) if `incoming` more bytes would pass the user's quota."""
-    quota = quota_of(owner_id)
+    check_within(owner_id, quota_of(owner_id), incoming)
+
+
+def check_within(owner_id: int, quota: int | None, incoming: int | None) -> None:
+    """check(), against a quota the caller read already (None: no quota)."""
     if quota is None or incoming is None:
         return
     used = usage(owner_id)

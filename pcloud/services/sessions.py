@@ -17,10 +17,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from peewee import JOIN
+
 from pcloud.config import Settings
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, NotFound, Unauthorized
-from pcloud.models import DeviceSession, RefreshToken, User, database_proxy, micros, utc_now
+from pcloud.models import (
+    DeviceSession,
+    Folder,
+    RefreshToken,
+    User,
+    database_proxy,
+    micros,
+    utc_now,
+)
 from pcloud.services import audit, tokens
 from pcloud.services.tokens import AccessClaims, TokenPair
 
@@ -117,23 +127,37 @@ _SESSION_STATE = PreparedQuery(
             DeviceSession.revoked_at,
             DeviceSession.last_seen_at,
             User.disabled_at,
+            User.quota_bytes,
+            Folder.id,
         )
         .join(User)
+        .join(Folder, JOIN.LEFT_OUTER, on=(Folder.root_of == User.id))
         .where(DeviceSession.public_id == public_id)
     ),
     "\x01sid",
 )
 
 
-def check_access(claims: AccessClaims, ip_address: str | None = None) -> None:
+@dataclass(frozen=True)
+class SignedIn:
+    """Who a request speaks for, as its session check found them (see check_access)."""
+
+    user_id: int
+    session_id: str  # the session's public id, the token's `sid`
+    root_folder_id: int | None  # None until the user's root folder is made
+    quota_bytes: int | None  # None: no quota
+
+
+def check_access(claims: AccessClaims, ip_address: str | None = None) -> SignedIn:
     """Let an access token in only while its session is live and its user enabled.
 
-    One indexed query per request. Raises Unauthorized.
+    One indexed query per request, which also brings what most requests need next (the
+    user's root folder and quota), so that they need not ask again. Raises Unauthorized.
     """
     row = _SESSION_STATE.execute(claims.session_id).fetchone()
     if row is None:
         raise Unauthorized(USER_GONE)  # sessions go only with their user
-    session_id, user_id, revoked_at, last_seen_at, disabled_at = row
+    session_id, user_id, revoked_at, last_seen_at, disabled_at, quota_bytes, root_id = row
     if user_id != claims.user_id:
         raise Unauthorized("Invalid token")
     if revoked_at is not None:
@@ -146,6 +170,7 @@ def check_access(claims: AccessClaims, ip_address: str | None = None) -> None:
             DeviceSession.update(last_seen_at=now, ip_address=ip_address or None).where(
                 DeviceSession.id == session_id
             ).execute()
+    return SignedIn(user_id, claims.session_id, root_id, quota_bytes)
 
 
 def refresh(

@@ -38,29 +38,40 @@ def _lock_query(owner_id):
 _LOCK_ROOT = PreparedQuery(_lock_query, -8201)
 # The owner is asked for too, although the folder implies it: only then do the engines
 # look the name up in the (owner, folder, name) index instead of reading the whole folder.
-_FILE_NAMED = PreparedQuery(
-    lambda owner_id, folder_id, name: StoredFile.select(StoredFile.id).where(
-        (StoredFile.owner == owner_id)
-        & (StoredFile.folder == folder_id)
-        & (StoredFile.name == name)
-    ),
+# Every upload asks: one statement for the files and the folders both.
+_NAME_TAKEN = PreparedQuery(
+    lambda file_owner, file_folder, file_name, folder_owner, parent, folder_name: (
+        StoredFile.select(peewee.SQL("1")).where(
+            (StoredFile.owner == file_owner)
+            & (StoredFile.folder == file_folder)
+            & (StoredFile.name == file_name)
+        )
+        + Folder.select(peewee.SQL("1")).where(
+            (Folder.owner == folder_owner)
+            & (Folder.parent == parent)
+            & (Folder.name == folder_name)
+        )
+    ).limit(1),
     -8204,
     -8202,
-    "\x01name",
-)
-_FOLDER_NAMED = PreparedQuery(
-    lambda owner_id, folder_id, name: Folder.select(Folder.id).where(
-        (Folder.owner == owner_id) & (Folder.parent == folder_id) & (Folder.name == name)
-    ),
+    "\x01file name",
     -8205,
     -8203,
-    "\x01name",
+    "\x01folder name",
+)
+_BUMP_ONE = PreparedQuery(
+    lambda folder_id: Folder.update(version=Folder.version + 1).where(Folder.id == folder_id),
+    -8206,
 )
 
 
-def lock(owner_id: int) -> int:
+def lock(owner_id: int, root_id: int | None = None) -> int:
     """Hold the user's tree until the transaction ends; returns the root folder's id
-    (making the root if the user has none yet)."""
+    (making the root if the user has none yet). `root_id`, when the caller already knows
+    it (pcloud.services.sessions.SignedIn), spares SQLite a query: there the write
+    transaction itself is the lock."""
+    if root_id is not None and not database_proxy.obj.for_update:
+        return root_id
     row = _LOCK_ROOT.execute(owner_id).fetchone()
     if row is not None:
         return row[0]
@@ -74,10 +85,8 @@ def lock(owner_id: int) -> int:
 
 def name_taken(owner_id: int, folder_id: int, name: str) -> bool:
     """Whether a file or a folder in the user's folder has the name."""
-    return (
-        _FILE_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
-        or _FOLDER_NAMED.execute(owner_id, folder_id, name).fetchone() is not None
-    )
+    found = _NAME_TAKEN.execute(owner_id, folder_id, name, owner_id, folder_id, name)
+    return found.fetchone() is not None
 
 
 def make_root(owner_id: int) -> int:
@@ -131,9 +140,13 @@ def is_live(folder_id: int) -> bool:
     return bool(chain) and all(trashed is None for _id, _parent, trashed in chain)
 
 
-def bump(folder_ids: Iterable[int | None]) -> None:
-    """Raise the version (the ETag) of these folders and of every folder above them."""
+def bump(folder_ids: Iterable[int | None], root_id: int | None = None) -> None:
+    """Raise the version (the ETag) of these folders and of every folder above them.
+    (The root, when the caller names it, has nothing above it to look for.)"""
     for folder_id in {folder_id for folder_id in folder_ids if folder_id is not None}:
+        if folder_id == root_id:
+            _BUMP_ONE.execute(folder_id)
+            continue
         sql = _chain_sql() % _param() + (
             " UPDATE folder SET version = version + 1 WHERE id IN (SELECT id FROM chain)"
         )
