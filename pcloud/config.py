@@ -212,7 +212,9 @@ OPTIONS: tuple[Option, ...] = (
         "PCLOUD_THREADS",
         "threads",
         "4",
-        "Threads per process: requests each process handles at once.",
+        "Threads per process for the requests that may wait (sign-ins, resumable upload "
+        "pieces, big batches); quick ones (file uploads, downloads, listings) run in the "
+        "process's event loop.",
         parse_positive_int,
     ),
     Option(

@@ -55,6 +55,7 @@ class GoogleIdP:
         self.certs = {self.kid: certificate_pem(self.key)}
         self.cache_control = cache_control
         self.status = 200  # set to e.g. 500 to make the next fetches fail
+        self.delay = 0.0  # seconds each answer waits, as a slow network would
         self.requests = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -73,6 +74,7 @@ class GoogleIdP:
             def do_GET(self) -> None:
                 with idp._lock:
                     idp.requests += 1
+                time.sleep(idp.delay)
                 body = json.dumps(idp.certs).encode()
                 self.send_response(idp.status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")

@@ -100,7 +100,7 @@ class Server:
 
 
 def start_server(
-    settings, extra_env: dict | None = None, port: int = 0
+    settings, extra_env: dict | None = None, port: int = 0, workers: int = 2
 ) -> tuple[subprocess.Popen, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(settings), **(extra_env or {}))
@@ -117,7 +117,7 @@ def start_server(
             "--port",
             str(port),
             "--workers",
-            "2",
+            str(workers),
             "--threads",
             "4",
         ],
@@ -153,9 +153,9 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_server(settings, extra_env: dict | None = None) -> Iterator[str]:
+def running_server(settings, extra_env: dict | None = None, workers: int = 2) -> Iterator[str]:
     """`pcloud serve` with these settings for the length of a with block; its URL."""
-    process, url = start_server(settings, extra_env)
+    process, url = start_server(settings, extra_env, workers=workers)
     try:
         yield url
     finally:

@@ -9,6 +9,7 @@ from pcloud.api.context import (
     json_body,
     login_required,
     pcloud,
+    quick,
     required,
 )
 from pcloud.errors import BadRequest, Unauthorized
@@ -45,6 +46,7 @@ def login_google():
 
 
 @blueprint.post("/token/refresh")
+@quick
 def refresh():
     body = json_body()
     (refresh_token,) = required(body, "refresh_token")
@@ -60,6 +62,7 @@ def refresh():
 
 
 @blueprint.post("/logout")
+@quick
 def logout():
     (refresh_token,) = required(json_body(), "refresh_token")
     sessions.sign_out(pcloud().settings, refresh_token, client())
@@ -84,6 +87,7 @@ def _no_store(body: dict):
 
 
 @blueprint.get("/me")
+@quick
 @login_required
 def me():
     user = users.get_user(current_user_id())

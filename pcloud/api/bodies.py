@@ -3,9 +3,10 @@
 Waitress reads a whole request body before the app sees it, by default into a temporary
 file in /tmp (a tmpfs, so RAM, on many systems), which the view then copied into the
 blob store: every uploaded byte was written twice, and a large upload needed room for
-itself in /tmp as well. Instead, pcloud.server asks `BodyReceivers.for_request` when a
-request's headers are complete, and hands each piece of the body to the receiver it
-returns, as waitress reads it from the connection:
+itself in /tmp as well. Instead, pcloud.server asks `RequestPreviews.preview` when a
+request's headers are complete (which also tells it whether the view is @quick), and
+hands each piece of the body to the receiver it returns, as waitress reads it from the
+connection:
 
 - a multipart upload (a view marked `receives_body("multipart")`): werkzeug's multipart
   decoder feeds the file part straight into a blob writer, hashing as it goes
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import Flask, request
@@ -35,7 +37,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.routing.exceptions import RoutingException
 
 from pcloud.api import tus
-from pcloud.api.context import RECEIVED_BODY, RECEIVES_BODY
+from pcloud.api.context import QUICK, RECEIVED_BODY, RECEIVES_BODY
 from pcloud.api.uploads import MultipartReceiver
 from pcloud.services.uploads_resumable import PlacedPiece
 
@@ -62,34 +64,49 @@ class BodyReceiver(Protocol):
         """The request is over: undo whatever the view did not take."""
 
 
-class BodyReceivers:
-    """Chooses, from a request's method, path and headers, who receives its body."""
+@dataclass(frozen=True)
+class Preview:
+    """What the server knows of a request once its headers are in, before its body."""
+
+    receiver: BodyReceiver | None = None  # who takes the body as it arrives; None: buffer it
+    quick: bool = False  # its view is marked @quick
+
+
+NO_PREVIEW = Preview()
+
+
+class RequestPreviews:
+    """Finds the view a request goes to from its method, path and headers, as soon as its
+    headers are complete: who receives its body, and whether the view is quick."""
 
     def __init__(self, app: Flask) -> None:
         self._urls = app.url_map.bind("localhost")
         self._views = app.view_functions
         self._pcloud = app.extensions["pcloud"]
 
-    def for_request(
-        self, method: str, path: str, headers: Mapping[str, str]
-    ) -> BodyReceiver | None:
-        """A receiver for this body, or None to buffer it as usual.
-
-        `headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE).
-        """
+    def preview(
+        self, method: str, path: str, headers: Mapping[str, str], has_body: bool
+    ) -> Preview:
+        """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE).
+        Without a body (`has_body` False) no receiver is made."""
+        receiver = None
         try:
             method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
             endpoint, arguments = self._urls.match(path, method)
-            kind = getattr(self._views.get(endpoint), RECEIVES_BODY, None)
+            view = self._views.get(endpoint)
+            kind = getattr(view, RECEIVES_BODY, None) if has_body else None
             if kind == "multipart":
-                return self._multipart(headers)
-            if kind == "tus":
-                return self._tus_piece(arguments, headers)
+                receiver = self._multipart(headers)
+            elif kind == "tus":
+                receiver = self._tus_piece(arguments, headers)
+            return Preview(receiver, getattr(view, QUICK, False))
         except (HTTPException, RoutingException):
-            return None  # no such route: the view (or the 404) reads the body as usual
+            return NO_PREVIEW  # no such route: the view (or the 404) reads the body as usual
         except Exception:
-            log.exception("Could not receive the body of %s %s as it arrives", method, path)
-        return None
+            log.exception("Could not look at %s %s before its body", method, path)
+            if receiver is not None:
+                receiver.close()
+        return NO_PREVIEW
 
     def _multipart(self, headers: Mapping[str, str]) -> MultipartReceiver | None:
         mimetype, options = parse_options_header(headers.get("CONTENT_TYPE", ""))

@@ -18,6 +18,7 @@ MAX_JSON_BYTES = 64 * 1024
 # view attribute saying how (see pcloud.api.bodies).
 RECEIVED_BODY = "pcloud.received_body"
 RECEIVES_BODY = "pcloud_receives_body"
+QUICK = "pcloud_quick"  # the view attribute set by @quick
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -35,6 +36,15 @@ def receives_body(kind: str) -> Callable[[View], View]:
         return view
 
     return mark
+
+
+def quick(view: View) -> View:
+    """Mark a view that answers from the database and the local disk alone, in a few
+    milliseconds, never waiting on anything else (the network, a password hash, hashing
+    a whole file): the server may run it in its event loop instead of handing it to a
+    worker thread (see pcloud.server.LoopDispatcher). Unmarked views run in threads."""
+    setattr(view, QUICK, True)
+    return view
 
 
 def received_body() -> Any | None:

@@ -11,6 +11,7 @@ from pcloud.api.context import (
     json_body,
     login_required,
     pcloud,
+    quick,
     receives_body,
     required,
     signed_in,
@@ -24,6 +25,7 @@ log = logging.getLogger("pcloud.api")
 
 
 @blueprint.get("/files")
+@quick
 @login_required
 def list_files():
     return jsonify(
@@ -40,6 +42,7 @@ def list_files():
 
 
 @blueprint.post("/upload")
+@quick
 @login_required
 @receives_body("multipart")
 def upload():
@@ -59,6 +62,7 @@ def upload():
 
 
 @blueprint.get("/download/<path:filename>")
+@quick
 @login_required
 def download(filename: str):
     return send_stored_file(files.get_file(current_user_id(), filename))
@@ -94,6 +98,7 @@ def send_stored_file(stored) -> Response:
 
 
 @blueprint.delete("/delete/<path:filename>")
+@quick
 @login_required
 def delete(filename: str):
     name = files.delete_file(pcloud().blobs, current_user_id(), filename, request.remote_addr)
@@ -101,6 +106,7 @@ def delete(filename: str):
 
 
 @blueprint.put("/rename")
+@quick
 @login_required
 def rename():
     old_name, new_name = required(json_body(), "old_filename", "new_filename")

@@ -8,6 +8,7 @@ from pcloud.api.context import (
     current_user_id,
     json_body,
     login_required,
+    quick,
 )
 from pcloud.errors import BadRequest, Unauthorized
 from pcloud.services import sessions, users
@@ -17,6 +18,7 @@ blueprint = Blueprint("sessions", __name__)
 
 
 @blueprint.get("/sessions")
+@quick
 @login_required
 def list_sessions():
     found = sessions.list_sessions(current_user_id(), current_session_id())
@@ -24,6 +26,7 @@ def list_sessions():
 
 
 @blueprint.delete("/sessions/<session_id>")
+@quick
 @login_required
 def revoke_session(session_id: str):
     sessions.revoke(_current_user(), session_id, client())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from pcloud.api.context import current_user_id, json_body, login_required, pcloud
+from pcloud.api.context import current_user_id, json_body, login_required, pcloud, quick
 from pcloud.api.tree import PREFIX, on_conflict, query_int
 from pcloud.errors import BadRequest
 from pcloud.services import changes, content, from_content, trash, upload_check
@@ -41,6 +41,7 @@ def forget_deleted_content():
 
 
 @blueprint.post("/files/from-content")
+@quick
 @login_required
 def create_from_content():
     wanted = from_content.parse_request(json_body())
@@ -69,6 +70,7 @@ def create_many_from_content():
 
 
 @blueprint.get("/trash")
+@quick
 @login_required
 def list_trash():
     return jsonify(
@@ -87,6 +89,7 @@ def list_trash():
 
 
 @blueprint.post("/trash/<any(file, folder):item_type>/<id:item_id>/restore")
+@quick
 @login_required
 def restore(item_type: str, item_id: int):
     return jsonify(trash.restore(current_user_id(), item_type, item_id).to_json())
@@ -100,6 +103,7 @@ def empty_trash():
 
 
 @blueprint.get("/changes")
+@quick
 @login_required
 def change_feed():
     cursor = changes.parse_cursor(request.args.get("cursor"))
@@ -128,6 +132,7 @@ def change_feed():
 
 
 @blueprint.get("/changes/cursor")
+@quick
 @login_required
 def current_cursor():
     return jsonify({"cursor": str(changes.current_cursor(current_user_id()))})

@@ -14,6 +14,7 @@ from pcloud.api.context import (
     json_body,
     login_required,
     pcloud,
+    quick,
     receives_body,
     signed_in,
 )
@@ -73,6 +74,7 @@ def query_int(name: str, default: int) -> int:
 
 
 @blueprint.get("/folders/<ref>")
+@quick
 @login_required
 def list_folder(ref: str):
     order = request.args.get("order", "asc")
@@ -100,6 +102,7 @@ def list_folder(ref: str):
 
 
 @blueprint.post("/folders")
+@quick
 @login_required
 def create_folder():
     body = json_body()
@@ -110,6 +113,7 @@ def create_folder():
 
 
 @blueprint.patch("/folders/<id:folder_id>")
+@quick
 @login_required
 def update_folder(folder_id: int):
     body = json_body()
@@ -141,6 +145,7 @@ def copy_folder(folder_id: int):
 
 
 @blueprint.delete("/folders/<id:folder_id>")
+@quick
 @login_required
 def delete_folder(folder_id: int):
     trash.trash_folder(current_user_id(), folder_id, if_match())
@@ -148,6 +153,7 @@ def delete_folder(folder_id: int):
 
 
 @blueprint.post("/folders/<ref>/files")
+@quick
 @login_required
 @receives_body("multipart")
 def upload_into(ref: str):
@@ -172,6 +178,7 @@ def upload_into(ref: str):
 
 
 @blueprint.get("/files/<id:file_id>")
+@quick
 @login_required
 def get_file(file_id: int):
     stored = folders.file_of(current_user_id(), file_id)
@@ -179,12 +186,14 @@ def get_file(file_id: int):
 
 
 @blueprint.get("/files/<id:file_id>/content")
+@quick
 @login_required
 def download(file_id: int):
     return send_stored_file(folders.file_of(current_user_id(), file_id))
 
 
 @blueprint.patch("/files/<id:file_id>")
+@quick
 @login_required
 def update_file(file_id: int):
     body = json_body()
@@ -202,6 +211,7 @@ def update_file(file_id: int):
 
 
 @blueprint.post("/files/<id:file_id>/copy")
+@quick
 @login_required
 def copy_file(file_id: int):
     body = json_body()
@@ -212,6 +222,7 @@ def copy_file(file_id: int):
 
 
 @blueprint.delete("/files/<id:file_id>")
+@quick
 @login_required
 def delete_file(file_id: int):
     trash.trash_file(current_user_id(), file_id, if_match())

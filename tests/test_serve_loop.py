@@ -1,0 +1,169 @@
+"""Where `pcloud serve` runs a request: quick views in the worker's event loop, the rest
+in its threads, so that a slow request holds up no other connection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from flask import Blueprint
+from waitress import wasyncore
+
+from pcloud import server as pcloud_server
+from pcloud.api import create_app
+from pcloud.api.context import quick
+from tests.conftest import make_settings
+from tests.google_idp import CLIENT_ID, GoogleIdP
+from tests.test_e2e import running_server
+
+WATERMARK = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
+
+
+def _thread_blueprint() -> Blueprint:
+    """Two views that tell which thread served them."""
+    blueprint = Blueprint("threads", __name__)
+
+    @blueprint.get("/_thread/quick")
+    @quick
+    def quick_view():
+        return {"thread": threading.get_ident()}
+
+    @blueprint.get("/_thread/other")
+    def other_view():
+        return {"thread": threading.get_ident()}
+
+    return blueprint
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    return make_settings(tmp_path, database_url, max_upload_size=4 * WATERMARK)
+
+
+@pytest.fixture
+def served(pcloud, settings) -> Iterator[tuple[str, int]]:
+    """The real app under pcloud's waitress server, in this process: (URL, the loop's thread)."""
+    app = create_app(pcloud=pcloud)
+    app.register_blueprint(_thread_blueprint())
+    sock = pcloud_server.listen("127.0.0.1", 0)
+    server = pcloud_server.build_server(app, settings, sock, threads=2)
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    try:
+        yield pcloud_server.url_of(sock), loop.ident
+    finally:
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+        loop.join(timeout=5)
+
+
+def test_a_quick_view_runs_in_the_event_loop_and_another_in_a_thread(served):
+    url, loop_thread = served
+    assert requests.get(f"{url}/_thread/quick", timeout=5).json()["thread"] == loop_thread
+    assert requests.get(f"{url}/_thread/other", timeout=5).json()["thread"] != loop_thread
+
+
+def test_pipelined_downloads_larger_than_the_write_buffer_all_arrive(served, auth, client):
+    """The loop serves the second request while the first answer is still far from sent:
+    it must not wait for itself to send it (a worker thread would)."""
+    url, _ = served
+    headers = auth.headers()
+    content = bytes(range(256)) * (3 * WATERMARK // 256)  # far past the watermark
+    upload = client.post("/upload", headers=headers, data={"file": (_stream(content), "big.bin")})
+    assert upload.status_code == 201
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        f"GET /download/big.bin HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: {headers['Authorization']}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(request * 2)
+        time.sleep(0.5)  # both are in before the first answer is read
+        received = _read_answers(connection, count=2, body_size=len(content))
+    assert [status for status, _ in received] == [200, 200]
+    assert all(body == content for _, body in received)
+
+
+def test_a_slow_google_sign_in_holds_up_no_quick_request(settings, auth):
+    """A sign-in waits seconds for Google's certificates in a thread of the only worker;
+    meanwhile the worker's event loop answers other connections at once."""
+    idp = GoogleIdP()
+    idp.delay = 3.0
+    try:
+        settings = settings.__class__(
+            **{**settings.__dict__, "google_client_id": CLIENT_ID, "google_certs_url": idp.url}
+        )
+        with running_server(settings, workers=1) as url, ThreadPoolExecutor(1) as pool:
+            sign_in = pool.submit(
+                requests.post, f"{url}/login/google", json={"google_token": idp.token()}, timeout=30
+            )
+            while idp.requests == 0:  # the sign-in is waiting on "Google" now
+                time.sleep(0.01)
+            started = time.monotonic()
+            assert requests.get(f"{url}/", timeout=10).status_code == 200
+            waited = time.monotonic() - started
+            assert not sign_in.done()
+            assert sign_in.result().status_code == 200
+        assert waited < 1.0, f"GET / waited {waited:.1f} s for the sign-in"
+    finally:
+        idp.close()
+
+
+def test_a_stop_signal_waits_for_the_request_the_loop_is_serving():
+    signals = pcloud_server.StopSignals()
+    signals.serving = True
+    signals.handle(None, None)  # mid-request: noted, nothing raised
+    assert signals.asked
+    with pytest.raises(KeyboardInterrupt):
+        signals.handle(None, None)  # a second one stops at once
+    signals.serving = False
+    with pytest.raises(KeyboardInterrupt):
+        signals.stop_if_asked()  # the request is over: now stop
+
+
+def test_a_stop_signal_between_requests_stops_at_once():
+    signals = pcloud_server.StopSignals()
+    with pytest.raises(KeyboardInterrupt):
+        signals.handle(None, None)
+
+
+def _stream(content: bytes):
+    import io
+
+    return io.BytesIO(content)
+
+
+def _read_answers(connection: socket.socket, count: int, body_size: int):
+    """`count` HTTP answers of Content-Length bodies, read slowly at first."""
+    buffer = b""
+    answers = []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in buffer:
+            buffer += _receive(connection)
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
+        assert length == body_size
+        while len(buffer) < length:
+            buffer += _receive(connection)
+        answers.append((status, buffer[:length]))
+        buffer = buffer[length:]
+    return answers
+
+
+def _receive(connection: socket.socket) -> bytes:
+    data = connection.recv(1 << 20)
+    if not data:
+        raise AssertionError("the server closed the connection")
+    return data
