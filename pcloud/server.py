@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import gc
 import io
 import json
 import logging
@@ -345,6 +346,17 @@ class LoopDispatcher:
         return self.threads.shutdown(cancel_pending, timeout)
 
 
+def _wake_unless_in(dispatcher: LoopDispatcher, wake: Callable[[], None]) -> Callable[[], None]:
+    """Waitress wakes its loop (a byte through a pipe) whenever a request has been served,
+    so that the loop sends the answer; the loop itself is awake already."""
+
+    def pull_trigger() -> None:
+        if not dispatcher.in_loop():
+            wake()
+
+    return pull_trigger
+
+
 class StopSignals:
     """SIGINT and SIGTERM stop a worker by raising KeyboardInterrupt in its main thread,
     which runs the event loop; but not in the middle of a request the loop is serving,
@@ -409,6 +421,7 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
             # One dispatcher (waitress's threads) serves every socket; wrapped once.
             dispatcher = dispatcher or LoopDispatcher(each.task_dispatcher)
             each.task_dispatcher = dispatcher
+            each.pull_trigger = _wake_unless_in(dispatcher, each.pull_trigger)
             each.channel_class = PcloudChannel
             each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
             if isinstance(app, Flask):
@@ -428,6 +441,9 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     try:
         pcloud = Pcloud.open(settings, create_tables=False)
         server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
+        # The tens of thousands of objects made at start-up live as long as the worker:
+        # the collector need not walk them again and again while it serves.
+        gc.freeze()
         server.run()
     except KeyboardInterrupt:
         pass
