@@ -42,6 +42,13 @@ class Pcloud:
             schema_changes=changes,
         )
 
+    def checkpoint_in_background(self) -> None:
+        """For a server on SQLite: WAL checkpoints move from commits to a thread of their
+        own (pcloud.db.Checkpointer). Other databases need nothing of the kind."""
+        start = getattr(self.database, "checkpoint_in_background", None)
+        if start is not None:
+            start()
+
     def close(self) -> None:
         """Close every pooled connection, and the blob store."""
         self.blobs.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,8 @@ from playhouse.pool import PooledSqliteDatabase
 
 from pcloud.errors import ConfigError, DatabaseUnavailable
 from pcloud.models import database_proxy
+
+log = logging.getLogger("pcloud.db")
 
 # Each connection is checked out per request (or command) and returned to the pool
 # afterwards; pooling saves the connect and pragma round trips on every request.
@@ -34,7 +39,9 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10_000,  # a last resort: writers queue on WriterQueue first
     "foreign_keys": 1,
     "mmap_size": 256 * 1024 * 1024,  # read pages through memory, not a syscall each
+    "journal_size_limit": 64 * 1024 * 1024,  # the WAL file shrinks back after a burst
 }
+CHECKPOINT_INTERVAL = 0.5  # seconds between two of a Checkpointer's turns
 
 
 class WriterQueue:
@@ -74,6 +81,80 @@ class WriterQueue:
         return self._lock_file
 
 
+class Checkpointer:
+    """Copies committed pages from the WAL back into the database file in a thread of
+    its own, every CHECKPOINT_INTERVAL seconds, instead of in a request's commit.
+
+    SQLite checkpoints inside the commit that takes the WAL past 1,000 pages: that
+    request then copies and fsyncs megabytes, here while it holds the writers' queue, so
+    every other writer waits too (measured: a commit of 0.1 ms took 20-30 ms every ~70
+    uploads; under 8 uploading clients the machine sat 8% in I/O wait).
+
+    Each turn has two steps. A PASSIVE checkpoint, which blocks neither readers nor
+    writers, copies the bulk. But SQLite starts the WAL over only after a checkpoint that
+    reached its very end, and writers append meanwhile; so a second one, holding the
+    writers' queue, copies what was committed during the first, and the next writer
+    starts the WAL from its beginning again. The WAL stays as small as one turn's writes.
+    Several workers' checkpointers take turns on the queue.
+    """
+
+    def __init__(
+        self, path: str, writers: WriterQueue, interval: float = CHECKPOINT_INTERVAL
+    ) -> None:
+        self._path = path
+        self._writers = writers
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Open the checkpointer's connection (and the database's files, now) and start
+        its thread. False, with the reason logged, when it cannot: then commits must
+        keep checkpointing."""
+        try:
+            connection = sqlite3.connect(
+                self._path, isolation_level=None, timeout=10, check_same_thread=False
+            )
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as error:
+            log.error("Cannot checkpoint %s in the background: %s", self._path, error)
+            return False
+        self._thread = threading.Thread(
+            target=self._run, args=(connection,), name="pcloud-checkpoint", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop (the last connection to close checkpoints what is left, as SQLite does)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self, connection: sqlite3.Connection) -> None:
+        try:
+            while not self._stop.wait(self._interval):
+                try:
+                    self.checkpoint(connection)
+                except Exception as error:  # busy, or the disk: the next turn tries again
+                    log.warning("WAL checkpoint of %s failed: %s", self._path, error)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+
+    def checkpoint(self, connection: sqlite3.Connection) -> None:
+        """One turn (see the class)."""
+        _busy, wal_pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if wal_pages <= 0:
+            return  # nothing written since the WAL last started over
+        self._writers.acquire()
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            self._writers.release()
+
+
 class QueuedSqliteDatabase(PooledSqliteDatabase):
     """Pooled SQLite whose write transactions queue on a WriterQueue."""
 
@@ -81,6 +162,23 @@ class QueuedSqliteDatabase(PooledSqliteDatabase):
         super().__init__(database, *args, **kwargs)
         self._writers = WriterQueue(Path(f"{database}.writelock"))
         self._holding = threading.local()
+        self._checkpointer: Checkpointer | None = None
+
+    def checkpoint_in_background(self) -> None:
+        """From now on, a Checkpointer thread checkpoints, not the commits (see there)."""
+        if self._checkpointer is not None:
+            return
+        checkpointer = Checkpointer(self.database, self._writers)
+        if checkpointer.start():
+            self._checkpointer = checkpointer
+            self._pragmas = [*self._pragmas, ("wal_autocheckpoint", 0)]
+            self.close_idle()  # pooled connections opened before lack the pragma
+
+    def close_all(self) -> None:
+        super().close_all()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
     def begin(self, lock_type: str | None = None) -> None:
         self._writers.acquire()
