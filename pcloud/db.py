@@ -42,6 +42,8 @@ SQLITE_PRAGMAS = {
     "journal_size_limit": 64 * 1024 * 1024,  # the WAL file shrinks back after a burst
 }
 CHECKPOINT_INTERVAL = 0.5  # seconds between two of a Checkpointer's turns
+CATCH_UP_PASSES = 4  # copies without holding writers up, before the short last one
+CAUGHT_UP = 64  # WAL pages written during a copy that the last one may take
 
 
 class WriterQueue:
@@ -90,12 +92,14 @@ class Checkpointer:
     every other writer waits too (measured: a commit of 0.1 ms took 20-30 ms every ~70
     uploads; under 8 uploading clients the machine sat 8% in I/O wait).
 
-    Each turn has two steps. A PASSIVE checkpoint, which blocks neither readers nor
-    writers, copies the bulk. But SQLite starts the WAL over only after a checkpoint that
-    reached its very end, and writers append meanwhile; so a second one, holding the
-    writers' queue, copies what was committed during the first, and the next writer
-    starts the WAL from its beginning again. The WAL stays as small as one turn's writes.
-    Several workers' checkpointers take turns on the queue.
+    Each turn has two steps. PASSIVE checkpoints, which block neither readers nor
+    writers, copy the bulk, again while the writers add more during each copy than a
+    last, short copy can take. But SQLite starts the WAL over only after a checkpoint
+    that reached its very end, and writers append meanwhile; so a last one, holding the
+    writers' queue, copies what was committed since, and the next writer starts the WAL
+    from its beginning again. The WAL stays as small as one turn's writes, and writers
+    wait only for that last copy (measured under 8 uploading clients: 15-25 ms every
+    turn when it followed a single copy). Several workers' checkpointers take turns.
     """
 
     def __init__(
@@ -145,9 +149,14 @@ class Checkpointer:
 
     def checkpoint(self, connection: sqlite3.Connection) -> None:
         """One turn (see the class)."""
-        _busy, wal_pages, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if wal_pages <= 0:
-            return  # nothing written since the WAL last started over
+        wal_frames = 0
+        for _ in range(CATCH_UP_PASSES):  # each copies what the one before left behind
+            _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames <= 0:
+                return  # nothing written since the WAL last started over
+            written_meanwhile, wal_frames = frames - wal_frames, frames
+            if written_meanwhile <= CAUGHT_UP:
+                break
         self._writers.acquire()
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
