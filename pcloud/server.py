@@ -64,6 +64,10 @@ RESTART_WINDOW = 60.0
 # (a few tens of KiB): a larger buffer means fewer, larger sends for big downloads.
 SEND_BUFFER = 4 * 1024 * 1024
 SENDFILE_PIECE = 16 * 1024 * 1024
+# Waitress 3 sends each write at once (its send_bytes is 1): an answer's headers and its
+# body left in two send(2) calls and two TCP segments. Held until this much is written
+# (or the request is done), a small answer leaves in one.
+SEND_BYTES = 64 * 1024
 SOCKET_OPTIONS = [
     (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
     (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
@@ -212,12 +216,14 @@ class PcloudChannel(HTTPChannel):
         dispatcher.run_pending()
 
     def _flush_outbufs_below_high_watermark(self):
-        # A worker thread waits here for the loop to send what it wrote; the loop itself
-        # must not wait for itself: it sends what the socket takes now, the rest later.
+        # A worker thread waits here, past the high watermark, for the loop to send what
+        # it wrote; the loop itself must not wait for itself: it sends what the socket
+        # takes now, and the rest later.
         dispatcher = self.server.task_dispatcher
         if isinstance(dispatcher, LoopDispatcher) and dispatcher.in_loop():
-            with self.outbuf_lock:
-                self._flush_exception(self._flush_some, do_close=False)
+            if self.total_outbufs_len > self.adj.outbuf_high_watermark:
+                with self.outbuf_lock:
+                    self._flush_exception(self._flush_some, do_close=False)
             return
         super()._flush_outbufs_below_high_watermark()
 
@@ -424,6 +430,7 @@ def build_server(app, settings: Settings, sock: socket.socket, threads: int):
             each.pull_trigger = _wake_unless_in(dispatcher, each.pull_trigger)
             each.channel_class = PcloudChannel
             each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
+            each.adj.send_bytes = SEND_BYTES  # deprecated as a keyword
             if isinstance(app, Flask):
                 each.adj.pcloud_previews = RequestPreviews(app)
             tus_adjustments = copy.copy(each.adj)
