@@ -60,7 +60,7 @@ class WriterQueue:
         self._lock_path = lock_path
         self._thread_lock = threading.Lock()
         self._lock_file: Any = None
-        self._owner_pid = 0
+        self._opened_in = -1  # the _ForkCount.forks the lock file was opened at
 
     def acquire(self) -> None:
         self._thread_lock.acquire()
@@ -77,10 +77,26 @@ class WriterQueue:
             self._thread_lock.release()
 
     def _file(self):
-        if self._lock_file is None or self._owner_pid != os.getpid():
+        # A forked child opens the file anew: an flock() belongs to the open file, which
+        # parent and child would otherwise share (and so hold each other's lock).
+        if self._opened_in != _ForkCount.forks:
             self._lock_file = open(self._lock_path, "a+b")  # noqa: SIM115 (kept open)
-            self._owner_pid = os.getpid()
+            self._opened_in = _ForkCount.forks
         return self._lock_file
+
+
+class _ForkCount:
+    """How many forks led to this process (os.getpid() would be a system call a time)."""
+
+    forks = 0
+
+    @classmethod
+    def count(cls) -> None:
+        cls.forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ForkCount.count)
 
 
 class Checkpointer:
