@@ -99,9 +99,12 @@ class Blob(BaseModel):
 
 
 class StoredFile(BaseModel):
-    """A name in a user's file list, pointing at the blob that holds its bytes."""
+    """A name in a user's file list, pointing at the blob that holds its bytes.
 
-    owner = ForeignKeyField(User, backref="files", on_delete="CASCADE")
+    Every index is written on every upload, so there are no more than the queries need:
+    the owner's own index would only repeat the first column of the two that follow."""
+
+    owner = ForeignKeyField(User, backref="files", on_delete="CASCADE", index=False)
     # None only while trashed (see trashed_at), or for a row written before folders
     # existed, which files.add_file moves into the root.
     folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE")
@@ -111,7 +114,7 @@ class StoredFile(BaseModel):
     sha256 = CharField(max_length=64)
     created_at = UtcDateTimeField(default=utc_now)
     modified_at = UtcDateTimeField(default=utc_now)
-    trashed_at = UtcDateTimeField(null=True, index=True)
+    trashed_at = UtcDateTimeField(null=True)  # indexed below, where set
     trashed_from = BigIntegerField(null=True)  # the folder it was in; not a key: may be gone
 
     class Meta:
@@ -119,6 +122,15 @@ class StoredFile(BaseModel):
             (("owner", "folder", "name"), True),
             (("owner", "sha256"), False),
         )
+
+
+# Only trashed files are looked up by trashed_at (the trash, its purge): an upload, whose
+# trashed_at is NULL, then writes no entry here.
+StoredFile.add_index(
+    StoredFile.index(StoredFile.trashed_at, name="stored_file_trashed").where(
+        StoredFile.trashed_at.is_null(False)
+    )
+)
 
 
 class DeletedContent(BaseModel):
@@ -136,7 +148,7 @@ class Change(BaseModel):
     """One change in a user's tree; the id is the change feed's cursor."""
 
     id = BigAutoField()
-    owner = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    owner = ForeignKeyField(User, backref="+", on_delete="CASCADE", index=False)  # see Meta
     kind = CharField(max_length=16)  # created, modified, moved, renamed, deleted, restored
     item_type = CharField(max_length=8)  # file or folder
     item_id = BigIntegerField()

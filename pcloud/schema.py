@@ -160,6 +160,15 @@ def _put_files_in_root_folders_and_count_blobs(database: peewee.Database) -> Non
     StoredFile._schema.create_indexes(safe=True)
 
 
+@data_migration("fewer-indexes-written-per-upload")
+def _drop_indexes_that_repeat_others(database: peewee.Database) -> None:
+    """Indexes that other indexes made redundant (the owner's, first in two composite
+    ones; every trashed_at, where only the set ones are looked up): each cost every
+    upload a page written, and its copy at the next checkpoint."""
+    for name in ("stored_file_owner_id", "change_owner_id", "stored_file_trashed_at"):
+        database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
 def _drop_unique_indexes(database: peewee.Database, table: str, column_sets) -> None:
     for index in database.get_indexes(table):
         if index.unique and set(index.columns) in column_sets:

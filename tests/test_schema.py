@@ -85,3 +85,41 @@ def test_init_db_reports_what_it_upgraded(runner, settings):
 
     assert result.exit_code == 0, result.output
     assert "added column user.google_sub" in result.output
+
+
+def test_the_indexes_that_repeated_others_are_dropped_and_queries_keep_an_index(pcloud):
+    """Before, the owner columns and every trashed_at had indexes of their own, which each
+    upload wrote; they go, and the trash and a user's files are still found by index."""
+    database = pcloud.database
+    old = {
+        "stored_file_owner_id": 'ON "stored_file" ("owner_id")',
+        "change_owner_id": 'ON "change" ("owner_id")',
+        "stored_file_trashed_at": 'ON "stored_file" ("trashed_at")',
+    }
+    with database.connection_context():
+        for name, target in old.items():
+            database.execute_sql(f'CREATE INDEX "{name}" {target}')
+        schema.SchemaMigration.delete().where(
+            schema.SchemaMigration.name == "fewer-indexes-written-per-upload"
+        ).execute()
+
+    assert schema.upgrade_schema(pcloud.database) == [
+        "ran data migration fewer-indexes-written-per-upload"
+    ]
+    with database.connection_context():
+        names = {
+            index.name
+            for table in ("stored_file", "change")
+            for index in database.get_indexes(table)
+        }
+        assert not names & set(old)
+        assert "stored_file_trashed" in names
+        if isinstance(database, peewee.SqliteDatabase):
+            plan = " ".join(
+                str(row)
+                for row in database.execute_sql(
+                    "EXPLAIN QUERY PLAN SELECT id FROM stored_file"
+                    " WHERE owner_id = 1 AND trashed_at IS NOT NULL"
+                ).fetchall()
+            )
+            assert "USING INDEX" in plan, plan
