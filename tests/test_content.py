@@ -64,3 +64,17 @@ def test_an_upload_of_content_whose_bytes_were_lost_heals_every_file(client, aut
         assert client.get(f"/download/{name}", headers=headers).data == b"irreplaceable"
     assert Blob.get().ref_count == 3
     assert len(blob_files(settings)) == 1
+
+
+def test_sqlite_without_returning_counts_and_adds_blobs_the_old_way(
+    client, auth, settings, monkeypatch
+):
+    """SQLite before 3.35 has no INSERT ... RETURNING: new and known content both still
+    land in one Blob row with the right count."""
+    monkeypatch.setattr("pcloud.services.content._UPSERT_RETURNS", False)
+    headers = auth.headers()
+    assert upload(client, headers, "a.jpg", b"old sqlite").status_code == 201
+    assert upload(client, headers, "b.jpg", b"old sqlite").status_code == 201
+    assert upload(client, headers, "c.jpg", b"other").status_code == 201
+    assert sorted(blob.ref_count for blob in Blob.select()) == [1, 2]
+    assert len(blob_files(settings)) == 2

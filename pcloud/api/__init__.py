@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
@@ -53,8 +55,8 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
+    app.wsgi_app = ReleaseAfterAnswer(app.wsgi_app, pcloud)  # type: ignore[method-assign]
     security.register(app, pcloud.settings)
-    bodies.register(app)
     for blueprint in (
         root.blueprint,
         openapi.blueprint,
@@ -71,10 +73,26 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         from pcloud.api import metrics  # only now: see its docstring
 
         metrics.register(app)
-
-    @app.teardown_appcontext
-    def return_database_connection(_error: BaseException | None) -> None:
-        if not pcloud.database.is_closed():
-            pcloud.database.close()
-
     return app
+
+
+class ReleaseAfterAnswer:
+    """Once a view has answered, before the answer is sent: undo what it did not take of
+    a body received before it ran (pcloud.api.bodies), and give the request's database
+    connection back to the pool.
+
+    WSGI middleware rather than Flask teardown hooks, which cost every request ~10 us
+    each (Flask asks each one anew whether it is a coroutine).
+    """
+
+    def __init__(self, wsgi_app: Callable, pcloud: Pcloud) -> None:
+        self.wsgi_app = wsgi_app
+        self.database = pcloud.database
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            bodies.close_received_body(environ)
+            if not self.database.is_closed():
+                self.database.close()

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import Flask, request
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 from werkzeug.routing.exceptions import RoutingException
@@ -42,18 +42,17 @@ from pcloud.api.uploads import MultipartReceiver
 from pcloud.services.uploads_resumable import PlacedPiece
 
 log = logging.getLogger("pcloud.api")
+MATCHES_KEPT = 512
 
 
-def register(app: Flask) -> None:
-    """Undo what the view did not take as soon as it has answered, before the answer
-    goes out (waitress closes the request only after sending it): a client that hears
-    409 and sends the piece again at once must find the upload as it was."""
-
-    @app.teardown_request
-    def close_received_body(_error: BaseException | None) -> None:
-        received = request.environ.get(RECEIVED_BODY)
-        if received is not None:
-            received.close()
+def close_received_body(environ: dict) -> None:
+    """Undo what the view did not take of a body received before it ran, as soon as it
+    has answered, before the answer goes out (waitress closes the request only after
+    sending it): a client that hears 409 and sends the piece again at once must find the
+    upload as it was. (Called by pcloud.api.ReleaseAfterAnswer.)"""
+    received = environ.get(RECEIVED_BODY)
+    if received is not None:
+        received.close()
 
 
 class BodyReceiver(Protocol):
@@ -83,6 +82,9 @@ class RequestPreviews:
         self._urls = app.url_map.bind("localhost")
         self._views = app.view_functions
         self._pcloud = app.extensions["pcloud"]
+        # The same few method and path pairs come again and again (POST /upload): their
+        # match is remembered (a few hundred of them; then forgotten all at once).
+        self._matches: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def preview(
         self, method: str, path: str, headers: Mapping[str, str], has_body: bool
@@ -92,7 +94,7 @@ class RequestPreviews:
         receiver = None
         try:
             method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
-            endpoint, arguments = self._urls.match(path, method)
+            endpoint, arguments = self._match(method, path)
             view = self._views.get(endpoint)
             kind = getattr(view, RECEIVES_BODY, None) if has_body else None
             if kind == "multipart":
@@ -107,6 +109,17 @@ class RequestPreviews:
             if receiver is not None:
                 receiver.close()
         return NO_PREVIEW
+
+    def _match(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
+        """The endpoint and arguments of a route. Raises what werkzeug's match raises."""
+        key = (method, path)
+        match = self._matches.get(key)
+        if match is None:
+            match = self._urls.match(path, method)
+            if len(self._matches) >= MATCHES_KEPT:
+                self._matches.clear()
+            self._matches[key] = match
+        return match
 
     def _multipart(self, headers: Mapping[str, str]) -> MultipartReceiver | None:
         mimetype, options = parse_options_header(headers.get("CONTENT_TYPE", ""))

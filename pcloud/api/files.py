@@ -56,6 +56,7 @@ def upload():
         received.blob,
         modified_at_field(received.fields),
         root_id=user.root_folder_id,
+        quota_bytes=user.quota_bytes,
     )
     g.uploaded_bytes = stored.size  # for the metrics, when they are on
     return jsonify({"message": "File uploaded successfully", "file": stored.name}), 201

@@ -172,6 +172,7 @@ def upload_into(ref: str):
         on_conflict=policy,
         if_match=if_match(),
         root_id=user.root_folder_id,
+        quota_bytes=user.quota_bytes,
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201

@@ -113,6 +113,7 @@ def add_file(
     on_conflict: str = tree.RENAME,
     if_match: str | None = None,
     root_id: int | None = None,
+    quota_bytes: int | None | object = quota.ASK,
 ) -> StoredFile:
     """Record a finished blob as a file in the folder (default: the root), under the
     requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
@@ -123,8 +124,8 @@ def add_file(
     When the content is stored already the new bytes are deleted and the file shares the
     stored ones. If no row can be committed the blob is deleted, so a failed upload
     leaves nothing. Raises InsufficientStorage past the user's quota, NotFound for a
-    folder that is not the user's (or is in the trash). `root_id`: the user's root
-    folder, when the caller knows it (see tree.lock).
+    folder that is not the user's (or is in the trash). `root_id` and `quota_bytes`: the
+    user's root folder and quota, when the caller read them already (tree.lock, quota.ASK).
     """
     modified_at = modified_at or utc_now()
     try:
@@ -148,7 +149,14 @@ def add_file(
             else:
                 policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
                 stored, spare_keys = _insert_file(
-                    blobs, owner_id, folder_id, requested_name, blob, modified_at, policy
+                    blobs,
+                    owner_id,
+                    folder_id,
+                    requested_name,
+                    blob,
+                    modified_at,
+                    policy,
+                    quota_bytes,
                 )
                 tree.bump([folder_id], root_id)
     except peewee.IntegrityError:
@@ -171,9 +179,10 @@ def _insert_file(
     blob: StoredBlob,
     modified_at: datetime,
     on_conflict: str,
+    quota_bytes: int | None | object = quota.ASK,
 ) -> tuple[StoredFile, list[str]]:
     now = utc_now()
-    quota.check(owner_id, blob.size)
+    quota.check(owner_id, blob.size, quota_bytes)
     name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
     key, spare = content.take(blob, blobs)
     file_id = _INSERT_FILE.insert(

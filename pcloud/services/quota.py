@@ -37,9 +37,16 @@ def room(owner_id: int) -> int | None:
     return None if quota is None else quota - usage(owner_id)
 
 
-def check(owner_id: int, incoming: int | None) -> None:
-    """Raise InsufficientStorage (507) if `incoming` more bytes would pass the user's quota."""
-    check_within(owner_id, quota_of(owner_id), incoming)
+# For the callers that pass on a quota they read: "read it now".
+ASK: object = object()
+
+
+def check(owner_id: int, incoming: int | None, quota: int | None | object = ASK) -> None:
+    """Raise InsufficientStorage (507) if `incoming` more bytes would pass the user's quota
+    (`quota`: as the caller read it already, None for none; by default it is read now)."""
+    if quota is ASK:
+        quota = quota_of(owner_id)
+    check_within(owner_id, quota, incoming)  # type: ignore[arg-type]
 
 
 def check_within(owner_id: int, quota: int | None, incoming: int | None) -> None:
