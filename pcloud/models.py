@@ -102,12 +102,14 @@ class StoredFile(BaseModel):
     """A name in a user's file list, pointing at the blob that holds its bytes.
 
     Every index is written on every upload, so there are no more than the queries need:
-    the owner's own index would only repeat the first column of the two that follow."""
+    a folder belongs to one owner, so (folder, name) is unique as (owner, folder, name)
+    would be, and serves the folder's own lookups too; the owner's are served by
+    (owner, sha256)."""
 
     owner = ForeignKeyField(User, backref="files", on_delete="CASCADE", index=False)
     # None only while trashed (see trashed_at), or for a row written before folders
-    # existed, which files.add_file moves into the root.
-    folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE")
+    # existed, which the folders data migration moved into the root.
+    folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE", index=False)
     name = CharField(max_length=255)  # NFC, as the person wrote it
     blob_key = CharField(max_length=64, index=True)  # the Blob's store_key; shared by copies
     size = BigIntegerField()
@@ -119,7 +121,7 @@ class StoredFile(BaseModel):
 
     class Meta:
         indexes = (
-            (("owner", "folder", "name"), True),
+            (("folder", "name"), True),
             (("owner", "sha256"), False),
         )
 

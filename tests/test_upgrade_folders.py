@@ -129,6 +129,6 @@ def test_the_old_unique_indexes_are_gone_after_the_upgrade(settings):
                 for index in pcloud.database.get_indexes("stored_file")
                 if index.unique and index.columns != ["id"]
             }
-        assert unique == {("folder_id", "name", "owner_id")}
+        assert unique == {("folder_id", "name")}
     finally:
         pcloud.close()

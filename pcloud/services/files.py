@@ -47,8 +47,8 @@ def iso_utc(epoch_seconds: int) -> str:
     return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# The owner twice (as the file's and as the root's): only then is the name looked up in
-# the (owner, folder, name) index instead of read from every file of the folder.
+# The owner twice, as the file's and as the root's: the file must be the user's, and the
+# name is looked up in the (folder, name) index.
 _FILE_BY_NAME = PreparedQuery(
     lambda owner_id, name, root_owner_id: StoredFile.select().where(
         (StoredFile.owner == owner_id)

@@ -36,8 +36,8 @@ def _lock_query(owner_id):
 
 # Every change runs this first: built once per kind of database (see PreparedQuery).
 _LOCK_ROOT = PreparedQuery(_lock_query, -8201)
-# The owner is asked for too, although the folder implies it: only then do the engines
-# look the name up in the (owner, folder, name) index instead of reading the whole folder.
+# The owner is asked for too, although the folder implies it: then the folders' side
+# finds the name in the (owner, parent, name) index (the files' in (folder, name)).
 # Every upload asks: one statement for the files and the folders both.
 _NAME_TAKEN = PreparedQuery(
     lambda file_owner, file_folder, file_name, folder_owner, parent, folder_name: (
