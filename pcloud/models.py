@@ -111,7 +111,9 @@ class StoredFile(BaseModel):
     # existed, which the folders data migration moved into the root.
     folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE", index=False)
     name = CharField(max_length=255)  # NFC, as the person wrote it
-    blob_key = CharField(max_length=64, index=True)  # the Blob's store_key; shared by copies
+    # The Blob's store_key; shared by copies. Not indexed: only healing lost bytes (rare)
+    # looks files up by it, and an index on random keys costs every upload a page.
+    blob_key = CharField(max_length=64)
     size = BigIntegerField()
     sha256 = CharField(max_length=64)
     created_at = UtcDateTimeField(default=utc_now)

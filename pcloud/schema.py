@@ -164,14 +164,16 @@ def _put_files_in_root_folders_and_count_blobs(database: peewee.Database) -> Non
 def _drop_indexes_that_repeat_others(database: peewee.Database) -> None:
     """Indexes that other indexes made redundant (the owner's, first in two composite
     ones; every trashed_at, where only the set ones are looked up; the folder's and
-    (owner, folder, name), which (folder, name) replaces): each cost every upload a page
-    written, and its copy at the next checkpoint."""
+    (owner, folder, name), which (folder, name) replaces; the blob key's, which only the
+    rare healing of lost bytes used): each cost every upload a page written, and its
+    copy at the next checkpoint."""
     for name in (
         "stored_file_owner_id",
         "change_owner_id",
         "stored_file_trashed_at",
         "stored_file_folder_id",
         "stored_file_owner_id_folder_id_name",
+        "stored_file_blob_key",
     ):
         database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 

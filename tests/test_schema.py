@@ -97,6 +97,7 @@ def test_the_indexes_that_repeated_others_are_dropped_and_queries_keep_an_index(
         "stored_file_trashed_at": 'ON "stored_file" ("trashed_at")',
         "stored_file_folder_id": 'ON "stored_file" ("folder_id")',
         "stored_file_owner_id_folder_id_name": 'ON "stored_file" ("owner_id", "folder_id", "name")',
+        "stored_file_blob_key": 'ON "stored_file" ("blob_key")',
     }
     with database.connection_context():
         for name, target in old.items():
