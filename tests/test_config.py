@@ -333,7 +333,7 @@ def test_serve_with_zero_configuration_starts_answers_and_stops_on_ctrl_c(tmp_pa
 # of its startup, which a test cannot otherwise hit on purpose.
 CTRL_C_BEFORE_THE_WORKERS_EXIST = """
 import os, signal
-from pcloud import server
+from pcloud.server import workers as server
 from pcloud.config import load_settings
 from pcloud.core import Pcloud
 
@@ -353,7 +353,7 @@ print("run() returned", flush=True)
 
 CTRL_C_WHILE_A_WORKER_STARTS = """
 import logging, os, signal, time
-from pcloud import server
+from pcloud.server import workers as server
 from pcloud.config import load_settings
 from pcloud.core import Pcloud
 
@@ -398,7 +398,7 @@ def test_a_worker_interrupted_while_starting_stops_quietly(tmp_path):
 
 WORKERS_THAT_KEEP_FAILING = """
 import logging
-from pcloud import server
+from pcloud.server import workers as server
 from pcloud.config import load_settings
 from pcloud.core import Pcloud
 from pcloud.errors import WorkersFailing

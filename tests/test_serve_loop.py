@@ -17,6 +17,7 @@ from waitress import wasyncore
 from pcloud import server as pcloud_server
 from pcloud.api import create_app
 from pcloud.api.context import quick
+from pcloud.server.loop import StopSignals
 from tests.conftest import make_settings
 from tests.google_idp import CLIENT_ID, GoogleIdP
 from tests.test_e2e import running_server
@@ -115,7 +116,7 @@ def test_a_slow_google_sign_in_holds_up_no_quick_request(settings, auth):
 
 
 def test_a_stop_signal_waits_for_the_request_the_loop_is_serving():
-    signals = pcloud_server.StopSignals()
+    signals = StopSignals()
     signals.serving = True
     signals.handle(None, None)  # mid-request: noted, nothing raised
     assert signals.asked
@@ -127,7 +128,7 @@ def test_a_stop_signal_waits_for_the_request_the_loop_is_serving():
 
 
 def test_a_stop_signal_between_requests_stops_at_once():
-    signals = pcloud_server.StopSignals()
+    signals = StopSignals()
     with pytest.raises(KeyboardInterrupt):
         signals.handle(None, None)
 

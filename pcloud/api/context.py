@@ -42,7 +42,7 @@ def quick(view: View) -> View:
     """Mark a view that answers from the database and the local disk alone, in a few
     milliseconds, never waiting on anything else (the network, a password hash, hashing
     a whole file): the server may run it in its event loop instead of handing it to a
-    worker thread (see pcloud.server.LoopDispatcher). Unmarked views run in threads."""
+    worker thread (see pcloud.server.loop.LoopDispatcher). Unmarked views run in threads."""
     setattr(view, QUICK, True)
     return view
 
