@@ -3,6 +3,7 @@ here wrote) and by raw sockets where a client's exact bytes matter."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -109,7 +110,9 @@ def test_tuspy_uploads_a_file_in_pieces_with_checksums(server, tmp_path):
     assert list((server.settings.upload_folder / "resumable").iterdir()) == []
 
 
-def test_a_piece_cut_off_midway_costs_only_that_piece_and_tuspy_resumes(server, tmp_path):
+def test_what_arrived_of_a_piece_cut_off_midway_is_kept_and_tuspy_resumes_after_it(
+    server, tmp_path
+):
     headers = server.new_user()
     path, sha256 = content_file(tmp_path, 2 * MIB)
     storage = FileStorage(str(tmp_path / "tus-urls.json"))  # as an app keeps its URLs
@@ -117,21 +120,15 @@ def test_a_piece_cut_off_midway_costs_only_that_piece_and_tuspy_resumes(server, 
     first.upload(stop_at=MIB)
     url = first.url
     assert head_offset(server, headers, url) == MIB
-    # The network drops in the middle of the next piece.
+    # The network drops in the middle of the next piece, half of it sent.
     piece = path.read_bytes()[MIB : MIB + 512 * 1024]
-    request_head = (
-        f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
-        f"Upload-Offset: {MIB}\r\nContent-Type: application/offset+octet-stream\r\n"
-        f"Content-Length: {len(piece)}\r\n\r\n"
-    ).encode()
     with connect(server.url) as connection:
-        connection.sendall(request_head + piece[: len(piece) // 2])
-    time.sleep(0.3)
-    assert head_offset(server, headers, url) == MIB  # that piece is lost whole, no more
-    # The app starts again: a new uploader finds the URL it kept and asks for the offset.
+        connection.sendall(_patch_head(url, headers, MIB, len(piece)) + piece[: len(piece) // 2])
+    assert _offset_once_settled(server, headers, url) == MIB + len(piece) // 2
+    # The app starts again: a new uploader finds the URL it kept, asks for the offset and
+    # sends only what never arrived.
     second = uploader(server, headers, path, store_url=True, url_storage=storage)
-    assert second.url == url and second.offset == MIB
+    assert second.url == url and second.offset == MIB + len(piece) // 2
     second.upload()
     assert downloaded_sha256(server, headers, "video.mp4") == sha256
 
@@ -368,8 +365,6 @@ def test_one_users_upload_url_is_404_to_another(server):
 
 
 def _create(server: Server, headers: dict, size: int, name: bytes = b"p.bin") -> str:
-    import base64
-
     created = requests.post(
         f"{server.url}/tus/",
         headers={
@@ -420,31 +415,82 @@ def test_a_piece_is_written_to_disk_once(server):
     assert downloaded_sha256(server, headers, "once.bin") == hashlib.sha256(content).hexdigest()
 
 
-def test_a_piece_cut_off_midway_is_undone_at_once_and_the_upload_goes_on(server):
+def _patch_head(url: str, headers: dict, offset: int, length: int, **more: str) -> bytes:
+    """A PATCH's request line and headers, to send over a raw socket with (part of) its
+    body. `more` adds headers (`Upload_Checksum="sha1 ..."`) or, set to "", drops one."""
+    fields = {
+        "Host": "x",
+        **headers,
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(length),
+    }
+    fields.update({name.replace("_", "-"): value for name, value in more.items()})
+    lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items() if value)
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+    return f"PATCH {path} HTTP/1.1\r\n{lines}\r\n".encode()
+
+
+def _offset_once_settled(server: Server, headers: dict, url: str) -> int:
+    """HEAD's offset once the server has dealt with a connection that broke off: the
+    upload's file then holds exactly that many bytes (kept, or undone back to it)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        offset = head_offset(server, headers, url)
+        if _stored_size(server, url) == offset:
+            return offset
+        time.sleep(0.02)
+    raise AssertionError(f"stored {_stored_size(server, url)} bytes, offset {offset}")
+
+
+def test_what_arrived_of_a_piece_cut_off_midway_is_kept_and_the_upload_goes_on(server):
     headers = server.new_user()
     content = os.urandom(2 * MIB)
     url = _create(server, headers, len(content), b"cut.bin")
     assert _patch(url, headers, 0, content[:MIB]).status_code == 204
-    head = (
-        f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: {headers['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
-        f"Upload-Offset: {MIB}\r\nContent-Type: application/offset+octet-stream\r\n"
-        f"Content-Length: {MIB}\r\n\r\n"
-    ).encode()
     with connect(url) as connection:
-        connection.sendall(head + content[MIB : MIB + 300_000])
+        connection.sendall(_patch_head(url, headers, MIB, MIB) + content[MIB : MIB + 300_000])
         deadline = time.monotonic() + 5
         while _stored_size(server, url) < MIB + 300_000 and time.monotonic() < deadline:
             time.sleep(0.02)  # the bytes are in the upload's file as they arrive
         assert _stored_size(server, url) == MIB + 300_000
-    deadline = time.monotonic() + 5
-    while _stored_size(server, url) != MIB and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _stored_size(server, url) == MIB  # what never completed is gone
-    assert head_offset(server, headers, url) == MIB
-    answer = _patch(url, headers, MIB, content[MIB:])  # not 423: the hold was let go
-    assert answer.status_code == 204, answer.text
+        assert head_offset(server, headers, url) == MIB  # not yet: the piece may go on
+    assert _offset_once_settled(server, headers, url) == MIB + 300_000
+    answer = _patch(url, headers, MIB, content[MIB:])  # from the old offset: refused
+    assert answer.status_code == 409, answer.text
+    rest = _patch(url, headers, MIB + 300_000, content[MIB + 300_000 :])  # not 423
+    assert rest.status_code == 204, rest.text
     assert downloaded_sha256(server, headers, "cut.bin") == hashlib.sha256(content).hexdigest()
+
+
+def test_a_piece_cut_off_midway_is_undone_when_it_would_not_have_been_let_in(server):
+    ann, bob = server.new_user(), server.new_user()
+    content = os.urandom(2 * MIB)
+    url = _create(server, ann, len(content), b"guarded.bin")
+    assert _patch(url, ann, 0, content[:MIB]).status_code == 204
+    half = b"\xff" * (MIB // 2)
+    sha1_of_garbage = "sha1 " + base64.b64encode(hashlib.sha1(half + half).digest()).decode()
+    cut_pieces = {
+        "a forged token": _patch_head(url, {"Authorization": "Bearer forged"}, MIB, MIB),
+        "no token": _patch_head(url, {}, MIB, MIB),
+        "another user's token": _patch_head(url, bob, MIB, MIB),
+        "no Tus-Resumable": _patch_head(url, ann, MIB, MIB, Tus_Resumable=""),
+        "a checksum, which half a piece cannot meet": _patch_head(
+            url, ann, MIB, MIB, Upload_Checksum=sha1_of_garbage
+        ),
+        "an Upload-Length": _patch_head(url, ann, MIB, MIB, Upload_Length=str(2 * MIB)),
+    }
+    for reason, head in cut_pieces.items():
+        with connect(url) as connection:
+            connection.sendall(head + half)
+        assert _offset_once_settled(server, ann, url) == MIB, reason
+    # A cut piece that would end the upload: only a whole request makes the file.
+    with connect(url) as connection:
+        connection.sendall(_patch_head(url, ann, MIB, MIB + 1) + content[MIB:])
+    assert _offset_once_settled(server, ann, url) == MIB
+    assert _patch(url, ann, MIB, content[MIB:]).status_code == 204
+    assert downloaded_sha256(server, ann, "guarded.bin") == hashlib.sha256(content).hexdigest()
 
 
 def test_a_piece_refused_leaves_the_upload_as_it_was(server):

@@ -13,12 +13,15 @@ connection:
   (pcloud.api.uploads.MultipartReceiver);
 - a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
   resumable file, where they belong, under its exclusive hold, hashed on the way
-  (pcloud.services.uploads_resumable.PlacedPiece).
+  (pcloud.services.uploads_resumable.PlacedPiece, in pcloud.api.tus.ReceivedPiece).
 
 Nothing is decided here: the view still authenticates, checks and answers, and takes
 over the receiver's result (found with context.received_body()). What the view did not
-take (after a 401, a 404, a wrong offset) is undone as soon as the view has answered,
-and what a broken connection left when waitress drops the request: nothing of it stays.
+take (after a 401, a 404, a wrong offset) is undone as soon as the view has answered.
+When the connection breaks off before the whole body is in, the view never runs: a
+half multipart upload is undone, nothing of it stays; the bytes of a half tus piece
+are kept if its request would have been let in (pcloud.api.tus.ReceivedPiece.broken),
+so that the client re-sends only what never arrived.
 When no receiver fits (another route, a resumable upload that is busy or not where the
 client thinks), the body is buffered as usual and the view reads it from wsgi.input, as
 it does under any other server.
@@ -61,6 +64,10 @@ class BodyReceiver(Protocol):
 
     def close(self) -> None:
         """The request is over: undo whatever the view did not take."""
+
+    def broken(self) -> None:
+        """The connection broke off before the whole body arrived, so the view never
+        runs: keep what may be kept of what did arrive. Never raises. close() follows."""
 
 
 @dataclass(frozen=True)
@@ -135,15 +142,18 @@ class RequestPreviews:
 
     def _tus_piece(
         self, arguments: dict[str, Any], headers: Mapping[str, str]
-    ) -> PlacedPiece | None:
+    ) -> tus.ReceivedPiece | None:
         offset = headers.get("UPLOAD_OFFSET", "")
         content_type = parse_options_header(headers.get("CONTENT_TYPE", ""))[0]
         if content_type != tus.OFFSET_STREAM or not (offset.isascii() and offset.isdigit()):
             return None
-        return PlacedPiece.place(
+        placed = PlacedPiece.place(
             self._pcloud.blobs,
             self._pcloud.upload_hashes,
             arguments["upload_id"],
             int(offset),
             headers.get("UPLOAD_CHECKSUM"),
         )
+        if placed is None:
+            return None
+        return tus.ReceivedPiece(self._pcloud, arguments["upload_id"], placed, headers)

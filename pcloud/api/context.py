@@ -83,18 +83,26 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def authenticated_view(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization")
-        if not header:
-            raise Unauthorized("Missing Authorization header")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or " " in token:
-            raise Unauthorized("Authorization header must be 'Bearer <access token>'")
-        claims = pcloud().access_tokens.claims(token)
-        g.signed_in = sessions.check_access(claims, request.remote_addr)
+        g.signed_in = authenticate(
+            pcloud(), request.headers.get("Authorization"), request.remote_addr
+        )
         return view(*args, **kwargs)
 
     return authenticated_view  # type: ignore[return-value]
+
+
+def authenticate(app: Pcloud, header: str | None, ip_address: str | None = None) -> SignedIn:
+    """Who an `Authorization: Bearer <access token>` header speaks for. Raises
+    Unauthorized. (login_required, and a tus piece whose connection broke off before
+    its view could run, pcloud.api.tus.ReceivedPiece.)"""
+    if not header:
+        raise Unauthorized("Missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("Authorization header must be 'Bearer <access token>'")
+    claims = app.access_tokens.claims(token)
+    return sessions.check_access(claims, ip_address)
 
 
 def signed_in() -> SignedIn:

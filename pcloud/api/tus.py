@@ -11,6 +11,8 @@ When the last piece arrives the upload becomes a file like any POST /upload; the
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g, request
@@ -18,13 +20,21 @@ from werkzeug.http import http_date
 from werkzeug.wsgi import get_input_stream
 
 from pcloud.api.context import (
+    authenticate,
     current_user_id,
     login_required,
     pcloud,
     received_body,
     receives_body,
 )
-from pcloud.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
+from pcloud.core import Pcloud
+from pcloud.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    PcloudError,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
 from pcloud.services import uploads_resumable
 from pcloud.services.uploads_resumable import CHECKSUM_ALGORITHMS, PlacedPiece, UploadState
 
@@ -36,6 +46,7 @@ OFFSET_STREAM = "application/offset+octet-stream"
 OVERRIDABLE_METHODS = {"PATCH", "DELETE", "HEAD"}
 
 blueprint = Blueprint("tus", __name__)
+log = logging.getLogger("pcloud.api")
 
 
 def effective_method(method: str, path: str, override: str) -> str:
@@ -214,7 +225,8 @@ def _body(patch: bool = False):
 
     Waitress has read the whole body before the app runs (and refused one declared
     larger than TUS_MAX_CHUNK from its headers, see pcloud.server): a piece that breaks
-    off never reaches this point, so it is lost whole and the offset stays where it was.
+    off never reaches this point. What arrived of it is kept (ReceivedPiece.broken) when
+    the server received it into the upload as it arrived; else it is lost.
     """
     length = request.content_length or 0
     if (patch or length) and request.mimetype != OFFSET_STREAM:
@@ -227,10 +239,60 @@ def _body(patch: bool = False):
             f"One request may carry at most {limit} bytes of an upload (TUS_MAX_CHUNK): "
             "send it in smaller pieces"
         )
-    placed = received_body()
-    if isinstance(placed, PlacedPiece):
-        return placed
+    received = received_body()
+    if isinstance(received, ReceivedPiece):
+        return received.placed
     return get_input_stream(request.environ, max_content_length=limit)
+
+
+class ReceivedPiece:
+    """A PATCH's bytes, received into the upload as they arrive (a PlacedPiece; see
+    pcloud.api.bodies), with what it takes to judge the request should its connection
+    break off before its view can run."""
+
+    def __init__(
+        self, app: Pcloud, upload_id: str, placed: PlacedPiece, headers: Mapping[str, str]
+    ) -> None:
+        self._app = app
+        self._upload_id = upload_id
+        self.placed = placed
+        self._authorization = headers.get("AUTHORIZATION")
+        self._version = headers.get("TUS_RESUMABLE")
+        self._declares_length = "UPLOAD_LENGTH" in headers
+
+    def receive(self, data: bytes) -> None:
+        self.placed.receive(data)
+
+    def close(self) -> None:
+        self.placed.close()
+
+    def broken(self) -> None:
+        """The connection broke off (or stalled past the timeout) before the whole piece
+        arrived: keep the bytes that did, when the request would have been let in (the
+        upload owner's valid access token, Tus-Resumable 1.0.0) and the bytes fit
+        (uploads_resumable.keep_broken_piece); the client's HEAD then reports them. A
+        piece that declares the upload's length is judged by its whole: undone. Never
+        raises; whatever is not kept is undone."""
+        try:
+            if self._version == TUS_VERSION and not self._declares_length:
+                signed_in = authenticate(self._app, self._authorization)
+                kept = uploads_resumable.keep_broken_piece(
+                    self._app.upload_hashes,
+                    self._app.settings,
+                    signed_in.user_id,
+                    self._upload_id,
+                    self.placed,
+                )
+                if kept is not None:
+                    log.info("Kept %d bytes of a broken-off piece", self.placed.length)
+        except PcloudError:
+            pass  # not let in, or no longer there: nothing to keep
+        except Exception:
+            log.exception("Could not keep the bytes of a broken-off piece")
+        finally:
+            self.placed.close()  # undoes what was not kept
+            if not self._app.database.is_closed():
+                self._app.database.close()
 
 
 class _NoBytes:

@@ -116,6 +116,9 @@ class MultipartReceiver:
                 self._upload.abort()
         raise _client_error(self._error) from None
 
+    def broken(self) -> None:
+        """Half a file is no file: close() discards what arrived."""
+
     def close(self) -> None:
         self._upload.abort()  # nothing, once committed
 

@@ -173,13 +173,18 @@ class PcloudChannel(HTTPChannel):
         super()._flush_outbufs_below_high_watermark()
 
     def handle_close(self):
-        # A request whose body was still arriving: its receiver undoes what it stored.
+        # A request whose body was still arriving: its receiver keeps what it may of the
+        # bytes it stored (a tus piece's) and undoes the rest.
         partial, self.request = self.request, None
         try:
             super().handle_close()
         finally:
             if partial is not None:
-                partial.close()
+                try:
+                    if partial.receiver is not None:
+                        partial.receiver.broken()
+                finally:
+                    partial.close()
 
     def _flush_some(self, do_close=True):
         sent = 0

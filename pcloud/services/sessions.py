@@ -16,6 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from peewee import JOIN
 
@@ -166,10 +167,11 @@ def check_access(claims: AccessClaims, ip_address: str | None = None) -> SignedI
         raise Unauthorized(DISABLED)
     now = utc_now()
     if micros(now) - last_seen_at > LAST_SEEN_STEP.total_seconds() * 1_000_000:
+        seen: dict[Any, Any] = {DeviceSession.last_seen_at: now}
+        if ip_address:  # (unknown when a broken-off request is checked after its end)
+            seen[DeviceSession.ip_address] = ip_address
         with database_proxy.atomic():
-            DeviceSession.update(last_seen_at=now, ip_address=ip_address or None).where(
-                DeviceSession.id == session_id
-            ).execute()
+            DeviceSession.update(seen).where(DeviceSession.id == session_id).execute()
     return SignedIn(user_id, claims.session_id, root_id, quota_bytes)
 
 

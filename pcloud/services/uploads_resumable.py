@@ -473,6 +473,45 @@ def append(
     return _state(TusUpload.get_by_id(upload_id))
 
 
+def keep_broken_piece(
+    hashes: UploadHashes,
+    settings: Settings,
+    owner_id: int,
+    upload_id: str,
+    placed: PlacedPiece,
+) -> int | None:
+    """A piece whose connection broke off before all of it arrived: keep the bytes that
+    did, as tus asks of a server ("store as much of the received data as possible"),
+    so that a phone whose network drops re-sends only what never reached the server.
+
+    Kept only where append() would have taken them: the owner's live upload, at its
+    offset, within its length (short of it: only a whole request completes a file),
+    and no Upload-Checksum (a part of a piece cannot be checked against the whole's).
+    Returns the new offset, or None when nothing was kept; the caller then closes the
+    piece, which undoes its bytes. Raises NotFound or Gone for an upload not (or no
+    longer) there.
+    """
+    if placed.error is not None or placed.length == 0 or placed.checksum_algorithm:
+        return None
+    upload = _find(owner_id, upload_id)
+    new_offset = placed.offset + placed.length
+    limit = upload.length if upload.length is not None else settings.max_upload_size + 1
+    if upload.stored_name is not None or upload.offset != placed.offset or new_offset >= limit:
+        return None
+    write = placed.take()
+    with write:
+        try:
+            with database_proxy.atomic():
+                if not _set_offset(upload_id, placed.offset, new_offset, upload.length, settings):
+                    raise Conflict("Another request moved this upload on")
+        except BaseException:
+            write.truncate(placed.offset)
+            raise
+        if placed.sha256 is not None:  # kept before the hold goes, as append() does
+            hashes.keep(upload_id, new_offset, placed.sha256)
+    return new_offset
+
+
 def _folder_still_there(owner_id: int, folder_id: int | None) -> int | None:
     """The upload's folder, or None (the root) if it went to the trash meanwhile: a
     finished upload is never lost."""
