@@ -444,11 +444,17 @@ def _offset_once_settled(server: Server, headers: dict, url: str) -> int:
     raise AssertionError(f"stored {_stored_size(server, url)} bytes, offset {offset}")
 
 
+def _upload_half_sent(server: Server, headers: dict, name: bytes) -> tuple[str, bytes]:
+    """A 2 MiB upload of random bytes whose first MiB has arrived: its URL, its bytes."""
+    content = os.urandom(2 * MIB)
+    url = _create(server, headers, len(content), name)
+    assert _patch(url, headers, 0, content[:MIB]).status_code == 204
+    return url, content
+
+
 def test_what_arrived_of_a_piece_cut_off_midway_is_kept_and_the_upload_goes_on(server):
     headers = server.new_user()
-    content = os.urandom(2 * MIB)
-    url = _create(server, headers, len(content), b"cut.bin")
-    assert _patch(url, headers, 0, content[:MIB]).status_code == 204
+    url, content = _upload_half_sent(server, headers, b"cut.bin")
     with connect(url) as connection:
         connection.sendall(_patch_head(url, headers, MIB, MIB) + content[MIB : MIB + 300_000])
         deadline = time.monotonic() + 5
@@ -466,9 +472,7 @@ def test_what_arrived_of_a_piece_cut_off_midway_is_kept_and_the_upload_goes_on(s
 
 def test_a_piece_cut_off_midway_is_undone_when_it_would_not_have_been_let_in(server):
     ann, bob = server.new_user(), server.new_user()
-    content = os.urandom(2 * MIB)
-    url = _create(server, ann, len(content), b"guarded.bin")
-    assert _patch(url, ann, 0, content[:MIB]).status_code == 204
+    url, content = _upload_half_sent(server, ann, b"guarded.bin")
     half = b"\xff" * (MIB // 2)
     sha1_of_garbage = "sha1 " + base64.b64encode(hashlib.sha1(half + half).digest()).decode()
     cut_pieces = {
@@ -495,9 +499,7 @@ def test_a_piece_cut_off_midway_is_undone_when_it_would_not_have_been_let_in(ser
 
 def test_a_piece_refused_leaves_the_upload_as_it_was(server):
     ann, bob = server.new_user(), server.new_user()
-    content = os.urandom(2 * MIB)
-    url = _create(server, ann, len(content), b"kept.bin")
-    assert _patch(url, ann, 0, content[:MIB]).status_code == 204
+    url, content = _upload_half_sent(server, ann, b"kept.bin")
     garbage = b"\xff" * MIB
     refusals = [
         (lambda: _patch(url, {"Authorization": "Bearer forged"}, MIB, garbage), 401),
