@@ -164,7 +164,8 @@ OPTIONS: tuple[Option, ...] = (
         "64MiB",
         "Largest body one tus PATCH (or creation POST) may carry; a resumable upload of any "
         "size up to MAX_UPLOAD_SIZE arrives in pieces of at most this. A piece that breaks "
-        "off is lost whole, so clients on mobile data should send 5-10 MiB pieces.",
+        "off keeps the bytes that arrived, unless it carries a checksum: then it is lost "
+        "whole, so clients on mobile data should send 5-10 MiB pieces.",
         parse_size,
     ),
     Option(

@@ -5,10 +5,11 @@ app runs. Here an upload's body goes, piece by piece as it arrives, to a receive
 puts it where it belongs in the store (pcloud.api.bodies), instead of into a temporary
 file that the view would copy. A tus request (a piece of a resumable upload) is held to
 TUS_MAX_CHUNK instead of the upload limit: an upload of any allowed size arrives in many
-such pieces, and a piece that breaks off is lost whole, since waitress never hands an
-incomplete body to the app. Waitress's own error answers (413, 400 for a malformed
-request, ...) are plain text; ours are JSON, like every other error of the API. File
-bodies go out through sendfile(2).
+such pieces. Waitress never hands an incomplete body to the app: when the connection
+breaks off first, handle_close asks the receiver what to keep of it (a tus piece keeps
+what arrived, pcloud.api.tus.ReceivedPiece.broken). Waitress's own error answers (413,
+400 for a malformed request, ...) are plain text; ours are JSON, like every other error
+of the API. File bodies go out through sendfile(2), large ones corked.
 """
 
 from __future__ import annotations
