@@ -49,6 +49,12 @@ class Pcloud:
         if start is not None:
             start()
 
+    def release_connection(self) -> None:
+        """Give this thread's database connection back to the pool, if it holds one (at
+        the end of a request)."""
+        if not self.database.is_closed():
+            self.database.close()
+
     def close(self) -> None:
         """Close every pooled connection, and the blob store."""
         self.blobs.close()

@@ -87,12 +87,11 @@ class ReleaseAfterAnswer:
 
     def __init__(self, wsgi_app: Callable, pcloud: Pcloud) -> None:
         self.wsgi_app = wsgi_app
-        self.database = pcloud.database
+        self.pcloud = pcloud
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         try:
             return self.wsgi_app(environ, start_response)
         finally:
             bodies.close_received_body(environ)
-            if not self.database.is_closed():
-                self.database.close()
+            self.pcloud.release_connection()

@@ -291,8 +291,7 @@ class ReceivedPiece:
             log.exception("Could not keep the bytes of a broken-off piece")
         finally:
             self.placed.close()  # undoes what was not kept
-            if not self._app.database.is_closed():
-                self._app.database.close()
+            self._app.release_connection()
 
 
 class _NoBytes:
