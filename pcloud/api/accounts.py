@@ -13,8 +13,8 @@ from pcloud.api.context import (
     required,
 )
 from pcloud.errors import BadRequest, Unauthorized
+from pcloud.moments import iso_utc
 from pcloud.services import quota, sessions, sign_in, users
-from pcloud.services.files import iso_utc
 from pcloud.services.tokens import TokenPair
 
 blueprint = Blueprint("accounts", __name__)

@@ -11,8 +11,8 @@ from pcloud.api.context import (
     quick,
 )
 from pcloud.errors import BadRequest, Unauthorized
+from pcloud.moments import iso_utc
 from pcloud.services import sessions, users
-from pcloud.services.files import iso_utc
 
 blueprint = Blueprint("sessions", __name__)
 

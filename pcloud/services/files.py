@@ -5,13 +5,14 @@ The database is the truth for what a user has; listing never walks the disk.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import peewee
 
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy, micros, utc_now
+from pcloud.moments import iso_utc
 from pcloud.services import audit, changes, content, entries, names, quota, tree
 from pcloud.storage import BlobStore, StoredBlob
 
@@ -40,11 +41,6 @@ def list_files(owner_id: int) -> list[tuple[str, int, str]]:
             iso = iso_of_second[second] = iso_utc(second)
         listing.append((name, size, iso))
     return listing
-
-
-def iso_utc(epoch_seconds: int) -> str:
-    """1795564123 -> '2026-11-24T23:48:43Z', the contract's timestamp format."""
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # The owner twice, as the file's and as the root's: the file must be the user's, and the

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from pcloud.errors import BadRequest, InsufficientStorage, NotFound, PcloudError
 from pcloud.models import StoredFile, database_proxy, micros, utc_now
+from pcloud.moments import parse_moment
 from pcloud.services import changes, files, moves, names, quota, tree, upload_check
 from pcloud.services.entries import Entry
-from pcloud.services.uploads_resumable import parse_moment
 
 MAX_BATCH = 1000
 NO_SUCH_CONTENT = "You have no file with this content; upload it"
@@ -46,7 +46,7 @@ def _moment(value: object) -> datetime | None:
         raise BadRequest("'modified_at' must be ISO 8601 text or epoch milliseconds")
     try:
         return parse_moment(str(value))
-    except BadRequest:
+    except ValueError:
         raise BadRequest("'modified_at' must be ISO 8601 text or epoch milliseconds") from None
 
 
