@@ -11,7 +11,7 @@ from pcloud.db import open_database
 from pcloud.schema import upgrade_schema
 from pcloud.services.google import GoogleCertificates
 from pcloud.services.tokens import AccessTokenCache
-from pcloud.services.uploads_resumable import UploadHashes
+from pcloud.services.uploads.hashes import UploadHashes
 from pcloud.storage import BlobStore, LocalBlobStore
 
 

@@ -6,6 +6,7 @@ Each kind carries the HTTP status the API answers with; the API turns every one 
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -94,6 +95,17 @@ class InsufficientStorage(PcloudError):
     reason = "Insufficient Storage"
 
 
+class StorageFull(InsufficientStorage):
+    """The server's disk (or its database's) is full: nothing of the request was kept.
+    Retryable: the server recovers by itself once room is made."""
+
+    RETRY_AFTER = 60  # seconds: an admin's `files gc` or a bigger disk takes a while
+
+    def __init__(self, text: str, /, **extra: Any) -> None:
+        super().__init__(text, retry_after=self.RETRY_AFTER, **extra)
+        self.headers = {"Retry-After": str(self.RETRY_AFTER)}
+
+
 class ServiceUnavailable(PcloudError):
     status = 503
 
@@ -115,3 +127,39 @@ class WorkersFailing(PcloudError):
     """`pcloud serve` gave up: its worker processes kept dying."""
 
     exit_code = 4
+
+
+STORAGE_FULL = (
+    "The server is out of storage space, so this was not saved: try again later "
+    "(the server's admin has been told)"
+)
+_OUT_OF_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_OUT_OF_SPACE_PGCODE = "53100"  # PostgreSQL's disk_full
+_OUT_OF_SPACE_SQLITE = "database or disk is full"
+_DATABASE_MODULES = {"sqlite3", "peewee"}
+
+
+def out_of_space(error: BaseException) -> StorageFull | None:
+    """A StorageFull for an error that means the disk (or the database's disk) is full,
+    else None: an OSError ENOSPC or EDQUOT; SQLite's "database or disk is full";
+    PostgreSQL's disk_full. The error's causes count too (SQLite's full disk often
+    surfaces as "cannot rollback - no transaction is active", raised while handling it)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageFull):
+            return current
+        if isinstance(current, OSError) and current.errno in _OUT_OF_SPACE_ERRNOS:
+            return StorageFull(STORAGE_FULL)
+        if getattr(current, "pgcode", None) == _OUT_OF_SPACE_PGCODE:
+            return StorageFull(STORAGE_FULL)
+        if type(current).__module__ in _DATABASE_MODULES and _OUT_OF_SPACE_SQLITE in str(current):
+            return StorageFull(STORAGE_FULL)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """Whether `error` means a full disk (see out_of_space)."""
+    return out_of_space(error) is not None

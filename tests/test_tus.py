@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from pcloud.api import tus_headers
 from pcloud.models import StoredFile, TusUpload
-from pcloud.services import uploads_resumable
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PIECE = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -393,7 +393,7 @@ def test_an_upload_longer_than_the_upload_limit_is_413(client, headers, settings
 
 
 def test_parse_metadata_reads_keys_without_values():
-    assert uploads_resumable.parse_metadata("a YQ==, flag ,b Yg==") == {
+    assert tus_headers.parse_metadata("a YQ==, flag ,b Yg==") == {
         "a": "a",
         "flag": "",
         "b": "b",

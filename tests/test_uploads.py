@@ -7,7 +7,7 @@ import random
 import pytest
 from werkzeug.sansio.multipart import Data, Epilogue, MultipartDecoder, NeedData
 
-from pcloud.api.uploads import BoundaryFinder, FastBoundaryDecoder
+from pcloud.services.uploads.multipart import BoundaryFinder, FastBoundaryDecoder
 
 # Characters RFC 2046 allows in a boundary, regex metacharacters among them.
 BOUNDARY_CHARS = "abcXYZ019'()+_,-./:=? "

@@ -10,17 +10,17 @@ connection:
 
 - a multipart upload (a view marked `receives_body("multipart")`): werkzeug's multipart
   decoder feeds the file part straight into a blob writer, hashing as it goes
-  (pcloud.api.uploads.MultipartReceiver);
+  (pcloud.services.uploads.multipart.MultipartReceiver);
 - a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
   resumable file, where they belong, under its exclusive hold, hashed on the way
-  (pcloud.services.uploads_resumable.PlacedPiece, in pcloud.api.tus.ReceivedPiece).
+  (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece).
 
 Nothing is decided here: the view still authenticates, checks and answers, and takes
 over the receiver's result (found with context.received_body()). What the view did not
 take (after a 401, a 404, a wrong offset) is undone as soon as the view has answered.
 When the connection breaks off before the whole body is in, the view never runs: a
 half multipart upload is undone, nothing of it stays; the bytes of a half tus piece
-are kept if its request would have been let in (pcloud.api.tus.ReceivedPiece.broken),
+are kept if its request would have been let in (ReceivedPiece.broken),
 so that the client re-sends only what never arrived.
 When no receiver fits (another route, a resumable upload that is busy or not where the
 client thinks), the body is buffered as usual and the view reads it from wsgi.input, as
@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -41,8 +41,8 @@ from werkzeug.routing.exceptions import RoutingException
 
 from pcloud.api import tus
 from pcloud.api.context import QUICK, RECEIVED_BODY, RECEIVES_BODY
-from pcloud.api.uploads import MultipartReceiver
-from pcloud.services.uploads_resumable import PlacedPiece
+from pcloud.services.uploads import BodyReceiver
+from pcloud.services.uploads.multipart import MultipartReceiver
 
 log = logging.getLogger("pcloud.api")
 MATCHES_KEPT = 512
@@ -56,18 +56,6 @@ def close_received_body(environ: dict) -> None:
     received = environ.get(RECEIVED_BODY)
     if received is not None:
         received.close()
-
-
-class BodyReceiver(Protocol):
-    def receive(self, data: bytes) -> None:
-        """The body's next bytes, as they arrive. Never raises: errors wait for the view."""
-
-    def close(self) -> None:
-        """The request is over: undo whatever the view did not take."""
-
-    def broken(self) -> None:
-        """The connection broke off before the whole body arrived, so the view never
-        runs: keep what may be kept of what did arrive. Never raises. close() follows."""
 
 
 @dataclass(frozen=True)
@@ -142,18 +130,5 @@ class RequestPreviews:
 
     def _tus_piece(
         self, arguments: dict[str, Any], headers: Mapping[str, str]
-    ) -> tus.ReceivedPiece | None:
-        offset = headers.get("UPLOAD_OFFSET", "")
-        content_type = parse_options_header(headers.get("CONTENT_TYPE", ""))[0]
-        if content_type != tus.OFFSET_STREAM or not (offset.isascii() and offset.isdigit()):
-            return None
-        placed = PlacedPiece.place(
-            self._pcloud.blobs,
-            self._pcloud.upload_hashes,
-            arguments["upload_id"],
-            int(offset),
-            headers.get("UPLOAD_CHECKSUM"),
-        )
-        if placed is None:
-            return None
-        return tus.ReceivedPiece(self._pcloud, arguments["upload_id"], placed, headers)
+    ) -> BodyReceiver | None:
+        return tus.receive_piece(self._pcloud, arguments["upload_id"], headers)

@@ -94,7 +94,7 @@ def login_required(view: View) -> View:
 def authenticate(app: Pcloud, header: str | None, ip_address: str | None = None) -> SignedIn:
     """Who an `Authorization: Bearer <access token>` header speaks for. Raises
     Unauthorized. (login_required, and a tus piece whose connection broke off before
-    its view could run, pcloud.api.tus.ReceivedPiece.)"""
+    its view could run, pcloud.api.tus.receive_piece.)"""
     if not header:
         raise Unauthorized("Missing Authorization header")
     scheme, _, token = header.partition(" ")

@@ -48,7 +48,7 @@ def list_files():
 def upload():
     app, user = pcloud(), signed_in()
     quota.check_within(user.user_id, user.quota_bytes, expected_file_size())  # before storing
-    received = receive_file(app.blobs, app.settings.max_upload_size)
+    received = receive_file()
     stored = files.add_file(
         app.blobs,
         user.user_id,

@@ -161,7 +161,7 @@ def upload_into(ref: str):
     folder = folders.get(user.user_id, folder_ref(ref))  # 404 before a byte is stored
     policy = on_conflict(tree.UPLOAD_POLICIES)
     quota.check_within(user.user_id, user.quota_bytes, expected_file_size())
-    received = receive_file(app.blobs, app.settings.max_upload_size)
+    received = receive_file()
     stored = files.add_file(
         app.blobs,
         user.user_id,

@@ -3,7 +3,8 @@
 Creation URL `/tus/`; each upload's URL is `/tus/<id>` (a relative Location, so it stays
 right behind a TLS proxy). Extensions: creation, creation-with-upload,
 creation-defer-length, termination, checksum and expiration. The rules live in
-pcloud.services.uploads_resumable; here the headers are read and written.
+pcloud.services.uploads.resumable; here the headers are read (pcloud.api.tus_headers)
+and written.
 
 When the last piece arrives the upload becomes a file like any POST /upload; the answer
 (and HEAD afterwards) carries its stored name, percent-encoded UTF-8, in `Pcloud-File`.
@@ -11,14 +12,15 @@ When the last piece arrives the upload becomes a file like any POST /upload; the
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, g, request
-from werkzeug.http import http_date
+from werkzeug.http import http_date, parse_options_header
 from werkzeug.wsgi import get_input_stream
 
+from pcloud.api import tus_headers
 from pcloud.api.context import (
     authenticate,
     current_user_id,
@@ -31,12 +33,14 @@ from pcloud.core import Pcloud
 from pcloud.errors import (
     BadRequest,
     PayloadTooLarge,
-    PcloudError,
     PreconditionFailed,
     UnsupportedMediaType,
 )
-from pcloud.services import uploads_resumable
-from pcloud.services.uploads_resumable import CHECKSUM_ALGORITHMS, PlacedPiece, UploadState
+from pcloud.services.uploads import resumable
+from pcloud.services.uploads.hashes import CHECKSUM_ALGORITHMS, Checksum
+from pcloud.services.uploads.pieces import PlacedPiece, ReceivedPiece
+from pcloud.services.uploads.records import UploadState
+from pcloud.sizes import format_size
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -46,7 +50,6 @@ OFFSET_STREAM = "application/offset+octet-stream"
 OVERRIDABLE_METHODS = {"PATCH", "DELETE", "HEAD"}
 
 blueprint = Blueprint("tus", __name__)
-log = logging.getLogger("pcloud.api")
 
 
 def effective_method(method: str, path: str, override: str) -> str:
@@ -58,10 +61,13 @@ def effective_method(method: str, path: str, override: str) -> str:
     return method
 
 
-def method_override(wsgi_app):
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def method_override(wsgi_app: WsgiApp) -> WsgiApp:
     """Apply X-HTTP-Method-Override (see effective_method) before the app routes."""
 
-    def app(environ, start_response):
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ["REQUEST_METHOD"] = effective_method(
             environ.get("REQUEST_METHOD", ""),
             environ.get("PATH_INFO", ""),
@@ -73,7 +79,7 @@ def method_override(wsgi_app):
 
 
 @blueprint.after_request
-def tus_headers(response: Response) -> Response:
+def tus_headers_on_every_answer(response: Response) -> Response:
     response.headers["Tus-Resumable"] = TUS_VERSION
     if response.status_code == 412:
         response.headers["Tus-Version"] = TUS_VERSION
@@ -82,7 +88,7 @@ def tus_headers(response: Response) -> Response:
 
 @blueprint.route("/tus/", methods=["OPTIONS"])
 @blueprint.route("/tus/<upload_id>", methods=["OPTIONS"])
-def discover(upload_id: str | None = None):
+def discover(upload_id: str | None = None) -> Response:
     """What this server speaks; no sign-in needed."""
     return Response(
         status=204,
@@ -97,18 +103,14 @@ def discover(upload_id: str | None = None):
 
 @blueprint.route("/tus/", methods=["POST"], provide_automatic_options=False)
 @login_required
-def create():
+def create() -> Response:
     _check_version()
     app = pcloud()
-    length = _length_header(required=True)
+    length = tus_headers.upload_length(request.headers, required=True)
     body, checksum = _body(), _checksum()
-    state = uploads_resumable.create_upload(
-        app.blobs,
-        app.settings,
-        current_user_id(),
-        length,
-        request.headers.get("Upload-Metadata", ""),
-    )
+    resumable.check_length(app.settings, length)  # (before the metadata is read)
+    new = tus_headers.new_upload(length, request.headers.get("Upload-Metadata", ""))
+    state = resumable.create_upload(app.blobs, app.settings, current_user_id(), new)
     if body is not None or length == 0:  # creation-with-upload; an empty file is complete now
         state = _append(state.id, 0, body, None, checksum)
     response = _answer(state, 201, offset=body is not None or length == 0)
@@ -118,9 +120,9 @@ def create():
 
 @blueprint.route("/tus/<upload_id>", methods=["HEAD"], provide_automatic_options=False)
 @login_required
-def status(upload_id: str):
+def status(upload_id: str) -> Response:
     _check_version()
-    state = uploads_resumable.get_upload(current_user_id(), upload_id)
+    state = resumable.get_upload(current_user_id(), upload_id)
     response = _answer(state, 200)
     if state.length is None:
         response.headers["Upload-Defer-Length"] = "1"
@@ -135,25 +137,32 @@ def status(upload_id: str):
 @blueprint.route("/tus/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
 @login_required
 @receives_body("tus")
-def patch(upload_id: str):
+def patch(upload_id: str) -> Response:
     _check_version()
-    offset = _offset_header()
-    state = _append(upload_id, offset, _body(patch=True), _length_header(), _checksum())
+    offset = tus_headers.upload_offset(request.headers)
+    length = tus_headers.upload_length(request.headers)
+    state = _append(upload_id, offset, _body(patch=True), length, _checksum())
     return _answer(state, 204)
 
 
 @blueprint.route("/tus/<upload_id>", methods=["DELETE"], provide_automatic_options=False)
 @login_required
-def terminate(upload_id: str):
+def terminate(upload_id: str) -> Response:
     _check_version()
     app = pcloud()
-    uploads_resumable.terminate(app.blobs, app.upload_hashes, current_user_id(), upload_id)
+    resumable.terminate(app.blobs, app.upload_hashes, current_user_id(), upload_id)
     return Response(status=204)
 
 
-def _append(upload_id, offset, body, length, checksum) -> UploadState:
+def _append(
+    upload_id: str,
+    offset: int,
+    body: resumable.Readable | PlacedPiece | None,
+    length: int | None,
+    checksum: Checksum | None,
+) -> UploadState:
     app = pcloud()
-    state = uploads_resumable.append(
+    state = resumable.append(
         app.blobs,
         app.upload_hashes,
         app.settings,
@@ -183,39 +192,12 @@ def _check_version() -> None:
         raise PreconditionFailed(f"Send the header Tus-Resumable: {TUS_VERSION}")
 
 
-def _whole_number(name: str) -> int | None:
-    text = request.headers.get(name)
-    if text is None:
-        return None
-    if not text.isdigit() or not text.isascii():
-        raise BadRequest(f"{name} must be a whole number of bytes")
-    return int(text)
-
-
-def _offset_header() -> int:
-    offset = _whole_number("Upload-Offset")
-    if offset is None:
-        raise BadRequest("Upload-Offset is missing")
-    return offset
-
-
-def _length_header(required: bool = False) -> int | None:
-    """Upload-Length, or None when deferred (`Upload-Defer-Length: 1`) or absent."""
-    length = _whole_number("Upload-Length")
-    deferred = request.headers.get("Upload-Defer-Length")
-    if deferred is not None and (deferred != "1" or length is not None):
-        raise BadRequest("Send Upload-Length, or Upload-Defer-Length: 1, not both")
-    if required and length is None and deferred is None:
-        raise BadRequest("Upload-Length is missing (or send Upload-Defer-Length: 1)")
-    return length
-
-
-def _checksum():
+def _checksum() -> Checksum | None:
     header = request.headers.get("Upload-Checksum")
-    return uploads_resumable.parse_checksum(header) if header else None
+    return tus_headers.parse_checksum(header) if header else None
 
 
-def _body(patch: bool = False):
+def _body(patch: bool = False) -> resumable.Readable | PlacedPiece | None:
     """The request's bytes (None when there are none), bounded by TUS_MAX_CHUNK: a
     PlacedPiece when the server wrote them into the upload as they arrived (see
     pcloud.api.bodies), else a stream.
@@ -236,67 +218,64 @@ def _body(patch: bool = False):
     limit = pcloud().settings.tus_max_chunk
     if length > limit:
         raise PayloadTooLarge(
-            f"One request may carry at most {limit} bytes of an upload (TUS_MAX_CHUNK): "
-            "send it in smaller pieces"
+            f"One request may carry at most {format_size(limit)} of an upload "
+            "(TUS_MAX_CHUNK): send it in smaller pieces"
         )
     received = received_body()
     if isinstance(received, ReceivedPiece):
         return received.placed
-    return get_input_stream(request.environ, max_content_length=limit)
+    stream: resumable.Readable = get_input_stream(request.environ, max_content_length=limit)
+    return stream
 
 
-class ReceivedPiece:
-    """A PATCH's bytes, received into the upload as they arrive (a PlacedPiece; see
-    pcloud.api.bodies), with what it takes to judge the request should its connection
-    break off before its view can run."""
-
-    def __init__(
-        self, app: Pcloud, upload_id: str, placed: PlacedPiece, headers: Mapping[str, str]
-    ) -> None:
-        self._app = app
-        self._upload_id = upload_id
-        self.placed = placed
-        self._authorization = headers.get("AUTHORIZATION")
-        self._version = headers.get("TUS_RESUMABLE")
-        self._declares_length = "UPLOAD_LENGTH" in headers
-
-    def receive(self, data: bytes) -> None:
-        self.placed.receive(data)
-
-    def close(self) -> None:
-        self.placed.close()
-
-    def broken(self) -> None:
-        """The connection broke off (or stalled past the timeout) before the whole piece
-        arrived: keep the bytes that did, when the request would have been let in (the
-        upload owner's valid access token, Tus-Resumable 1.0.0) and the bytes fit
-        (uploads_resumable.keep_broken_piece); the client's HEAD then reports them. A
-        piece that declares the upload's length is judged by its whole: undone. Never
-        raises; whatever is not kept is undone."""
+def receive_piece(app: Pcloud, upload_id: str, headers: Mapping[str, str]) -> ReceivedPiece | None:
+    """A receiver for a PATCH's bytes, from its headers as waitress keeps them (upper
+    case, `-` as `_`), or None when they cannot go straight into the upload (not an
+    offset stream, no offset, an unknown checksum, the upload busy or elsewhere): the
+    view then reads the body from wsgi.input and answers what fits."""
+    offset = headers.get("UPLOAD_OFFSET", "")
+    content_type = parse_options_header(headers.get("CONTENT_TYPE", ""))[0]
+    if content_type != OFFSET_STREAM or not (offset.isascii() and offset.isdigit()):
+        return None
+    algorithm = None
+    checksum_header = headers.get("UPLOAD_CHECKSUM")
+    if checksum_header:
         try:
-            if self._version == TUS_VERSION and not self._declares_length:
-                signed_in = authenticate(self._app, self._authorization)
-                kept = uploads_resumable.keep_broken_piece(
-                    self._app.upload_hashes,
-                    self._app.settings,
-                    signed_in.user_id,
-                    self._upload_id,
-                    self.placed,
-                )
-                if kept is not None:
-                    log.info("Kept %d bytes of a broken-off piece", self.placed.length)
-        except PcloudError:
-            pass  # not let in, or no longer there: nothing to keep
-        except Exception:
-            log.exception("Could not keep the bytes of a broken-off piece")
-        finally:
-            self.placed.close()  # undoes what was not kept
-            self._app.release_connection()
+            algorithm = tus_headers.parse_checksum(checksum_header).algorithm
+        except BadRequest:
+            return None
+    placed = PlacedPiece.place(app.blobs, app.upload_hashes, upload_id, int(offset), algorithm)
+    if placed is None:
+        return None
+    return ReceivedPiece(
+        placed,
+        upload_id,
+        app.upload_hashes,
+        app.settings,
+        _owner_if_kept(app, headers),
+        app.release_connection,
+    )
+
+
+def _owner_if_kept(app: Pcloud, headers: Mapping[str, str]) -> Callable[[], int | None]:
+    """Whom a broken-off PATCH would have been let in as (ReceivedPiece's judge): its
+    Tus-Resumable must be 1.0.0 and its access token valid (else Unauthorized). A piece
+    that declares the upload's length is judged by its whole: None, nothing is kept."""
+    authorization = headers.get("AUTHORIZATION")
+    version = headers.get("TUS_RESUMABLE")
+    declares_length = "UPLOAD_LENGTH" in headers
+
+    def owner_id() -> int | None:
+        if version != TUS_VERSION or declares_length:
+            return None
+        return authenticate(app, authorization).user_id
+
+    return owner_id
 
 
 class _NoBytes:
     @staticmethod
-    def read(_size: int = -1) -> bytes:
+    def read(_size: int = -1, /) -> bytes:
         return b""
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, changes, sessions, throttle, tree, uploads_resumable
-from pcloud.services.uploads_resumable import ExpiredUpload
+from pcloud.services import audit, changes, sessions, throttle, tree
+from pcloud.services.uploads import resumable
+from pcloud.services.uploads.resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
 
 # A blob is renamed into place a moment before its row commits, and a partial upload is
@@ -92,8 +93,8 @@ def find_garbage(
                 report.broken_blobs.append(key)
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
     # Rows before files again: an upload created during the scan is young, so spared.
-    report.expired_uploads = uploads_resumable.expired_uploads(now)
-    known_uploads = uploads_resumable.upload_ids()
+    report.expired_uploads = resumable.expired_uploads(now)
+    known_uploads = resumable.upload_ids()
     for entry in blobs.scan_resumables():
         report.resumable_sizes[entry.key] = entry.size
         if entry.key not in known_uploads and entry.modified_at < cutoff:
@@ -107,7 +108,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
         blobs.delete(entry.key)
     for entry in report.stale_partials:
         blobs.delete_partial(entry.key)
-    uploads_resumable.delete_uploads(blobs, [u.upload_id for u in report.expired_uploads])
+    resumable.delete_uploads(blobs, [u.upload_id for u in report.expired_uploads])
     for entry in report.orphan_resumables:
         blobs.delete_resumable(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
