@@ -101,9 +101,10 @@ class StorageFull(InsufficientStorage):
 
     RETRY_AFTER = 60  # seconds: an admin's `files gc` or a bigger disk takes a while
 
-    def __init__(self, text: str, /, **extra: Any) -> None:
+    def __init__(self, text: str, /, cause: BaseException | None = None, **extra: Any) -> None:
         super().__init__(text, retry_after=self.RETRY_AFTER, **extra)
         self.headers = {"Retry-After": str(self.RETRY_AFTER)}
+        self.cause = cause  # what the disk or the database said, for the log
 
 
 class ServiceUnavailable(PcloudError):
@@ -150,12 +151,15 @@ def out_of_space(error: BaseException) -> StorageFull | None:
         seen.add(id(current))
         if isinstance(current, StorageFull):
             return current
-        if isinstance(current, OSError) and current.errno in _OUT_OF_SPACE_ERRNOS:
-            return StorageFull(STORAGE_FULL)
-        if getattr(current, "pgcode", None) == _OUT_OF_SPACE_PGCODE:
-            return StorageFull(STORAGE_FULL)
-        if type(current).__module__ in _DATABASE_MODULES and _OUT_OF_SPACE_SQLITE in str(current):
-            return StorageFull(STORAGE_FULL)
+        if (
+            (isinstance(current, OSError) and current.errno in _OUT_OF_SPACE_ERRNOS)
+            or getattr(current, "pgcode", None) == _OUT_OF_SPACE_PGCODE
+            or (
+                type(current).__module__ in _DATABASE_MODULES
+                and _OUT_OF_SPACE_SQLITE in str(current)
+            )
+        ):
+            return StorageFull(STORAGE_FULL, cause=current)
         current = current.__cause__ or current.__context__
     return None
 

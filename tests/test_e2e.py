@@ -136,7 +136,8 @@ def start_server(
         output.append(line)
         match = re.search(r"serving on (http://[\d.]+:\d+)", line)
         if match:
-            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            process.output = output  # type: ignore[attr-defined]  # what it printed, growing
+            threading.Thread(target=output.extend, args=(process.stdout,), daemon=True).start()
             return process, match.group(1)
     process.kill()
     raise AssertionError("pcloud serve did not start:\n" + "".join(output))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from pcloud.errors import PcloudError
+from pcloud.errors import PcloudError, StorageFull, out_of_space
 
 log = logging.getLogger("pcloud.api")
 
@@ -23,6 +23,13 @@ HTTP_ERROR_TEXT = {
 def register(app: Flask) -> None:
     @app.errorhandler(PcloudError)
     def pcloud_error(error: PcloudError):
+        if isinstance(error, StorageFull):  # no bug, no traceback: one line for the admin
+            log.warning(
+                "Out of storage space: %s %s refused (507): %s",
+                request.method,
+                request.path,
+                error.cause,
+            )
         response = jsonify(error.to_json())
         response.status = f"{error.status} {error.reason}" if error.reason else error.status
         response.headers.update(error.headers)
@@ -44,5 +51,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
+        full = out_of_space(error)
+        if full is not None:
+            return pcloud_error(full)
         log.exception("Unexpected error", exc_info=error)
         return jsonify({"error": "Internal server error"}), 500
