@@ -176,7 +176,7 @@ def test_a_new_resumable_upload_on_a_full_disk_is_507_then_works(full_disk_serve
     headers = server.new_user()
     filler = fill(server.settings.data_dir)
     statuses = []
-    for number in range(200):  # until the database has no room left either
+    for _ in range(200):  # until the database has no room left either
         created = requests.post(
             f"{server.url}/tus/",
             headers={
