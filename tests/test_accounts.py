@@ -88,6 +88,7 @@ def test_a_huge_json_body_is_refused_with_413(client):
     body = '{"username": "' + "a" * 100_000 + '"}'
     response = client.post("/register", data=body, content_type="application/json")
     assert response.status_code == 413
+    assert response.get_json()["error"] == "JSON body is larger than 64 KiB"
     assert "error" in response.get_json()
 
 

@@ -37,7 +37,7 @@ def test_an_upload_over_the_size_limit_is_413_json_and_stores_nothing(client, au
     too_big = io.BytesIO(b"x" * (settings.max_upload_size + 1))
     response = client.post("/upload", headers=headers, data={"file": (too_big, "big.bin")})
     assert response.status_code == 413
-    assert "error" in response.get_json()
+    assert response.get_json()["error"] == "File is larger than this server's limit of 8 MiB"
     assert client.get("/files", headers=headers).get_json() == []
     assert not any((settings.upload_folder / "blobs").rglob("*.*"))
     assert list((settings.upload_folder / "partial").iterdir()) == []

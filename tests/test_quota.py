@@ -90,3 +90,34 @@ def test_a_batch_from_content_stops_at_the_quota(runner, client, headers):
         json={"files": [{**item, "name": "b.bin"}, {**item, "name": "c.bin"}]},
     )
     assert [r["status"] for r in response.get_json()["results"]] == [201, 507]
+
+
+def test_the_quota_error_says_sizes_as_people_do_with_figures_that_add_up(runner, client, headers):
+    put_file(client, headers, "half.bin", b"h" * (512 * 1024))
+    runner.invoke("users", "set-quota", "ann", "1MiB")
+    response = client.post(
+        "/tus/",
+        headers={
+            **headers,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(2 * 1024 * 1024),
+            "Upload-Metadata": "filename YS50eHQ=",
+        },
+    )
+    assert response.status_code == 507
+    body = response.get_json()
+    assert body["error"] == (
+        "This upload would add 2 MiB, bringing your usage to 2.5 MiB, over your quota of "
+        "1 MiB: delete files and empty the trash, or ask the admin for more room"
+    )
+    assert (body["usage_bytes"], body["quota_bytes"]) == (512 * 1024, 1024 * 1024)
+
+
+def test_a_copy_past_the_quota_is_called_a_copy(runner, client, headers):
+    entry = put_file(client, headers, "a.bin", b"z" * 600).get_json()
+    runner.invoke("users", "set-quota", "ann", "1000")
+    copy = client.post(f"{API}/files/{entry['id']}/copy", headers=headers, json={"name": "b"})
+    assert copy.get_json()["error"].startswith(
+        "This copy would add 600 bytes, bringing your usage to 1.1 KiB, over your quota of "
+        "1000 bytes"
+    )

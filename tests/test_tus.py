@@ -384,7 +384,11 @@ def test_the_root_folder_is_accepted(client, headers):
 
 
 def test_an_upload_longer_than_the_upload_limit_is_413(client, headers, settings):
-    assert create(client, headers, length=settings.max_upload_size + 1).status_code == 413
+    refused = create(client, headers, length=settings.max_upload_size + 1)
+    assert refused.status_code == 413
+    assert refused.get_json()["error"] == (
+        "Upload-Length 8388609 is larger than this server's limit of 8 MiB (8388608 bytes)"
+    )
     url = new_upload(client, headers, length=None)
     response = patch(
         client, headers, url, 0, b"", **{"Upload-Length": str(settings.max_upload_size + 1)}

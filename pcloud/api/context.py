@@ -12,6 +12,7 @@ from pcloud.core import Pcloud
 from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
 from pcloud.services import sessions
 from pcloud.services.sessions import Client, SignedIn
+from pcloud.sizes import format_size
 
 MAX_JSON_BYTES = 64 * 1024
 # The WSGI environ key of a body that the server received before the view ran, and the
@@ -55,7 +56,7 @@ def received_body() -> Any | None:
 def json_body(max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The request's JSON object. Raises BadRequest for anything else."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"JSON body is larger than {max_bytes} bytes")
+        raise PayloadTooLarge(f"JSON body is larger than {format_size(max_bytes)}")
     request.max_content_length = max_bytes  # also bounds a body of unknown length
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):

@@ -98,7 +98,7 @@ def copy_file(
         tree.lock(owner_id)
         stored = folders.file_of(owner_id, file_id)
         target = stored.folder_id if folder_id is None else tree.live_folder(owner_id, folder_id).id
-        quota.check(owner_id, stored.size)
+        quota.check(owner_id, stored.size, what="This copy")
         name = tree.place_name(owner_id, target, stored.name if name is None else name, on_conflict)
         copy = new_file(owner_id, target, name, stored, stored.modified_at)
         changes.record(owner_id, changes.CREATED, changes.FILE, copy.id, target, name)
@@ -144,7 +144,7 @@ def copy_folder(
         if target in subtree:
             raise BadRequest("A folder cannot be copied into itself or a folder inside it")
         files = files_in(subtree)
-        quota.check(owner_id, sum(f.size for f in files))
+        quota.check(owner_id, sum(f.size for f in files), what="This copy")
         name = tree.place_name(owner_id, target, folder.name if name is None else name, on_conflict)
         top = _copy_tree(owner_id, folder, target, name, files)
         tree.bump([target])

@@ -9,6 +9,7 @@ from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, InsufficientStorage
 from pcloud.models import StoredFile, User, database_proxy
 from pcloud.services import users
+from pcloud.sizes import format_size
 
 
 def usage(owner_id: int) -> int:
@@ -41,22 +42,31 @@ def room(owner_id: int) -> int | None:
 ASK: object = object()
 
 
-def check(owner_id: int, incoming: int | None, quota: int | None | object = ASK) -> None:
+def check(
+    owner_id: int,
+    incoming: int | None,
+    quota: int | None | object = ASK,
+    what: str = "This upload",
+) -> None:
     """Raise InsufficientStorage (507) if `incoming` more bytes would pass the user's quota
-    (`quota`: as the caller read it already, None for none; by default it is read now)."""
+    (`quota`: as the caller read it already, None for none; by default it is read now).
+    `what` names the change in the message ("This upload", "This copy")."""
     if quota is ASK:
         quota = quota_of(owner_id)
-    check_within(owner_id, quota, incoming)  # type: ignore[arg-type]
+    check_within(owner_id, quota, incoming, what)  # type: ignore[arg-type]
 
 
-def check_within(owner_id: int, quota: int | None, incoming: int | None) -> None:
+def check_within(
+    owner_id: int, quota: int | None, incoming: int | None, what: str = "This upload"
+) -> None:
     """check(), against a quota the caller read already (None: no quota)."""
     if quota is None or incoming is None:
         return
     used = usage(owner_id)
     if used + incoming > quota:
         raise InsufficientStorage(
-            f"This would use {used + incoming} bytes of your quota of {quota}: "
+            f"{what} would add {format_size(incoming)}, bringing your usage to "
+            f"{format_size(used + incoming)}, over your quota of {format_size(quota)}: "
             "delete files and empty the trash, or ask the admin for more room",
             usage_bytes=used,
             quota_bytes=quota,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pcloud.errors import PayloadTooLarge
+from pcloud.sizes import format_size
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class BlobWriter(ABC):
         self.size += len(data)
         if self.max_size is not None and self.size > self.max_size:
             self.abort()
-            raise PayloadTooLarge(f"File is larger than the limit of {self.max_size} bytes")
+            raise PayloadTooLarge(
+                f"File is larger than this server's limit of {format_size(self.max_size)}"
+            )
         self._hash.update(data)
         self._write(data)
         return len(data)

@@ -102,8 +102,8 @@ def check_length(settings: Settings, length: int | None) -> None:
     """PayloadTooLarge for an upload longer than this server takes (MAX_UPLOAD_SIZE)."""
     if length is not None and length > settings.max_upload_size:
         raise PayloadTooLarge(
-            f"Upload-Length {length} ({format_size(length)}) is larger than this "
-            f"server's limit of {format_size(settings.max_upload_size)}"
+            f"Upload-Length {length} is larger than this server's limit of "
+            f"{format_size(settings.max_upload_size)} ({settings.max_upload_size} bytes)"
         )
 
 
@@ -223,7 +223,7 @@ def _find_under_hold(
 def _placed_hashes(placed: PlacedPiece, room: int, checksum: Checksum | None) -> _PieceHashes:
     """The hashes of a piece hashed as it arrived. PayloadTooLarge past `room`."""
     if placed.length > room:
-        raise PayloadTooLarge(f"The bytes go {placed.length - room} beyond the upload's length")
+        raise PayloadTooLarge(_beyond(placed.length - room))
     if placed.checksum_algorithm != (checksum.algorithm if checksum else None):
         raise ValueError("the piece was checked with another algorithm")  # (same header)
     # This process's kept hash (if any) stays where it was: the piece hashed a copy.
@@ -321,9 +321,13 @@ def _pieces(body: Readable, room: int, piece: _PieceHashes) -> Iterator[bytes]:
     while data := body.read(READ_SIZE):
         received += len(data)
         if received > room:
-            raise PayloadTooLarge(f"The bytes go {received - room} beyond the upload's length")
+            raise PayloadTooLarge(_beyond(received - room))
         piece.update(data)
         yield data
+
+
+def _beyond(excess: int) -> str:
+    return f"The bytes go {format_size(excess)} beyond the upload's length"
 
 
 def terminate(blobs: BlobStore, hashes: UploadHashes, owner_id: int, upload_id: str) -> None:
