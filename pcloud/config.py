@@ -28,7 +28,7 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError("expected a size such as 10GiB, 500MiB or 1048576")
     number, unit = int(match.group(1)), match.group(2).lower()
-    return number * 1024 ** " kmgt".index(unit or " ")
+    return int(number * 1024 ** " kmgt".index(unit or " "))
 
 
 def parse_duration(text: str) -> int:
@@ -301,6 +301,7 @@ def load_settings(
             values[option.field] = overrides[option.field]
             sources[option.field] = "command line"
             continue
+        raw: str | None
         if option.env in environ:
             raw, source = environ[option.env], "the environment"
         elif option.env in file_values:

@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -230,6 +230,12 @@ class QueuedSqliteDatabase(PooledSqliteDatabase):
         if getattr(self._holding, "lock", False):
             self._holding.lock = False
             self._writers.release()
+
+
+def rows(query: Any) -> Iterator[tuple[Any, ...]]:
+    """A query's rows as tuples: what `query.tuples()` gives, typed so that type checkers
+    let a caller unpack them (peewee's stubs say iterating a query gives its models)."""
+    return iter(query.tuples())
 
 
 def describe(url: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from peewee import (
+    AutoField,
     BigAutoField,
     BigIntegerField,
     CharField,
@@ -53,6 +54,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class BaseModel(Model):
+    # What peewee adds by itself, written out so that type checkers know it too.
+    id = AutoField()
+
     class Meta:
         database = database_proxy
         legacy_table_names = False
@@ -75,9 +79,12 @@ class Folder(BaseModel):
     """
 
     owner = ForeignKeyField(User, backref="folders", on_delete="CASCADE")
+    owner_id: int  # (each foreign key's value, as peewee gives it: for type checkers)
     parent = ForeignKeyField("self", backref="children", null=True, on_delete="CASCADE")
+    parent_id: int | None
     name = CharField(max_length=255)  # NFC; "" for the root
     root_of = ForeignKeyField(User, backref="+", null=True, unique=True, on_delete="CASCADE")
+    root_of_id: int | None
     version = BigIntegerField(default=1)  # goes up whenever anything below changes: the ETag
     created_at = UtcDateTimeField(default=utc_now)
     modified_at = UtcDateTimeField(default=utc_now)
@@ -107,9 +114,11 @@ class StoredFile(BaseModel):
     (owner, sha256)."""
 
     owner = ForeignKeyField(User, backref="files", on_delete="CASCADE", index=False)
+    owner_id: int  # (each foreign key's value, as peewee gives it: for type checkers)
     # None only while trashed (see trashed_at), or for a row written before folders
     # existed, which the folders data migration moved into the root.
     folder = ForeignKeyField(Folder, backref="files", null=True, on_delete="CASCADE", index=False)
+    folder_id: int
     name = CharField(max_length=255)  # NFC, as the person wrote it
     # The Blob's store_key; shared by copies. Not indexed: only healing lost bytes (rare)
     # looks files up by it, and an index on random keys costs every upload a page.
@@ -141,6 +150,7 @@ class DeletedContent(BaseModel):
     """Content a user deleted for good: upload-check tells their phone not to send it again."""
 
     owner = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    owner_id: int
     sha256 = CharField(max_length=64)
     deleted_at = UtcDateTimeField(default=utc_now)
 
@@ -153,6 +163,7 @@ class Change(BaseModel):
 
     id = BigAutoField()
     owner = ForeignKeyField(User, backref="+", on_delete="CASCADE", index=False)  # see Meta
+    owner_id: int
     kind = CharField(max_length=16)  # created, modified, moved, renamed, deleted, restored
     item_type = CharField(max_length=8)  # file or folder
     item_id = BigIntegerField()
@@ -168,6 +179,7 @@ class FeedHorizon(BaseModel):
     """The newest change of a user that gc has purged: older cursors get 410."""
 
     owner = ForeignKeyField(User, backref="+", unique=True, on_delete="CASCADE")
+    owner_id: int
     purged_through = BigIntegerField(default=0)
 
 
@@ -176,6 +188,7 @@ class DeviceSession(BaseModel):
 
     public_id = CharField(max_length=32, unique=True)  # the `sid` claim; shown to the user
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    user_id: int
     method = CharField(max_length=16)  # "password", "google", or "legacy" (before sessions)
     device_name = CharField(max_length=100, null=True)
     user_agent = CharField(max_length=255, null=True)
@@ -192,6 +205,7 @@ class RefreshToken(BaseModel):
 
     token_id = CharField(max_length=64, unique=True)  # the token's `jti` claim
     user = ForeignKeyField(User, backref="refresh_tokens", on_delete="CASCADE")
+    user_id: int
     session = ForeignKeyField(
         DeviceSession, backref="refresh_tokens", null=True, on_delete="CASCADE"
     )
@@ -231,6 +245,7 @@ class TusUpload(BaseModel):
 
     id = CharField(max_length=64, primary_key=True)  # random and URL-safe: the upload URL
     owner = ForeignKeyField(User, backref="tus_uploads", on_delete="CASCADE")
+    owner_id: int
     length = BigIntegerField(null=True)  # None: deferred (Upload-Defer-Length) until told
     offset = BigIntegerField(default=0)  # bytes received and kept; the truth for HEAD
     name = CharField(max_length=255)  # the requested file name, validated at creation

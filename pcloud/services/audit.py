@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pcloud.models import AuditEvent, User, utc_now
 
@@ -93,7 +94,7 @@ class Event:
     username: str | None
     actor: str
     ip_address: str | None
-    detail: dict
+    detail: dict[str, Any]
 
 
 def list_events(

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import peewee
 
-from pcloud.db import PreparedQuery
+from pcloud.db import PreparedQuery, rows
 from pcloud.errors import BadRequest, Gone
 from pcloud.models import Change, FeedHorizon, database_proxy, micros, utc_now
 
@@ -119,10 +119,10 @@ def feed(owner_id: int, cursor: int, limit: int) -> FeedPage:
     )
     # Raw rows: a feed page may hold 10,000 changes, and model instances cost more than
     # the query.
-    rows = [ChangeRow(*row) for row in database_proxy.execute(query).fetchall()]
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return FeedPage(rows, rows[-1].id if rows else cursor, has_more)
+    found = [ChangeRow(*row) for row in database_proxy.execute(query).fetchall()]
+    has_more = len(found) > limit
+    found = found[:limit]
+    return FeedPage(found, found[-1].id if found else cursor, has_more)
 
 
 def purge(now: datetime | None = None) -> int:
@@ -135,10 +135,9 @@ def purge(now: datetime | None = None) -> int:
             Change.select(Change.owner, peewee.fn.MAX(Change.id))
             .where((Change.at < cutoff) & (Change.id < newest))
             .group_by(Change.owner)
-            .tuples()
         )
         count = 0
-        for owner_id, newest_old in list(purged):
+        for owner_id, newest_old in list(rows(purged)):
             count += (
                 Change.delete()
                 .where((Change.owner == owner_id) & (Change.id <= newest_old))

@@ -63,10 +63,10 @@ def _count_or_add(blob: StoredBlob) -> str:
     """The key the blob's content is stored under, after counting one more file of it."""
     if _UPSERT_RETURNS or not isinstance(database_proxy.obj, peewee.SqliteDatabase):
         row = _COUNT_OR_ADD.execute(blob.sha256, blob.key, blob.size, micros(utc_now()))
-        return row.fetchone()[0]
+        return str(row.fetchone()[0])
     for _ in range(3):
         if add_references(blob.sha256):
-            return _STORE_KEY.execute(blob.sha256).fetchone()[0]
+            return str(_STORE_KEY.execute(blob.sha256).fetchone()[0])
         try:
             with database_proxy.atomic():
                 Blob.insert(
@@ -86,7 +86,7 @@ def _heal(sha256: str, lost_key: str, new_key: str) -> None:
 
 def add_references(sha256: str, count: int = 1) -> bool:
     """Count `count` more files of stored content; False when no such content is stored."""
-    return _ADD_REFERENCES.execute(count, sha256).rowcount == 1
+    return bool(_ADD_REFERENCES.execute(count, sha256).rowcount == 1)
 
 
 def release(sha256s: Iterable[str]) -> list[str]:
@@ -119,4 +119,4 @@ def remember_deleted(owner_id: int, sha256s: Iterable[str]) -> None:
 def forget_deleted(owner_id: int) -> int:
     """Clear the user's memory of deleted content; returns how many entries went."""
     with database_proxy.atomic():
-        return DeletedContent.delete().where(DeletedContent.owner == owner_id).execute()
+        return int(DeletedContent.delete().where(DeletedContent.owner == owner_id).execute())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pcloud.errors import PreconditionFailed
 from pcloud.models import Folder, StoredFile, micros
@@ -21,7 +21,7 @@ class Entry(NamedTuple):  # a tuple: made ten thousand times a listing, cheaply
     sha256: str | None  # None for folders
     etag: str  # a file's SHA-256; a folder's changes whenever anything below it does
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "type": self.type,
             "id": self.id,
@@ -70,7 +70,7 @@ class FILE_ROW(NamedTuple):  # noqa: N801 (names the columns of a raw row, for s
     sha256: str
 
 
-def file_row_json(row: tuple) -> dict:
+def file_row_json(row: tuple[Any, ...]) -> dict[str, Any]:
     """Entry.to_json() of a file, straight from a raw row of FILE_COLUMNS: a listing of
     thousands of files makes no model instances on the way."""
     file_id, name, folder_id, size, modified, sha256 = row

@@ -61,7 +61,7 @@ def get_file(owner_id: int, name: object) -> StoredFile:
     """The file of that name in the user's root folder. Raises NotFound."""
     if not isinstance(name, str) or "\x00" in name:  # no stored name holds NUL
         raise NotFound(FILE_NOT_FOUND)
-    stored = _FILE_BY_NAME.first(owner_id, names.normalize(name), owner_id)
+    stored: StoredFile | None = _FILE_BY_NAME.first(owner_id, names.normalize(name), owner_id)
     if stored is None:
         raise NotFound(FILE_NOT_FOUND)
     return stored

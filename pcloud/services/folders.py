@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pcloud.errors import BadRequest, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy, utc_now
@@ -47,7 +49,7 @@ def create(owner_id: int, parent_id: int | None, name: object, on_conflict: str)
 @dataclass(frozen=True)
 class Listing:
     folder: Entry
-    entries: list[dict]  # as Entry.to_json() gives them
+    entries: list[dict[str, Any]]  # as Entry.to_json() gives them
     total: int
     next_offset: int | None
     cursor: int  # the change feed's cursor from before the listing was read
@@ -87,7 +89,7 @@ def listing(
     return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
 
 
-def _sort_key(sort: str, shape):
+def _sort_key(sort: str, shape: Any) -> Callable[[Any], Any]:
     """A sort key over entries or raw file rows, both of whose fields `shape` names."""
     name = shape._fields.index("name")
     if sort == "name":

@@ -82,7 +82,9 @@ def create_many(
 class _Batch:
     """The state of one create_many: what is owned, which names are taken, what to count."""
 
-    def __init__(self, owner_id, root_id, wanted: list[ContentRequest], on_conflict) -> None:
+    def __init__(
+        self, owner_id: int, root_id: int, wanted: list[ContentRequest], on_conflict: str
+    ) -> None:
         self.owner_id, self.root_id, self.on_conflict = owner_id, root_id, on_conflict
         self.owned = _owned_content(owner_id, [request.sha256 for request in wanted])
         self.room = quota.room(owner_id)  # None: no quota

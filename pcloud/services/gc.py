@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pcloud.db import rows
 from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
 from pcloud.services import audit, changes, sessions, throttle, tree
 from pcloud.services.uploads import resumable
@@ -69,12 +70,12 @@ def find_garbage(
     # The database is read before the disk: a file committed during the scan then shows
     # up as a young blob (spared by the grace period), never as a row with no blob.
     # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
-    blob_keys = {key for (key,) in Blob.select(Blob.store_key).tuples()}
+    blob_keys = {key for (key,) in rows(Blob.select(Blob.store_key))}
     referenced: dict[str, list[tuple[int, str, str]]] = {key: [] for key in blob_keys}
-    for key, file_id, username, name in (
-        StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name)
-        .join(User)
-        .tuples()
+    for key, file_id, username, name in rows(
+        StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name).join(
+            User
+        )
     ):
         referenced.setdefault(key, []).append((file_id, username, name))
     found = list(blobs.scan())
@@ -129,17 +130,19 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
 def _forget_broken_files(file_ids: list[int]) -> None:
     """Delete the rows of files whose bytes are gone, telling each owner's change feed."""
     for start in range(0, len(file_ids), 500):
-        rows = list(
-            StoredFile.select(StoredFile.id, StoredFile.owner, StoredFile.folder, StoredFile.name)
-            .where(StoredFile.id.in_(file_ids[start : start + 500]))
-            .tuples()
+        broken = list(
+            rows(
+                StoredFile.select(
+                    StoredFile.id, StoredFile.owner, StoredFile.folder, StoredFile.name
+                ).where(StoredFile.id.in_(file_ids[start : start + 500]))
+            )
         )
-        for owner_id in sorted({owner_id for _id, owner_id, _folder, _name in rows}):
+        for owner_id in sorted({owner_id for _id, owner_id, _folder, _name in broken}):
             tree.lock(owner_id)
-        StoredFile.delete().where(StoredFile.id.in_([row[0] for row in rows])).execute()
-        for file_id, owner_id, _folder_id, name in rows:
+        StoredFile.delete().where(StoredFile.id.in_([row[0] for row in broken])).execute()
+        for file_id, owner_id, _folder_id, name in broken:
             changes.record(owner_id, changes.DELETED, changes.FILE, file_id, None, name)
-        tree.bump(folder_id for _id, _owner, folder_id, _name in rows)
+        tree.bump(folder_id for _id, _owner, folder_id, _name in broken)
 
 
 # Ended sessions stay listed (`pcloud users sessions --all`) this long before gc forgets them.

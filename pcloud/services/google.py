@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import google.auth.exceptions
 import peewee
@@ -18,6 +19,7 @@ import requests
 from google.auth import jwt as google_jwt
 
 from pcloud.config import Settings
+from pcloud.db import rows
 from pcloud.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
 from pcloud.models import User, database_proxy
 from pcloud.services import tree
@@ -74,15 +76,17 @@ def _max_age(cache_control: str) -> int:
     return int(match.group(1)) if match else DEFAULT_MAX_AGE
 
 
-def verify_id_token(settings: Settings, certificates: GoogleCertificates, token: str) -> dict:
+def verify_id_token(
+    settings: Settings, certificates: GoogleCertificates, token: str
+) -> dict[str, Any]:
     """The claims of a valid Google ID token for our client. Raises Unauthorized."""
     try:
-        header = google_jwt.decode_header(token)
+        header = google_jwt.decode_header(token)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):
         raise Unauthorized("Invalid Google token: malformed") from None
     certs = certificates.for_key(header.get("kid"))
     try:
-        claims = google_jwt.decode(
+        claims: dict[str, Any] = google_jwt.decode(  # type: ignore[no-untyped-call]
             token,
             certs=certs,
             audience=settings.google_client_id,
@@ -140,8 +144,7 @@ def sign_in(settings: Settings, certificates: GoogleCertificates, token: object)
 def _create_google_user(email: str, google_sub: str) -> User:
     base = username_base(email)
     taken = {
-        name
-        for (name,) in User.select(User.username).where(User.username.startswith(base)).tuples()
+        name for (name,) in rows(User.select(User.username).where(User.username.startswith(base)))
     }
     for _attempt in range(100):
         number = 0

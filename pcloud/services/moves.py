@@ -7,6 +7,7 @@ one more reference to the same blob.
 from __future__ import annotations
 
 from collections import Counter, deque
+from datetime import datetime
 
 from pcloud.errors import BadRequest
 from pcloud.models import Blob, Folder, StoredFile, database_proxy, utc_now
@@ -40,7 +41,7 @@ def move_file(
         kind = changes.MOVED if target != stored.folder_id else changes.RENAMED
         changes.record(owner_id, kind, changes.FILE, stored.id, target, name)
         tree.bump([stored.folder_id, target])
-        stored.folder, stored.name = target, name
+        stored.folder, stored.name = target, name  # type: ignore[assignment]  # (an id will do)
     return entries.of_file(stored)
 
 
@@ -60,7 +61,7 @@ def move_folder(
         tree.lock(owner_id)
         folder = movable_folder(owner_id, folder_id)
         entries.require_etag(if_match, entries.folder_etag(folder.id, folder.version))
-        target = folder.parent_id
+        target = parent_of(folder)
         if parent_id is not None:
             target = tree.live_folder(owner_id, parent_id).id
             if folder.id in {row[0] for row in tree.ancestors(target)}:
@@ -82,6 +83,13 @@ def movable_folder(owner_id: int, folder_id: int) -> Folder:
     if folder.parent_id is None:
         raise BadRequest("The root folder cannot be renamed, moved, copied or deleted")
     return folder
+
+
+def parent_of(folder: Folder) -> int:
+    """The parent of a folder other than the root (see movable_folder)."""
+    if folder.parent_id is None:
+        raise BadRequest("The root folder cannot be renamed, moved, copied or deleted")
+    return folder.parent_id
 
 
 def copy_file(
@@ -106,7 +114,9 @@ def copy_file(
     return entries.of_file(copy)
 
 
-def new_file(owner_id, folder_id, name, like: StoredFile, modified_at) -> StoredFile:
+def new_file(
+    owner_id: int, folder_id: int, name: str, like: StoredFile, modified_at: datetime
+) -> StoredFile:
     share(like.sha256, like.blob_key, like.size)
     return StoredFile.create(
         owner=owner_id,
@@ -139,7 +149,9 @@ def copy_folder(
     with database_proxy.atomic():
         tree.lock(owner_id)
         folder = movable_folder(owner_id, folder_id)
-        target = folder.parent_id if parent_id is None else tree.live_folder(owner_id, parent_id).id
+        target = (
+            parent_of(folder) if parent_id is None else tree.live_folder(owner_id, parent_id).id
+        )
         subtree = tree.descendants(folder.id)
         if target in subtree:
             raise BadRequest("A folder cannot be copied into itself or a folder inside it")
@@ -159,7 +171,9 @@ def files_in(folder_ids: list[int]) -> list[StoredFile]:
     return found
 
 
-def _copy_tree(owner_id, folder: Folder, target: int, name: str, files) -> Folder:
+def _copy_tree(
+    owner_id: int, folder: Folder, target: int, name: str, files: list[StoredFile]
+) -> Folder:
     now = utc_now()
     by_folder: dict[int, list[StoredFile]] = {}
     for stored in files:

@@ -183,7 +183,7 @@ def refresh(
     claims = tokens.decode(settings, refresh_token, tokens.REFRESH)
     now = utc_now()
     record = _live_refresh_record(claims, now, client)
-    session = record.session
+    session = _session_of(record)
     user_id = session.user_id
     with database_proxy.atomic():
         if rotate:
@@ -214,34 +214,41 @@ def sign_out(settings: Settings, refresh_token: object, client: Client) -> None:
     """End the session a refresh token belongs to. Raises Unauthorized."""
     claims = tokens.decode(settings, refresh_token, tokens.REFRESH)
     record = _live_refresh_record(claims, utc_now(), client)
+    session = _session_of(record)
     with database_proxy.atomic():
-        _revoke(record.session, "signed out")
+        _revoke(session, "signed out")
         audit.record(
             audit.SIGN_OUT,
-            user_id=record.session.user_id,
-            username=record.session.user.username,
+            user_id=session.user_id,
+            username=session.user.username,
             ip_address=client.ip_address,
-            session=record.session.public_id,
+            session=session.public_id,
         )
 
 
-def _live_refresh_record(claims: dict, now: datetime, client: Client) -> RefreshToken:
+def _session_of(record: RefreshToken) -> DeviceSession:
+    """The session of a refresh token (every token made since sessions exist has one)."""
+    session = record.session
+    if session is None:
+        raise Unauthorized("Invalid token: unknown refresh token")
+    return session
+
+
+def _live_refresh_record(claims: dict[str, Any], now: datetime, client: Client) -> RefreshToken:
     """The record of a refresh token that may still be used (read outside a transaction,
     so that revoking a session for a spent token commits before the refusal)."""
-    record = (
+    record: RefreshToken | None = (
         RefreshToken.select(RefreshToken, DeviceSession, User)
         .join(DeviceSession)
         .join(User)
         .where(RefreshToken.token_id == str(claims.get("jti")))
         .first()
     )
-    if (
-        record is None
-        or str(record.user_id) != claims["sub"]
-        or claims.get("sid", record.session.public_id) != record.session.public_id
-    ):
+    if record is None or str(record.user_id) != claims["sub"]:
         raise Unauthorized("Invalid token: unknown refresh token")
-    session = record.session
+    session = _session_of(record)
+    if claims.get("sid", session.public_id) != session.public_id:
+        raise Unauthorized("Invalid token: unknown refresh token")
     if session.revoked_at is not None or record.revoked_at is not None:
         raise Unauthorized(REVOKED)
     if session.user.disabled_at is not None:
@@ -377,7 +384,7 @@ def _revoke_all(user_id: int, keep_session_id: str | None, reason: str) -> int:
     )
     if keep_session_id is not None:
         query = query.where(DeviceSession.public_id != keep_session_id)
-    return query.execute()
+    return int(query.execute())
 
 
 def purge_ended(before: datetime) -> int:
@@ -388,7 +395,7 @@ def purge_ended(before: datetime) -> int:
     )
     with database_proxy.atomic():
         RefreshToken.delete().where(RefreshToken.session.in_(ended)).execute()
-        return (
+        return int(
             DeviceSession.delete()
             .where((DeviceSession.revoked_at < before) | (DeviceSession.expires_at < before))
             .execute()

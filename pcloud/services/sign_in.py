@@ -49,6 +49,7 @@ def with_password(
             )
         raise Unauthorized(INVALID_CREDENTIALS)
     throttle.clear_account(keys)
+    assert user is not None  # (checked with the password above)
     return _start(settings, user, "password", client)
 
 

@@ -45,7 +45,7 @@ class Rule:
         """Seconds locked after this many failures in a row."""
         if failures <= self.free_failures:
             return 0
-        return min(2 ** min(failures - self.free_failures - 1, 30), self.max_delay)
+        return int(min(2 ** min(failures - self.free_failures - 1, 30), self.max_delay))
 
 
 RULES = {
@@ -138,7 +138,7 @@ def purge_stale(now: datetime | None = None) -> int:
     now = now or utc_now()
     longest = max(rule.forget_after for rule in RULES.values())
     cutoff = now - timedelta(seconds=longest)
-    return (
+    return int(
         SignInThrottle.delete()
         .where(
             (SignInThrottle.last_failure_at < cutoff)

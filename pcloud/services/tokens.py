@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 
@@ -35,11 +36,11 @@ class AccessClaims:
     session_id: str
 
 
-def _encode(settings: Settings, claims: dict) -> str:
+def _encode(settings: Settings, claims: dict[str, Any]) -> str:
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
-def decode(settings: Settings, token: object, expected_type: str) -> dict:
+def decode(settings: Settings, token: object, expected_type: str) -> dict[str, Any]:
     """The claims of a genuine, unexpired token of that type. Raises Unauthorized."""
     if not isinstance(token, str) or not token:
         raise Unauthorized("Invalid token")
@@ -81,7 +82,12 @@ def issue_access_token(settings: Settings, user_id: int, session_id: str, now: d
 
 
 def issue_refresh_token(
-    settings: Settings, user_id: int, session_id: str, token_id: str, now: datetime, expires_at
+    settings: Settings,
+    user_id: int,
+    session_id: str,
+    token_id: str,
+    now: datetime,
+    expires_at: datetime,
 ) -> str:
     return _encode(
         settings,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from pcloud.db import rows
 from pcloud.errors import NotFound
 from pcloud.models import Folder, StoredFile, database_proxy, utc_now
 from pcloud.services import audit, changes, entries, files, folders, moves, tree
@@ -100,7 +102,9 @@ def restore(owner_id: int, item_type: str, item_id: int) -> Entry:
         changes.record(owner_id, changes.RESTORED, item_type, item.id, target, name)
         tree.bump([target])
         item = model.get_by_id(item.id)
-    return entries.of_file(item) if model is StoredFile else entries.of_folder(item)
+    if isinstance(item, StoredFile):
+        return entries.of_file(item)
+    return entries.of_folder(item)
 
 
 def _live_folder_exists(owner_id: int, folder_id: int) -> bool:
@@ -122,16 +126,19 @@ def purge_older_than(blobs: BlobStore, days: int, now: datetime | None = None) -
     owners = {
         owner
         for model in (StoredFile, Folder)
-        for (owner,) in model.select(model.owner)
-        .where(model.trashed_at.is_null(False) & (model.trashed_at < cutoff))
-        .distinct()
-        .tuples()
+        for (owner,) in rows(
+            model.select(model.owner)
+            .where(model.trashed_at.is_null(False) & (model.trashed_at < cutoff))
+            .distinct()
+        )
     }
     return sum(_purge(blobs, owner, cutoff, audit.SYSTEM_ACTOR, None) for owner in owners)
 
 
-def _purge(blobs, owner_id: int, cutoff: datetime | None, actor: str, ip: str | None) -> int:
-    def trashed(model):
+def _purge(
+    blobs: BlobStore, owner_id: int, cutoff: datetime | None, actor: str, ip: str | None
+) -> int:
+    def trashed(model: type[StoredFile] | type[Folder]) -> Any:
         condition = (model.owner == owner_id) & model.trashed_at.is_null(False)
         return condition if cutoff is None else condition & (model.trashed_at < cutoff)
 

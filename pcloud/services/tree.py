@@ -11,10 +11,11 @@ feed ids commit in order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import peewee
 
-from pcloud.db import PreparedQuery
+from pcloud.db import PreparedQuery, rows
 from pcloud.errors import Conflict, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy
 from pcloud.services import names
@@ -29,7 +30,7 @@ CONFLICT_POLICIES = (FAIL, RENAME)
 UPLOAD_POLICIES = (FAIL, RENAME, REPLACE)
 
 
-def _lock_query(owner_id):
+def _lock_query(owner_id: int) -> Any:
     query = Folder.select(Folder.id).where(Folder.root_of == owner_id)
     return query.for_update() if database_proxy.obj.for_update else query
 
@@ -74,13 +75,13 @@ def lock(owner_id: int, root_id: int | None = None) -> int:
         return root_id
     row = _LOCK_ROOT.execute(owner_id).fetchone()
     if row is not None:
-        return row[0]
+        return int(row[0])
     try:
         with database_proxy.atomic():
             make_root(owner_id)
     except peewee.IntegrityError:
         pass  # a concurrent transaction made it first
-    return _LOCK_ROOT.execute(owner_id).fetchone()[0]
+    return int(_LOCK_ROOT.execute(owner_id).fetchone()[0])
 
 
 def name_taken(owner_id: int, folder_id: int, name: str) -> bool:
@@ -91,12 +92,13 @@ def name_taken(owner_id: int, folder_id: int, name: str) -> bool:
 
 def make_root(owner_id: int) -> int:
     """Give a new user their root folder (in the caller's transaction)."""
-    return Folder.insert(owner=owner_id, parent=None, name="", root_of=owner_id).execute()
+    return int(Folder.insert(owner=owner_id, parent=None, name="", root_of=owner_id).execute())
 
 
 def root_id(owner_id: int) -> int | None:
     """The user's root folder id, without locking anything (None: no root yet)."""
-    return Folder.select(Folder.id).where(Folder.root_of == owner_id).scalar()
+    root: int | None = Folder.select(Folder.id).where(Folder.root_of == owner_id).scalar()
+    return root
 
 
 def live_folder(owner_id: int, folder_id: object) -> Folder:
@@ -122,7 +124,7 @@ def _chain_sql() -> str:
 
 
 def _param() -> str:
-    return database_proxy.obj.param
+    return str(database_proxy.obj.param)
 
 
 def ancestors(folder_id: int) -> list[tuple[int, int | None, object]]:
@@ -173,7 +175,7 @@ def taken_names(owner_id: int, folder_id: int, candidates: list[str]) -> set[str
     folders = Folder.select(Folder.name).where(
         (Folder.owner == owner_id) & (Folder.parent == folder_id) & Folder.name.in_(candidates)
     )
-    return {name for (name,) in files.tuples()} | {name for (name,) in folders.tuples()}
+    return {name for (name,) in rows(files)} | {name for (name,) in rows(folders)}
 
 
 def taken_names_many(owner_id: int, folder_id: int, candidates: list[str]) -> set[str]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from pcloud.db import rows
 from pcloud.errors import BadRequest
 from pcloud.models import DeletedContent, Folder, StoredFile
 
@@ -45,24 +47,26 @@ def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
     """The status of each hash, in the order asked."""
     unique = list(dict.fromkeys(hashes))
     statuses = {sha256: ContentStatus(sha256) for sha256 in unique}
-    rows = []
-    deleted = []
+    found: list[tuple[Any, ...]] = []
+    deleted: list[tuple[Any, ...]] = []
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
-        rows.extend(
-            StoredFile.select(
-                StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from
+        found.extend(
+            rows(
+                StoredFile.select(
+                    StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from
+                ).where((StoredFile.owner == owner_id) & StoredFile.sha256.in_(chunk))
             )
-            .where((StoredFile.owner == owner_id) & StoredFile.sha256.in_(chunk))
-            .tuples()
         )
         deleted.extend(
-            DeletedContent.select(DeletedContent.sha256, DeletedContent.deleted_at)
-            .where((DeletedContent.owner == owner_id) & DeletedContent.sha256.in_(chunk))
-            .tuples()
+            rows(
+                DeletedContent.select(DeletedContent.sha256, DeletedContent.deleted_at).where(
+                    (DeletedContent.owner == owner_id) & DeletedContent.sha256.in_(chunk)
+                )
+            )
         )
-    if rows:
-        _place(rows, statuses, _folder_map(owner_id))
+    if found:
+        _place(found, statuses, _folder_map(owner_id))
     for sha256, deleted_at in deleted:
         status = statuses[sha256]
         if status.status == ABSENT:
@@ -75,16 +79,21 @@ def _folder_map(owner_id: int) -> dict[int, tuple[int | None, str, bool]]:
     """id -> (parent_id, name, trashed) of every folder of the user."""
     return {
         folder_id: (parent_id, name, trashed_at is not None)
-        for folder_id, parent_id, name, trashed_at in Folder.select(
-            Folder.id, Folder.parent, Folder.name, Folder.trashed_at
+        for folder_id, parent_id, name, trashed_at in rows(
+            Folder.select(Folder.id, Folder.parent, Folder.name, Folder.trashed_at).where(
+                Folder.owner == owner_id
+            )
         )
-        .where(Folder.owner == owner_id)
-        .tuples()
     }
 
 
-def _place(rows, statuses: dict[str, ContentStatus], folder_map) -> None:
-    for sha256, folder_id, name, trashed_from in rows:
+FolderMap = dict[int, tuple[int | None, str, bool]]
+
+
+def _place(
+    found: list[tuple[Any, ...]], statuses: dict[str, ContentStatus], folder_map: FolderMap
+) -> None:
+    for sha256, folder_id, name, trashed_from in found:
         live, path = _path(folder_id if folder_id is not None else trashed_from, folder_map)
         live = live and folder_id is not None
         status = statuses[sha256]
@@ -100,7 +109,7 @@ def _place(rows, statuses: dict[str, ContentStatus], folder_map) -> None:
         status.paths.sort()
 
 
-def _path(folder_id: int | None, folder_map) -> tuple[bool, str | None]:
+def _path(folder_id: int | None, folder_map: FolderMap) -> tuple[bool, str | None]:
     """(whether nothing on the way up is trashed, '/a/b' path of the folder)."""
     parts, live = [], True
     while folder_id is not None and folder_id in folder_map:

@@ -10,6 +10,7 @@ import peewee
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings
+from pcloud.db import rows
 from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
 from pcloud.models import (
     Change,
@@ -112,13 +113,14 @@ def _refuse_taken(username: str, email: str) -> None:
 
 def find_by_login(login_identifier: str) -> User | None:
     """The account whose username, or email, this is."""
-    return (
+    found: User | None = (
         User.select()
         .where(
             (User.username == login_identifier) | (User.email == login_identifier.strip().lower())
         )
         .first()
     )
+    return found
 
 
 def password_matches(user: User | None, password: str) -> bool:
@@ -221,15 +223,15 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
     with database_proxy.atomic():
         contents = [
             sha256
-            for (sha256,) in StoredFile.select(StoredFile.sha256)
-            .where(StoredFile.owner == user.id)
-            .tuples()
+            for (sha256,) in rows(
+                StoredFile.select(StoredFile.sha256).where(StoredFile.owner == user.id)
+            )
         ]
         upload_ids = [
             upload_id
-            for (upload_id,) in TusUpload.select(TusUpload.id)
-            .where(TusUpload.owner == user.id)
-            .tuples()
+            for (upload_id,) in rows(
+                TusUpload.select(TusUpload.id).where(TusUpload.owner == user.id)
+            )
         ]
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
         blob_keys = content.release(contents)
@@ -278,8 +280,8 @@ def list_users() -> list[UserUsage]:
             user.email,
             user.google_sub is not None,
             user.disabled_at is not None,
-            int(user.file_count),
-            int(user.bytes_used),
+            int(user.file_count),  # type: ignore[attr-defined]  # (selected aggregates)
+            int(user.bytes_used),  # type: ignore[attr-defined]
             user.created_at,
         )
         for user in query

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pcloud.db import rows
 from pcloud.models import Blob, StoredFile, User
 from pcloud.storage import BlobStore
 
@@ -32,8 +33,8 @@ class VerifyPlan:
 
 def plan() -> VerifyPlan:
     """Every blob the database knows, to be read back."""
-    rows = Blob.select(Blob.store_key, Blob.sha256, Blob.size).order_by(Blob.id).tuples()
-    return VerifyPlan(list(rows))
+    planned = rows(Blob.select(Blob.store_key, Blob.sha256, Blob.size).order_by(Blob.id))
+    return VerifyPlan(list(planned))
 
 
 def verify(
@@ -63,11 +64,10 @@ def _hash(blobs: BlobStore, key: str, progress: Progress | None) -> str | None:
 
 
 def _files_using(sha256: str) -> list[str]:
-    rows = (
+    using = (
         StoredFile.select(User.username, StoredFile.name)
         .join(User)
         .where(StoredFile.sha256 == sha256)
         .order_by(User.username, StoredFile.name)
-        .tuples()
     )
-    return [f"{username}: {name}" for username, name in rows]
+    return [f"{username}: {name}" for username, name in rows(using)]

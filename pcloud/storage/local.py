@@ -17,7 +17,7 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -114,7 +114,7 @@ class LocalResumableWrite(ResumableWrite):
     def size(self) -> int:
         return os.fstat(self._held()).st_size
 
-    def append(self, offset: int, chunks) -> int:
+    def append(self, offset: int, chunks: Iterable[bytes]) -> int:
         descriptor = self._held()
         size = os.fstat(descriptor).st_size
         if size < offset:
@@ -280,7 +280,7 @@ class LocalBlobStore(BlobStore):
                 yield _entry(entry.name, entry)
 
 
-def _scandir(path: Path) -> Iterator[os.DirEntry]:
+def _scandir(path: Path) -> Iterator[os.DirEntry[str]]:
     try:
         with os.scandir(path) as entries:
             yield from entries
@@ -288,7 +288,7 @@ def _scandir(path: Path) -> Iterator[os.DirEntry]:
         return
 
 
-def _entry(key: str, entry: os.DirEntry) -> BlobEntry:
+def _entry(key: str, entry: os.DirEntry[str]) -> BlobEntry:
     stat = entry.stat(follow_symlinks=False)
     modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
     return BlobEntry(key=key, size=stat.st_size, modified_at=modified)

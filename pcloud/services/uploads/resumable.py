@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from pcloud.config import Settings
+from pcloud.db import rows
 from pcloud.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -367,14 +368,13 @@ def expired_uploads(now: datetime | None = None) -> list[ExpiredUpload]:
         .join(User)
         .where(TusUpload.expires_at <= (now or utc_now()))
         .order_by(TusUpload.expires_at)
-        .tuples()
     )
-    return [ExpiredUpload(*row) for row in query]
+    return [ExpiredUpload(*row) for row in rows(query)]
 
 
 def upload_ids() -> set[str]:
     """Every upload's id, expired or not."""
-    return {upload_id for (upload_id,) in TusUpload.select(TusUpload.id).tuples()}
+    return {upload_id for (upload_id,) in rows(TusUpload.select(TusUpload.id))}
 
 
 def delete_uploads(blobs: BlobStore, upload_ids: list[str]) -> None:
