@@ -27,6 +27,15 @@ def test_ci_runs_the_readmes_test_command_verbatim():
     assert test_command in ci_script.splitlines()
 
 
+def test_ci_and_developers_run_the_same_documented_check():
+    ci_script = (ROOT / ".ci" / "run").read_text()
+    check_script = (ROOT / ".ci" / "check").read_text()
+    assert "bash .ci/check lint types postgresql" in ci_script.splitlines()
+    assert ".ci/check " in README and ".ci/check all" in README
+    for tool in ('ruff" check', 'ruff" format --check', 'mypy"', "-m pytest"):
+        assert tool in check_script, tool
+
+
 def test_every_setting_is_documented_in_the_readme():
     for option in OPTIONS:
         assert f"`{option.env}`" in README, f"{option.env} is missing from the README"
