@@ -179,3 +179,9 @@ class AuthActions:
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture
+def headers(auth) -> dict[str, str]:
+    """The Authorization header of a fresh user, ann (registered and signed in)."""
+    return auth.headers()

@@ -13,11 +13,6 @@ from pcloud.services import changes
 from tests.sync_helpers import API, listing, make_folder, put_file
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def feed(client, headers, cursor, **query):
     return client.get(f"{API}/changes", headers=headers, query_string={"cursor": cursor, **query})
 

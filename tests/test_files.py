@@ -30,11 +30,6 @@ def blob_files(settings):
     return sorted(path for path in (settings.upload_folder / "blobs").rglob("*") if path.is_file())
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def test_upload_answers_201_with_the_stored_name(client, headers):
     response = upload(client, headers, "photo.jpg")
     assert response.status_code == 201

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import io
 
-import pytest
-
 from tests.sync_helpers import API, put_file
-
-
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
 
 
 def blob_count(settings):

@@ -12,11 +12,6 @@ from pcloud.services import trash
 from tests.sync_helpers import API, listing, make_folder, names_in, put_file
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def trashed(client, headers):
     response = client.get(f"{API}/trash", headers=headers)
     assert response.status_code == 200

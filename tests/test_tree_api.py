@@ -10,11 +10,6 @@ from pcloud.models import Blob
 from tests.sync_helpers import API, listing, make_folder, names_in, put_file
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def test_a_new_folder_is_listed_in_its_parent_with_its_fields(client, headers):
     made = make_folder(client, headers, "Photos")
     assert made.status_code == 201

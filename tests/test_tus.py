@@ -22,8 +22,9 @@ def metadata(**values: str) -> str:
 
 
 @pytest.fixture
-def headers(auth) -> dict[str, str]:
-    return {**auth.headers(), **TUS}
+def headers(headers) -> dict[str, str]:
+    """conftest's headers, speaking tus."""
+    return {**headers, **TUS}
 
 
 def create(client, headers, length: int | None = 10, name="clip.mp4", body=None, **extra):

@@ -39,11 +39,6 @@ def finish(client, headers, location, data):
     )
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def test_a_tus_upload_lands_in_its_folder(client, headers):
     folder = make_folder(client, headers, "Camera").get_json()
     created = create(client, headers, 3, filename="a.jpg", folder_id=str(folder["id"]))

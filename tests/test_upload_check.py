@@ -15,11 +15,6 @@ def sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def check(client, headers, hashes):
     response = client.post(f"{API}/upload-check", headers=headers, json={"sha256": hashes})
     assert response.status_code == 200, response.get_json()
