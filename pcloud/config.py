@@ -76,6 +76,16 @@ def parse_origins(text: str) -> tuple[str, ...]:
     return origins
 
 
+def parse_access_log(text: str) -> str:
+    """ACCESS_LOG: off, stderr or a file path."""
+    text = text.strip()
+    if text.lower() in ("off", "stderr"):
+        return text.lower()
+    if not text:
+        raise ValueError("expected off, stderr or a file path")
+    return text
+
+
 def parse_workers(text: str) -> int:
     if text.strip().lower() == "auto":
         return max(1, min(os.cpu_count() or 1, 8))
@@ -237,6 +247,57 @@ OPTIONS: tuple[Option, ...] = (
         parse_origins,
     ),
     Option(
+        "HEADER_TIMEOUT",
+        "header_timeout",
+        "30s",
+        "How long a client may take to send a request's headers (from its first byte, or "
+        "from connecting); then 408 and the connection closes, so that a client trickling "
+        "a byte now and then cannot hold a connection (seconds, or with s/m/h/d).",
+        parse_duration,
+    ),
+    Option(
+        "KEEPALIVE_TIMEOUT",
+        "keepalive_timeout",
+        "60s",
+        "How long a connection may wait idle for its next request before it is closed "
+        "(seconds, or with s/m/h/d).",
+        parse_duration,
+    ),
+    Option(
+        "CONNECTIONS_PER_ADDRESS",
+        "connections_per_address",
+        "64",
+        "Connections one client address may hold open at once (shared out among the "
+        "worker processes); one more is answered 503. 0: no limit. Not applied behind a "
+        "trusted proxy (TRUSTED_PROXIES), where every connection has the proxy's address.",
+        parse_count,
+    ),
+    Option(
+        "MAX_CONNECTIONS",
+        "max_connections",
+        "10000",
+        "Connections the server holds open at once, all worker processes together "
+        "(pcloud raises its open-files limit to the system's hard limit to allow them).",
+        parse_positive_int,
+    ),
+    Option(
+        "DRAIN_TIMEOUT",
+        "drain_timeout",
+        "30s",
+        "On SIGTERM or Ctrl-C, how long requests in flight may take to finish before the "
+        "server stops; a resumable-upload piece cut then keeps the bytes that arrived. A "
+        "second signal stops at once (seconds, or with s/m/h/d).",
+        parse_duration,
+    ),
+    Option(
+        "ACCESS_LOG",
+        "access_log",
+        "stderr",
+        "Where each request's line goes (time, client address, user, method, path, "
+        "status, bytes, duration): stderr, a file path (appended to), or off.",
+        parse_access_log,
+    ),
+    Option(
         "METRICS_TOKEN",
         "metrics_token",
         "",
@@ -271,6 +332,12 @@ class Settings:
     trusted_proxies: int = 0
     cors_origins: tuple[str, ...] = ()
     metrics_token: str = ""
+    header_timeout: int = 30
+    keepalive_timeout: int = 60
+    connections_per_address: int = 64
+    max_connections: int = 10000
+    drain_timeout: int = 30
+    access_log: str = "stderr"
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from flask import Blueprint
-from waitress import wasyncore
 
 from pcloud import server as pcloud_server
 from pcloud.api import create_app
+from pcloud.api.bodies import RequestPreviews
 from pcloud.api.context import quick
 from pcloud.server.loop import StopSignals
+from pcloud.serving import ServedApp
 from tests.conftest import make_settings
 from tests.google_idp import CLIENT_ID, GoogleIdP
 from tests.test_e2e import running_server
@@ -52,14 +53,21 @@ def served(pcloud, settings) -> Iterator[tuple[str, int]]:
     app = create_app(pcloud=pcloud)
     app.register_blueprint(_thread_blueprint())
     sock = pcloud_server.listen("127.0.0.1", 0)
-    server = pcloud_server.build_server(app, settings, sock, threads=2)
-    loop = threading.Thread(target=server.run, daemon=True)
+    served = ServedApp(app, RequestPreviews(app), lambda: None)
+    server = pcloud_server.build_server(served, settings, sock, threads=2)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            server.event_loop.wait(0.05)
+        server.close_everything()
+
+    loop = threading.Thread(target=run, daemon=True)
     loop.start()
     try:
         yield pcloud_server.url_of(sock), loop.ident
     finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
+        stop.set()
         loop.join(timeout=5)
 
 
@@ -115,20 +123,10 @@ def test_a_slow_google_sign_in_holds_up_no_quick_request(settings, auth):
         idp.close()
 
 
-def test_a_stop_signal_waits_for_the_request_the_loop_is_serving():
+def test_a_first_stop_signal_asks_for_a_drain_and_a_second_stops_at_once():
     signals = StopSignals()
-    signals.serving = True
-    signals.handle(None, None)  # mid-request: noted, nothing raised
+    signals.handle(None, None)  # noted: the loop drains, then ends
     assert signals.asked
-    with pytest.raises(KeyboardInterrupt):
-        signals.handle(None, None)  # a second one stops at once
-    signals.serving = False
-    with pytest.raises(KeyboardInterrupt):
-        signals.stop_if_asked()  # the request is over: now stop
-
-
-def test_a_stop_signal_between_requests_stops_at_once():
-    signals = StopSignals()
     with pytest.raises(KeyboardInterrupt):
         signals.handle(None, None)
 

@@ -20,8 +20,10 @@ from pcloud.api import (
     tree,
     tus,
 )
+from pcloud.api.bodies import MULTIPART_OVERHEAD
 from pcloud.config import Settings
 from pcloud.core import Pcloud
+from pcloud.serving import ServedApp
 
 
 class IdConverter(BaseConverter):
@@ -35,10 +37,6 @@ class IdConverter(BaseConverter):
 
     def to_url(self, value: int) -> str:
         return str(value)
-
-
-# Room for the multipart framing around a file of the maximum size.
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -> Flask:
@@ -74,6 +72,19 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
 
         metrics.register(app)
     return app
+
+
+def served_app(settings: Settings) -> ServedApp:
+    """The app as pcloud.server serves it in one worker process (see pcloud.serving):
+    opened in that process, its database connections its own."""
+    pcloud = Pcloud.open(settings, create_tables=False)
+    try:
+        pcloud.checkpoint_in_background()
+        app = create_app(pcloud=pcloud)
+    except BaseException:
+        pcloud.close()
+        raise
+    return ServedApp(app, bodies.RequestPreviews(app), pcloud.close)
 
 
 class ReleaseAfterAnswer:

@@ -3,10 +3,9 @@
 Waitress reads a whole request body before the app sees it, by default into a temporary
 file in /tmp (a tmpfs, so RAM, on many systems), which the view then copied into the
 blob store: every uploaded byte was written twice, and a large upload needed room for
-itself in /tmp as well. Instead, pcloud.server asks `RequestPreviews.preview` when a
-request's headers are complete (which also tells it whether the view is @quick), and
-hands each piece of the body to the receiver it returns, as waitress reads it from the
-connection:
+itself in /tmp as well. Instead, pcloud.server asks `RequestPreviews` (the app's side of
+pcloud.serving) when a request's headers are complete, and hands each piece of the body
+to the receiver it returns, as waitress reads it from the connection:
 
 - a multipart upload (a view marked `receives_body("multipart")`): werkzeug's multipart
   decoder feeds the file part straight into a blob writer, hashing as it goes
@@ -15,8 +14,12 @@ connection:
   resumable file, where they belong, under its exclusive hold, hashed on the way
   (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece).
 
-Nothing is decided here: the view still authenticates, checks and answers, and takes
-over the receiver's result (found with context.received_body()). What the view did not
+Before any byte of a body is stored (or read), a view behind @login_required has its
+sign-in checked from the headers, and a multipart upload its size against the quota (from
+Content-Length): an anonymous client cannot fill the disk. Refused, the server answers
+the same 401 or 507 the view would give and closes the connection, the body unread.
+Otherwise the view checks the rest and answers, and takes over the receiver's result
+(found with context.received_body()). What the view did not
 take (after a 401, a 404, a wrong offset) is undone as soon as the view has answered.
 When the connection breaks off before the whole body is in, the view never runs: a
 half multipart upload is undone, nothing of it stays; the bytes of a half tus piece
@@ -29,23 +32,44 @@ it does under any other server.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_options_header
+from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.routing.exceptions import RoutingException
 
 from pcloud.api import tus
-from pcloud.api.context import QUICK, RECEIVED_BODY, RECEIVES_BODY
+from pcloud.api.context import (
+    BODY_LIMIT,
+    QUICK,
+    RECEIVES_BODY,
+    SIGNED_IN,
+    SIGNS_IN,
+    authenticate,
+)
+from pcloud.api.security import HEADER_LIST
+from pcloud.errors import PcloudError
+from pcloud.services import quota
+from pcloud.services.sessions import SignedIn
 from pcloud.services.uploads import BodyReceiver
 from pcloud.services.uploads.multipart import MultipartReceiver
+from pcloud.serving import NO_PREVIEW, RECEIVED_BODY, Preview, Refusal
+from pcloud.sizes import format_size
 
 log = logging.getLogger("pcloud.api")
 MATCHES_KEPT = 512
+# Room for the multipart framing around a file of the maximum size.
+MULTIPART_OVERHEAD = 64 * 1024
+# What a multipart upload's Content-Length counts besides the file (see expected_file_size).
+MULTIPART_FRAMING = 4096
+TOO_LARGE = "Request body is larger than this server accepts ({size})"
+# An early refusal carries what the app's answer would (pcloud.api.security, tus_headers).
+REFUSAL_HEADERS = tuple(HEADER_LIST)
+TUS_HEADERS = (("Tus-Resumable", tus.TUS_VERSION),)
 
 
 def close_received_body(environ: dict) -> None:
@@ -58,52 +82,89 @@ def close_received_body(environ: dict) -> None:
         received.close()
 
 
-@dataclass(frozen=True)
-class Preview:
-    """What the server knows of a request once its headers are in, before its body."""
-
-    receiver: BodyReceiver | None = None  # who takes the body as it arrives; None: buffer it
-    quick: bool = False  # its view is marked @quick
-
-
-NO_PREVIEW = Preview()
-
-
 class RequestPreviews:
     """Finds the view a request goes to from its method, path and headers, as soon as its
-    headers are complete: who receives its body, and whether the view is quick."""
+    headers are complete: who receives its body, whether the view is quick, how large the
+    body may be, and whether to refuse it at once (pcloud.serving.Preview)."""
 
     def __init__(self, app: Flask) -> None:
         self._urls = app.url_map.bind("localhost")
         self._views = app.view_functions
         self._pcloud = app.extensions["pcloud"]
+        settings = self._pcloud.settings
+        self._upload_limit = settings.max_upload_size + MULTIPART_OVERHEAD
+        self._too_large = TOO_LARGE.format(size=format_size(settings.max_upload_size))
         # The same few method and path pairs come again and again (POST /upload): their
         # match is remembered (a few hundred of them; then forgotten all at once).
         self._matches: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
-    def preview(
-        self, method: str, path: str, headers: Mapping[str, str], has_body: bool
+    def __call__(
+        self, method: str, path: str, headers: Mapping[str, str], body_length: int | None
     ) -> Preview:
-        """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE).
-        Without a body (`has_body` False) no receiver is made."""
+        """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE);
+        `body_length` from Content-Length (None: chunked, length unknown; 0: no body)."""
         receiver = None
         try:
             method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
             endpoint, arguments = self._match(method, path)
             view = self._views.get(endpoint)
-            kind = getattr(view, RECEIVES_BODY, None) if has_body else None
+            limit, too_large = self._body_limit(view)
+            preview = Preview(
+                quick=getattr(view, QUICK, False), body_limit=limit, too_large=too_large
+            )
+            if body_length == 0 or (body_length is not None and body_length > limit):
+                return preview  # no body; or one the server refuses (413) unread
+            kind = getattr(view, RECEIVES_BODY, None)
+            if getattr(view, SIGNS_IN, False):
+                extra = REFUSAL_HEADERS + (TUS_HEADERS if endpoint.startswith("tus.") else ())
+                refusal = self._refusal(headers, body_length, kind, preview, extra)
+                if refusal is not None:
+                    return Preview(body_limit=limit, refusal=refusal)
             if kind == "multipart":
                 receiver = self._multipart(headers)
             elif kind == "tus":
                 receiver = self._tus_piece(arguments, headers)
-            return Preview(receiver, getattr(view, QUICK, False))
+            preview.receiver = receiver
+            return preview
         except (HTTPException, RoutingException):
-            return NO_PREVIEW  # no such route: the view (or the 404) reads the body as usual
+            # No such route: the view (or the 404) reads the body as usual.
+            return Preview(body_limit=self._upload_limit, too_large=self._too_large)
         except Exception:
             log.exception("Could not look at %s %s before its body", method, path)
             if receiver is not None:
                 receiver.close()
         return NO_PREVIEW
+
+    def _body_limit(self, view: Any) -> tuple[int, str]:
+        marked = getattr(view, BODY_LIMIT, None)
+        if marked is None:
+            return self._upload_limit, self._too_large
+        limit_of, too_large = marked
+        limit = limit_of(self._pcloud.settings)
+        return limit, too_large.format(size=format_size(limit))
+
+    def _refusal(
+        self,
+        headers: Mapping[str, str],
+        body_length: int | None,
+        kind: str | None,
+        preview: Preview,
+        extra_headers: tuple,
+    ) -> Refusal | None:
+        """Who the request speaks for, checked before its body is read (kept for the
+        view, in the environ); a Refusal when the view would refuse it anyway: 401, or,
+        for a multipart upload, 507 past the quota (as the view checks it)."""
+        try:
+            signed_in: SignedIn = authenticate(self._pcloud, headers.get("AUTHORIZATION"))
+            if kind == "multipart" and body_length is not None:
+                expected = max(0, body_length - MULTIPART_FRAMING)
+                quota.check_within(signed_in.user_id, signed_in.quota_bytes, expected)
+        except PcloudError as error:
+            return refusal_of(error, extra_headers)
+        finally:
+            self._pcloud.release_connection()
+        preview.environ = {SIGNED_IN: signed_in}
+        return None
 
     def _match(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
         """The endpoint and arguments of a route. Raises what werkzeug's match raises."""
@@ -132,3 +193,11 @@ class RequestPreviews:
         self, arguments: dict[str, Any], headers: Mapping[str, str]
     ) -> BodyReceiver | None:
         return tus.receive_piece(self._pcloud, arguments["upload_id"], headers)
+
+
+def refusal_of(error: PcloudError, extra_headers: tuple = ()) -> Refusal:
+    """A domain error as the server's early answer: the status, headers and JSON that
+    the API's error handler (pcloud.api.errors) gives it."""
+    reason = error.reason or HTTP_STATUS_CODES.get(error.status, "Error")
+    body = json.dumps(error.to_json(), separators=(",", ":")).encode()
+    return Refusal(error.status, reason, body, (*error.headers.items(), *extra_headers))

@@ -8,18 +8,23 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
+from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.errors import BadRequest, PayloadTooLarge, Unauthorized
 from pcloud.services import sessions
 from pcloud.services.sessions import Client, SignedIn
+from pcloud.serving import RECEIVED_BODY, SIGNED_IN_USER
 from pcloud.sizes import format_size
 
 MAX_JSON_BYTES = 64 * 1024
-# The WSGI environ key of a body that the server received before the view ran, and the
-# view attribute saying how (see pcloud.api.bodies).
-RECEIVED_BODY = "pcloud.received_body"
-RECEIVES_BODY = "pcloud_receives_body"
-QUICK = "pcloud_quick"  # the view attribute set by @quick
+# View attributes that pcloud.api.bodies reads when a request's headers are in.
+RECEIVES_BODY = "pcloud_receives_body"  # how the server may receive its body (receives_body)
+QUICK = "pcloud_quick"  # set by @quick
+SIGNS_IN = "pcloud_signs_in"  # set by @login_required: a body is refused early without sign-in
+BODY_LIMIT = "pcloud_body_limit"  # set by @limits_body
+# The WSGI environ key of the sign-in already checked from the headers, before the body
+# arrived (pcloud.api.bodies): the view need not check it again.
+SIGNED_IN = "pcloud.signed_in"
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -34,6 +39,18 @@ def receives_body(kind: str) -> Callable[[View], View]:
 
     def mark(view: View) -> View:
         setattr(view, RECEIVES_BODY, kind)
+        return view
+
+    return mark
+
+
+def limits_body(limit: Callable[[Settings], int], too_large: str) -> Callable[[View], View]:
+    """Hold a view's request body to `limit(settings)` bytes instead of the upload limit;
+    the server refuses a larger one from its Content-Length, before reading it, with a
+    413 saying `too_large` (its `{size}`: the limit, as format_size writes it)."""
+
+    def mark(view: View) -> View:
+        setattr(view, BODY_LIMIT, (limit, too_large))
         return view
 
     return mark
@@ -84,11 +101,17 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def authenticated_view(*args: Any, **kwargs: Any) -> Any:
-        g.signed_in = authenticate(
-            pcloud(), request.headers.get("Authorization"), request.remote_addr
-        )
+        environ = request.environ
+        signed_in = environ.get(SIGNED_IN)  # checked before the body arrived, if it had one
+        if signed_in is None:
+            signed_in = authenticate(
+                pcloud(), request.headers.get("Authorization"), request.remote_addr
+            )
+        g.signed_in = signed_in
+        environ[SIGNED_IN_USER] = signed_in.user_id  # for the access log
         return view(*args, **kwargs)
 
+    setattr(authenticated_view, SIGNS_IN, True)
     return authenticated_view  # type: ignore[return-value]
 
 

@@ -24,6 +24,7 @@ from pcloud.api import tus_headers
 from pcloud.api.context import (
     authenticate,
     current_user_id,
+    limits_body,
     login_required,
     pcloud,
     received_body,
@@ -48,6 +49,9 @@ TUS_EXTENSIONS = (
 )
 OFFSET_STREAM = "application/offset+octet-stream"
 OVERRIDABLE_METHODS = {"PATCH", "DELETE", "HEAD"}
+PIECE_TOO_LARGE = (
+    "One request may carry at most {size} of an upload (TUS_MAX_CHUNK): send it in smaller pieces"
+)
 
 blueprint = Blueprint("tus", __name__)
 
@@ -102,6 +106,7 @@ def discover(upload_id: str | None = None) -> Response:
 
 
 @blueprint.route("/tus/", methods=["POST"], provide_automatic_options=False)
+@limits_body(lambda settings: settings.tus_max_chunk, PIECE_TOO_LARGE)
 @login_required
 def create() -> Response:
     _check_version()
@@ -135,6 +140,7 @@ def status(upload_id: str) -> Response:
 
 
 @blueprint.route("/tus/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
+@limits_body(lambda settings: settings.tus_max_chunk, PIECE_TOO_LARGE)
 @login_required
 @receives_body("tus")
 def patch(upload_id: str) -> Response:
@@ -206,7 +212,7 @@ def _body(patch: bool = False) -> resumable.Readable | PlacedPiece | None:
     when it carries bytes.
 
     Waitress has read the whole body before the app runs (and refused one declared
-    larger than TUS_MAX_CHUNK from its headers, see pcloud.server): a piece that breaks
+    larger than TUS_MAX_CHUNK from its headers: limits_body): a piece that breaks
     off never reaches this point. What arrived of it is kept (ReceivedPiece.broken) when
     the server received it into the upload as it arrived; else it is lost.
     """
@@ -217,10 +223,7 @@ def _body(patch: bool = False) -> resumable.Readable | PlacedPiece | None:
         return None
     limit = pcloud().settings.tus_max_chunk
     if length > limit:
-        raise PayloadTooLarge(
-            f"One request may carry at most {format_size(limit)} of an upload "
-            "(TUS_MAX_CHUNK): send it in smaller pieces"
-        )
+        raise PayloadTooLarge(PIECE_TOO_LARGE.format(size=format_size(limit)))
     received = received_body()
     if isinstance(received, ReceivedPiece):
         return received.placed

@@ -7,6 +7,7 @@ import logging
 import typer
 
 from pcloud import __version__
+from pcloud.api import served_app
 from pcloud.cli.common import console, database_label, human_size, open_pcloud, reports_errors
 from pcloud.config import Settings
 from pcloud.server import listen, run, url_of
@@ -40,7 +41,7 @@ def serve(
         raise typer.BadParameter(message, param_hint="--port") from None
     _print_banner(settings, url_of(sock))
     try:
-        run(settings, sock, settings.workers)
+        run(settings, sock, settings.workers, served_app)
     finally:
         sock.close()
         console.print("pcloud stopped.")
@@ -73,4 +74,5 @@ def _print_banner(settings: Settings, url: str) -> None:
     console.print(f"  Google sign-in: {google}")
     console.print(f"  Upload limit:   {human_size(settings.max_upload_size)}")
     console.print(f"  Workers:        {settings.workers} processes x {settings.threads} threads")
+    console.print(f"  Access log:     {settings.access_log}")
     console.print("Press Ctrl-C to stop.")

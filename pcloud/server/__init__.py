@@ -1,17 +1,19 @@
-"""Running the Flask app under waitress, in one process or several.
+"""Running the app under waitress, in one process or several; knowing no routes.
 
-Waitress reads each request body completely (spooling it to a temporary file) before the
-app runs, reads the socket 8 KiB at a time, answers its own errors in plain text and
-sends files through Python. pcloud's connection (connection.py) hands an upload's body,
-piece by piece as it arrives, to a receiver that puts it where it belongs in the store
-(pcloud.api.bodies); refuses a body larger than the upload limit from its Content-Length,
-before any byte of it is read; answers errors as JSON; and sends file bodies through
-sendfile(2). Within a worker, quick requests run in the event loop's own thread and the
-rest in waitress's threads (loop.py). build.py puts these together into a waitress server.
+The app hands the server one small interface (pcloud.serving): a `previews` callable,
+asked when a request's headers are complete, which says who receives the body as it
+arrives, whether the view is quick, how large the body may be, or that the request is
+refused before its body is read. Over waitress, pcloud's connection (connection.py)
+acts on it; answers every error as the API's JSON (answers.py); sends file bodies through
+sendfile(2); bounds what each connection may hold (limits.py); and writes the access log
+(access_log.py). Within a worker, quick requests run in the event loop's own thread, the
+rest in waitress's threads, and the loop waits on thousands of connections through epoll
+at the cost of those that changed (loop.py). build.py puts these together. Every
+waitress internal relied on is listed, with the reason, in waitress_internals.py.
 
 One Python process runs one thread at a time, so `pcloud serve` forks a few worker
 processes (one per core by default) that share the listening socket, as gunicorn does
-(workers.py). Each worker opens its own database connections after the fork.
+(workers.py). Each worker opens the app (its database connections) after the fork.
 """
 
 from pcloud.server.build import build_server

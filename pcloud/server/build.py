@@ -1,18 +1,22 @@
-"""A waitress server for the app, with pcloud's connection, dispatcher and limits."""
+"""A waitress server for the app, with pcloud's connection, loop, dispatcher and limits."""
 
 from __future__ import annotations
 
 import copy
 import socket
+import time
+from typing import Any
 
-from flask import Flask
-from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+from waitress.adjustments import Adjustments
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
-from pcloud.api import MULTIPART_OVERHEAD
-from pcloud.api.bodies import RequestPreviews
 from pcloud.config import Settings
+from pcloud.server.access_log import AccessLog, answers_kept
 from pcloud.server.connection import PcloudChannel
-from pcloud.server.loop import LoopDispatcher, wake_unless_in
+from pcloud.server.limits import ConnectionLimits, Limits
+from pcloud.server.loop import EventLoop, LoopDispatcher, wake_unless_in
+from pcloud.serving import ServedApp
 
 RECV_BYTES = 256 * 1024  # waitress reads 8 KiB at a time by default: slow for uploads
 # Waitress sends a file in pieces of the socket's send buffer size, which starts small
@@ -22,40 +26,146 @@ SEND_BUFFER = 4 * 1024 * 1024
 # body left in two send(2) calls and two TCP segments. Held until this much is written
 # (or the request is done), a small answer leaves in one.
 SEND_BYTES = 64 * 1024
-SOCKET_OPTIONS = [
-    (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
-    (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
-]
+# Bodies of requests the app's previews say nothing about (none, under `pcloud serve`).
+DEFAULT_BODY_LIMIT = 1024 * 1024
 
 
-def build_server(app, settings: Settings, sock: socket.socket, threads: int):
-    """A waitress server for `app` on an already listening socket."""
-    server = create_server(
-        app,
-        sockets=[sock],
+class PcloudAdjustments(Adjustments):
+    """Waitress's settings, with two that its constructor does not take as keywords."""
+
+    socket_options = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),  # waitress's default, kept
+        (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER),
+    ]
+    send_bytes = SEND_BYTES  # a deprecated keyword
+
+
+class PcloudServer(TcpWSGIServer):
+    """Waitress's server on one listening socket, with pcloud's connections (see
+    connection.py), limits (limits.py), access log and event loop (loop.py)."""
+
+    channel_class = PcloudChannel
+    draining = False  # stopping: no new connections, none kept alive
+
+    def __init__(
+        self,
+        served: ServedApp,
+        adjustments: Adjustments,
+        sock: socket.socket,
+        limits: ConnectionLimits,
+        access_log: AccessLog,
+    ) -> None:
+        self.previews = served.previews
+        self.limits = limits
+        self.access_log = access_log
+        self._adjustments_by_limit: dict[int, Adjustments] = {}
+        socket_map: dict[int, Any] = {}
+        self.event_loop = EventLoop(socket_map)
+        dispatcher = LoopDispatcher(ThreadedTaskDispatcher())
+        dispatcher.set_thread_count(adjustments.threads)
+        super().__init__(
+            answers_kept(served.wsgi) if access_log.on else served.wsgi,
+            map=socket_map,
+            _sock=sock,
+            dispatcher=dispatcher,
+            adj=adjustments,
+            bind_socket=False,
+            sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()),
+        )
+        self.pull_trigger = wake_unless_in(dispatcher, self.pull_trigger)
+
+    def add_channel(self, map=None) -> None:
+        super().add_channel(map)
+        self.event_loop.watch(self._fileno)
+
+    def adjustments_for(self, body_limit: int) -> Adjustments:
+        """Waitress's settings with the body limit the app's previews gave (waitress
+        refuses a body of max_request_body_size or more, hence the + 1)."""
+        adjustments = self._adjustments_by_limit.get(body_limit)
+        if adjustments is None:
+            adjustments = copy.copy(self.adj)
+            adjustments.max_request_body_size = body_limit + 1
+            self._adjustments_by_limit[body_limit] = adjustments
+        return adjustments
+
+    def handle_accept(self) -> None:
+        try:
+            accepted = self.accept()
+        except OSError:
+            return  # a connection gone before it was accepted: nothing to do
+        if accepted is None:
+            return
+        conn, addr = accepted
+        if not self.limits.admits(conn, addr[0]):
+            return
+        try:
+            self.set_socket_options(conn)
+        except OSError:
+            conn.close()
+            return
+        self.channel_class(self, conn, addr, self.adj, map=self._map)
+
+    def maintenance(self, now: float) -> None:
+        self.limits.maintain(list(self.active_channels.values()), now, self.event_loop)
+
+    def start_draining(self) -> None:
+        """Stop accepting; close the connections waiting for a next request."""
+        self.draining = True
+        self.accepting = False
+        if self._fileno is not None:
+            self.event_loop.forget(self._fileno)
+            self.del_channel()
+        self.socket.close()  # this process's handle on the shared listening socket
+        for channel in list(self.active_channels.values()):
+            if not channel.requests and channel.request is None:
+                channel.will_close = True
+                self.event_loop.watch(channel._fileno)
+
+    def in_flight(self) -> int:
+        """Connections with a request being received, served or sent."""
+        return sum(
+            1
+            for channel in self.active_channels.values()
+            if channel.requests or channel.request is not None or channel.total_outbufs_len
+        )
+
+    def close_everything(self) -> None:
+        """Close every connection (a body still arriving is judged as broken off), let
+        the threads finish what they serve (a few seconds at most), and close."""
+        for channel in list(self.active_channels.values()):
+            channel.handle_close()
+        self.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        self.trigger.close()
+        self.event_loop.close()
+
+
+def build_server(
+    served: ServedApp, settings: Settings, sock: socket.socket, threads: int, workers: int = 1
+) -> PcloudServer:
+    """A waitress server for the app on an already listening socket, as one of `workers`
+    processes (they share the connection limits)."""
+    adjustments = PcloudAdjustments(
         threads=threads,
         ident="pcloud",
         recv_bytes=RECV_BYTES,
-        max_request_body_size=settings.max_upload_size + MULTIPART_OVERHEAD,
-        channel_timeout=300,
-        connection_limit=1000,
+        max_request_body_size=DEFAULT_BODY_LIMIT,  # the previews give each request's
+        channel_timeout=settings.keepalive_timeout,
+        cleanup_interval=1,  # limits.py: header and idle timeouts, checked each second
+        connection_limit=max(1, settings.max_connections // max(1, workers)),
+        asyncore_use_poll=True,  # select() takes no descriptor past 1023
         # X-Forwarded-* reach the app only when a proxy is trusted (ProxyFix reads them).
         clear_untrusted_proxy_headers=not settings.trusted_proxies,
     )
-    servers = server.map.values() if isinstance(server, MultiSocketServer) else [server]
-    dispatcher = None
-    for each in servers:
-        if isinstance(each, BaseWSGIServer):
-            # One dispatcher (waitress's threads) serves every socket; wrapped once.
-            dispatcher = dispatcher or LoopDispatcher(each.task_dispatcher)
-            each.task_dispatcher = dispatcher
-            each.pull_trigger = wake_unless_in(dispatcher, each.pull_trigger)
-            each.channel_class = PcloudChannel
-            each.adj.socket_options = SOCKET_OPTIONS  # not accepted as a keyword
-            each.adj.send_bytes = SEND_BYTES  # deprecated as a keyword
-            if isinstance(app, Flask):
-                each.adj.pcloud_previews = RequestPreviews(app)
-            tus_adjustments = copy.copy(each.adj)
-            tus_adjustments.max_request_body_size = settings.tus_max_chunk + 1  # refuses >=
-            each.adj.pcloud_tus_adjustments = tus_adjustments
-    return server
+    limits = Limits(
+        header_timeout=settings.header_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        # Behind a proxy every connection has the proxy's address.
+        per_address=0 if settings.trusted_proxies else settings.connections_per_address,
+    )
+    return PcloudServer(
+        served,
+        adjustments,
+        sock,
+        ConnectionLimits.shared_by(limits, workers),
+        AccessLog.open(settings.access_log, clock=time.time),
+    )

@@ -1,34 +1,39 @@
-"""Waitress's connection, request parser and request task, as pcloud needs them.
+"""Waitress's connection, request parser and request tasks, as pcloud needs them.
 
 Waitress reads each request body completely (spooling it to a temporary file) before the
-app runs. Here an upload's body goes, piece by piece as it arrives, to a receiver that
-puts it where it belongs in the store (pcloud.api.bodies), instead of into a temporary
-file that the view would copy. A tus request (a piece of a resumable upload) is held to
-TUS_MAX_CHUNK instead of the upload limit: an upload of any allowed size arrives in many
-such pieces. Waitress never hands an incomplete body to the app: when the connection
-breaks off first, handle_close asks the receiver what to keep of it (a tus piece keeps
-what arrived, pcloud.api.tus.ReceivedPiece.broken). Waitress's own error answers (413,
-400 for a malformed request, ...) are plain text; ours are JSON, like every other error
-of the API. File bodies go out through sendfile(2), large ones corked.
+app runs. Here, when a request's headers are in, the app's previews (pcloud.serving) say
+who receives its body, piece by piece as it arrives, into the store, instead of into a
+temporary file that the view would copy; how large the body may be (checked from
+Content-Length before any byte of it is read); or that the request is refused at once
+(401, 507: the body is never read, the connection closed). Waitress never hands an
+incomplete body to the app: when the connection breaks off first, handle_close asks the
+receiver what to keep of it. Every error leaves as the API's JSON (answers.py). File
+bodies go out through sendfile(2), large ones corked. Each request is written to the
+access log (access_log.py) once answered.
+
+The waitress internals this relies on are listed, with the reason for each, in
+waitress_internals.py.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import threading
 import time
+from typing import Any
 
 from waitress.buffers import ReadOnlyFileBasedBuffer
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import Error, InternalServerError
 from waitress.wasyncore import _DISCONNECTED
 
-from pcloud.api.context import RECEIVED_BODY
+from pcloud.server import answers
 from pcloud.server.loop import LoopDispatcher
+from pcloud.serving import RECEIVED_BODY, Preview, Refusal
 
 SENDFILE_PIECE = 16 * 1024 * 1024
 # A file body larger than this goes out with the socket corked (TCP_CORK, what nginx's
@@ -39,49 +44,102 @@ CORK_FROM = 256 * 1024
 TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux's; elsewhere files go uncorked
 
 
+class Refused(Error):
+    """The app's early refusal (pcloud.serving.Refusal), as waitress carries an error."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__("")
+        self.code = refusal.code
+        self.reason = refusal.reason
+        self.refusal = refusal
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list, bytes]:
+        refusal = self.refusal
+        return f"{self.code} {self.reason}", [answers.JSON, *refusal.headers], refusal.body
+
+
+class JsonError(Error):
+    """An error waitress found in a request (its own 400, 413, 431, 501, 500), answered
+    in the API's words and shape (answers.py)."""
+
+    def __init__(self, found: Error, text: str) -> None:
+        super().__init__(found.body)
+        self.code = found.code
+        self.reason = found.reason
+        self.text = text
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list, bytes]:
+        return f"{self.code} {self.reason}", [answers.JSON], answers.json_body(self.text)
+
+
 class JsonErrorTask(ErrorTask):
-    """Waitress's error answer, as JSON."""
+    """An error answer (waitress's own, or the app's early refusal), as JSON; the
+    connection closes after it (ErrorTask.execute asks the error for its answer)."""
 
     def execute(self) -> None:
-        error = self.request.error
-        body = json.dumps({"error": f"{error.reason}: {error.body}"}).encode()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
+        request = self.request
+        found = request.error
+        self.after_crash = isinstance(found, InternalServerError)  # its line is written
+        if not isinstance(found, (Refused, JsonError)):
+            too_large = getattr(request, "too_large", "")
+            if found.code == 413 and too_large:
+                text = too_large  # the app's words for its limit
+            else:
+                text = answers.waitress_error_text(
+                    found.code,
+                    str(found.body),
+                    request.adj.max_request_body_size - 1,  # waitress refuses from it on
+                    request.adj.max_request_header_size,
+                )
+            request.error = JsonError(found, text)
+        super().execute()
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            if not getattr(self, "after_crash", False):
+                self.channel.server.access_log.record_error(self)
 
 
 class PcloudRequestParser(HTTPRequestParser):
-    """Waitress's parser, holding a tus request's body to its own, smaller limit.
+    """Waitress's parser, asking the app's previews about a request once its headers are
+    in (see the module's docstring). Made by PcloudChannel.parser_class."""
 
-    Waitress checks a body against `adj.max_request_body_size`: from Content-Length when
-    the headers end, and as the bytes of a chunked body arrive. For a tus request the
-    parser switches to adjustments carrying TUS_MAX_CHUNK (set up by build_server).
-    """
-
-    receiver = None  # who receives the body as it arrives (pcloud.api.bodies), if anyone
+    receiver = None  # who receives the body as it arrives (pcloud.serving), if anyone
     quick = False  # its view may run in the event loop (see LoopDispatcher)
+    environ_extra: dict | None = None  # what the app adds to the WSGI environ
+    too_large = ""  # what a 413 says, when the app said it
 
-    def parse_header(self, header_plus):
+    def __init__(self, adj: Any, server: Any) -> None:
+        super().__init__(adj)
+        self.server = server
+        self.started = time.time()  # its first byte's arrival: the header timeout counts
+
+    def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
-        tus_adjustments = getattr(self.adj, "pcloud_tus_adjustments", None)
-        if (
-            tus_adjustments is not None
-            and self.command in ("PATCH", "POST")
-            and self.path.startswith("/tus/")
-        ):
-            self.adj = tus_adjustments
-        previews = getattr(self.adj, "pcloud_previews", None)
+        previews = self.server.previews
         if previews is None:
             return
-        has_body = (
-            self.body_rcv is not None
-            and self.content_length < self.adj.max_request_body_size  # else refused anyway
-        )
-        preview = previews.preview(self.command, self.path, self.headers, has_body)
+        length = None if self.chunked else self.content_length
+        preview: Preview = previews(self.command, self.path, self.headers, length)
         self.quick = preview.quick
+        if preview.body_limit is not None:
+            self.adj = self.server.adjustments_for(preview.body_limit)
+            self.too_large = preview.too_large
+        if preview.refusal is not None:
+            # Answered at once; the body is never read and the connection closes.
+            self.error = Refused(preview.refusal)
+            self.body_rcv = None
+            self.content_length = 0
+            self.expect_continue = False
+            self.connection_close = True
+            return
+        self.environ_extra = preview.environ
         if preview.receiver is not None:
+            if self.body_rcv is None:  # no body after all: nothing to receive
+                preview.receiver.close()
+                return
             self.receiver = preview.receiver
             self.body_rcv.buf = ReceiverBuffer(self.receiver)
 
@@ -114,8 +172,8 @@ class KeepAliveTask(WSGITask):
 
     Waitress 3 closes the connection after any HTTP/1.1 answer without a Content-Length,
     including those that never have a body (204, 304), which need no length to end.
-    So every tus PATCH (204) and every conditional download that hits (304) cost a new
-    connection: a TCP (and, behind a proxy, TLS) handshake each, and a tus upload's
+    So every resumable-upload piece (204) and every conditional download that hits (304) cost a new
+    connection: a TCP (and, behind a proxy, TLS) handshake each, and a resumable upload's
     pieces scattered over the worker processes, each of which then lost the upload's
     running hash.
     """
@@ -123,6 +181,8 @@ class KeepAliveTask(WSGITask):
     _bodiless_answer = False
 
     def build_response_header(self):
+        if self.channel.server.draining:
+            self.set_close_on_finish()  # the server is stopping: no next request here
         self._bodiless_answer = (
             self.version == "1.1"
             and not self.has_body
@@ -141,24 +201,58 @@ class KeepAliveTask(WSGITask):
 
     def get_environment(self):
         environ = super().get_environment()
-        if self.request.receiver is not None:
-            environ[RECEIVED_BODY] = self.request.receiver
+        request = self.request
+        if request.receiver is not None:
+            environ[RECEIVED_BODY] = request.receiver
+        if request.environ_extra:
+            environ.update(request.environ_extra)
         return environ
+
+    def service(self) -> None:
+        try:
+            super().service()
+        except BaseException:
+            self.channel.server.access_log.record_answer(self, "500")
+            raise  # waitress answers 500 (through JsonErrorTask, which logs no line)
+        self.channel.server.access_log.record_answer(self)
 
 
 class PcloudChannel(HTTPChannel):
-    """Waitress's connection, with JSON errors, and file bodies sent by sendfile(2).
+    """Waitress's connection, with the parser and tasks above, counted per client
+    address (limits.py), and file bodies sent by sendfile(2).
 
     Waitress sends a file body by reading each piece into Python and writing it to the
     socket: two copies through user space. When the body is a real file the kernel moves
     it to the socket itself, as nginx does. `_flush_some` is waitress 3's own loop (which
-    is why waitress is pinned below 4), with that one branch added.
+    is why waitress is pinned exactly), with that one branch added.
     """
 
     error_task_class = JsonErrorTask
     task_class = KeepAliveTask
-    parser_class = PcloudRequestParser
     _corked = False  # see CORK_FROM
+    _counted = False  # in the server's connections per address
+
+    def __init__(self, server, sock, addr, adj, map=None) -> None:
+        super().__init__(server, sock, addr, adj, map)
+        server.limits.opened(self)
+        self._counted = True
+
+    def parser_class(self, adj) -> PcloudRequestParser:
+        """Waitress makes each request's parser by calling this."""
+        return PcloudRequestParser(adj, self.server)
+
+    def add_channel(self, map=None) -> None:
+        super().add_channel(map)
+        self.server.event_loop.watch(self._fileno)
+
+    def del_channel(self, map=None) -> None:
+        fd = self._fileno
+        if fd is not None:
+            self.server.event_loop.forget(fd)
+        super().del_channel(map)
+        if self._counted:
+            self._counted = False
+            self.server.limits.closed(self)
 
     def handle_read(self):
         dispatcher = self.server.task_dispatcher
@@ -183,7 +277,7 @@ class PcloudChannel(HTTPChannel):
 
     def handle_close(self):
         # A request whose body was still arriving: its receiver keeps what it may of the
-        # bytes it stored (a tus piece's) and undoes the rest.
+        # bytes it stored (a resumable-upload piece's) and undoes the rest.
         partial, self.request = self.request, None
         try:
             super().handle_close()

@@ -8,6 +8,7 @@ import ctypes
 import gc
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -15,12 +16,13 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from pcloud.api import create_app
 from pcloud.config import Settings
-from pcloud.core import Pcloud
 from pcloud.errors import WorkersFailing
 from pcloud.server.build import build_server
-from pcloud.server.loop import stop_signals
+from pcloud.server.loop import serve, stop_signals
+from pcloud.serving import ServedApp
+
+OpenApp = Callable[[Settings], ServedApp]  # pcloud.api.served_app
 
 # A worker that dies is replaced after a pause that doubles while workers keep dying; when
 # more than MAX_RESTARTS deaths fall within RESTART_WINDOW seconds, something is broken
@@ -62,39 +64,61 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def run_worker(settings: Settings, sock: socket.socket) -> None:
-    """Serve on `sock` in this process until SIGINT or SIGTERM (even one while starting)."""
+def run_worker(
+    settings: Settings, sock: socket.socket, open_app: OpenApp, workers: int = 1
+) -> None:
+    """Serve on `sock` in this process (one of `workers`) until SIGINT or SIGTERM (even
+    one while starting); then drain for up to DRAIN_TIMEOUT (loop.serve)."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     _keep_freed_memory()
-    pcloud = server = None
+    served = server = None
     try:
-        pcloud = Pcloud.open(settings, create_tables=False)
-        pcloud.checkpoint_in_background()
-        server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
+        served = open_app(settings)
+        server = build_server(served, settings, sock, settings.threads, workers)
         # The tens of thousands of objects made at start-up live as long as the worker:
         # the collector need not walk them again and again while it serves.
         gc.freeze()
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        serve(server, settings.drain_timeout)
+    except KeyboardInterrupt:  # a second signal: stop at once
+        if server is not None:
+            server.close_everything()
     finally:
         if server is not None:
-            server.close()
-        if pcloud is not None:
-            pcloud.close()
+            server.access_log.close()
+        if served is not None:
+            served.close()
 
 
-def run(settings: Settings, sock: socket.socket, workers: int) -> None:
+def run(settings: Settings, sock: socket.socket, workers: int, open_app: OpenApp) -> None:
     """Serve until SIGINT or SIGTERM, in this process or in `workers` forked ones."""
+    _raise_open_files_limit(settings.max_connections)
     if workers <= 1 or not hasattr(os, "fork"):
-        run_worker(settings, sock)
+        run_worker(settings, sock, open_app)
         return
     if settings.metrics_token:
         with _metrics_shared_by_workers():
-            _supervise(settings, sock, workers)
+            _supervise(settings, sock, workers, open_app)
     else:
-        _supervise(settings, sock, workers)
+        _supervise(settings, sock, workers, open_app)
+
+
+def _raise_open_files_limit(connections: int) -> None:
+    """Let each process hold as many descriptors as the system allows it (the soft limit
+    up to the hard one: often 1024 against 500,000 or more), so that MAX_CONNECTIONS,
+    not the soft limit, is what bounds connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft != resource.RLIM_INFINITY and soft < connections + 64:
+        log.warning(
+            "This process may open %d files, fewer than MAX_CONNECTIONS=%d needs: "
+            "raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+            soft,
+            connections,
+        )
 
 
 @contextlib.contextmanager
@@ -118,7 +142,7 @@ def _forget_worker_metrics(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def _supervise(settings: Settings, sock: socket.socket, workers: int) -> None:
+def _supervise(settings: Settings, sock: socket.socket, workers: int, open_app: OpenApp) -> None:
     children: set[int] = set()
     deaths: list[float] = []
     stopping = failed = False
@@ -135,7 +159,7 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             if not stopping:
-                children.add(_fork_worker(lambda: run_worker(settings, sock)))
+                children.add(_fork_worker(lambda: run_worker(settings, sock, open_app, workers)))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
@@ -146,7 +170,7 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> None:
             start_worker()
         while children:
             try:
-                pid, status = os.wait()
+                pid, exit_code = os.wait()
             except ChildProcessError:
                 break
             children.discard(pid)
@@ -166,9 +190,9 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> None:
                 continue
             pause = min(RESTART_PAUSE * 2 ** (len(deaths) - 1), MAX_RESTART_PAUSE)
             log.error(
-                "Worker %s stopped unexpectedly (status %s); starting another in %.0f s",
+                "Worker %s stopped unexpectedly (wait code %s); starting another in %.0f s",
                 pid,
-                status,
+                exit_code,
                 pause,
             )
             time.sleep(pause)
