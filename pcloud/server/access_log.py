@@ -68,13 +68,16 @@ class AccessLog:
         request = task.request
         if code is None:
             code = environ.get(ANSWER_LINE, "-")[:3]
+        sent = task.content_bytes_written
+        if not sent and task.content_length and request.command != "HEAD":
+            sent = task.content_length  # a file body, handed to the connection whole
         self.record(
             environ.get("REMOTE_ADDR") or _peer(task),
             environ.get(SIGNED_IN_USER),
             request.command,
             request.path,
             code,
-            task.content_bytes_written,
+            sent,
             self._clock() - task.start_time,
         )
 

@@ -76,6 +76,30 @@ INTERNALS: tuple[Internal, ...] = (
         "a194769af3fd2e35",
     ),
     Internal(
+        "waitress.channel.HTTPChannel.add_channel",
+        "extended: a new connection is watched by loop.EventLoop",
+        "that it still registers the channel in the map and server.active_channels",
+        "235de3cdfd2c3e8a",
+    ),
+    Internal(
+        "waitress.channel.HTTPChannel.del_channel",
+        "extended: a closed connection leaves loop.EventLoop and the per-address count",
+        "that it is still called once, before the socket closes",
+        "a018ed85e5e518cd",
+    ),
+    Internal(
+        "waitress.wasyncore.dispatcher.add_channel",
+        "extended by PcloudServer: the listening socket is watched by loop.EventLoop",
+        "that it still puts the socket in the map",
+        "bb7b639a471bc5bb",
+    ),
+    Internal(
+        "waitress.parser.HTTPRequestParser.__init__",
+        "extended: the parser also holds the server (its previews) and its first byte's time",
+        "its parameters",
+        "d43d0602efd291cf",
+    ),
+    Internal(
         "waitress.channel.HTTPChannel.readable",
         "relied on by loop.EventLoop: a connection waiting only to read has no requests",
         "when a connection reads; EventLoop's idea of one that waits only to read",
