@@ -334,6 +334,7 @@ def test_serve_with_zero_configuration_starts_answers_and_stops_on_ctrl_c(tmp_pa
 CTRL_C_BEFORE_THE_WORKERS_EXIST = """
 import os, signal
 from pcloud.server import workers as server
+from pcloud.api import served_app
 from pcloud.config import load_settings
 from pcloud.core import Pcloud
 
@@ -347,29 +348,28 @@ def fork_after_ctrl_c(*args, **kwargs):
 
 server._fork_worker = fork_after_ctrl_c
 print("starting", flush=True)
-server.run(settings, server.listen("127.0.0.1", 0), 2)
+server.run(settings, server.listen("127.0.0.1", 0), 2, served_app)
 print("run() returned", flush=True)
 """
 
 CTRL_C_WHILE_A_WORKER_STARTS = """
 import logging, os, signal, time
 from pcloud.server import workers as server
+from pcloud.api import served_app
 from pcloud.config import load_settings
 from pcloud.core import Pcloud
 
 logging.basicConfig(level=logging.INFO)
 settings = load_settings(environ={}, env_file=None)
 Pcloud.open(settings).close()
-create_app = server.create_app
 
-def create_app_during_ctrl_c(*args, **kwargs):
+def open_app_during_ctrl_c(settings):
     time.sleep(0.2)  # every worker is forked by now
     os.kill(os.getppid(), signal.SIGINT)
-    time.sleep(5)  # still starting when the parent's SIGTERM arrives
-    return create_app(*args, **kwargs)
+    time.sleep(2)  # still starting when the parent's SIGTERM arrives
+    return served_app(settings)
 
-server.create_app = create_app_during_ctrl_c
-server.run(settings, server.listen("127.0.0.1", 0), 2)
+server.run(settings, server.listen("127.0.0.1", 0), 2, open_app_during_ctrl_c)
 print("run() returned", flush=True)
 """
 
@@ -407,14 +407,13 @@ logging.basicConfig(level=logging.INFO)
 settings = load_settings(environ={}, env_file=None)
 Pcloud.open(settings).close()
 
-def broken_create_app(*args, **kwargs):
+def broken_open_app(settings):
     raise RuntimeError("the disk is full")
 
-server.create_app = broken_create_app
 server.RESTART_PAUSE = 0.05
 server.MAX_RESTARTS = 3
 try:
-    server.run(settings, server.listen("127.0.0.1", 0), 2)
+    server.run(settings, server.listen("127.0.0.1", 0), 2, broken_open_app)
 except WorkersFailing as error:
     print("gave up:", error, flush=True)
 """

@@ -123,10 +123,14 @@ def test_a_slow_google_sign_in_holds_up_no_quick_request(settings, auth):
         idp.close()
 
 
-def test_a_first_stop_signal_asks_for_a_drain_and_a_second_stops_at_once():
-    signals = StopSignals()
+def test_a_first_stop_signal_asks_for_a_drain_and_a_later_second_stops_at_once():
+    now = [100.0]
+    signals = StopSignals(clock=lambda: now[0])
     signals.handle(None, None)  # noted: the loop drains, then ends
     assert signals.asked
+    now[0] += 0.1
+    signals.handle(None, None)  # the same stop, from the supervisor too: still draining
+    now[0] += 1.0
     with pytest.raises(KeyboardInterrupt):
         signals.handle(None, None)
 

@@ -160,8 +160,9 @@ class RequestPreviews:
                 expected = max(0, body_length - MULTIPART_FRAMING)
                 quota.check_within(signed_in.user_id, signed_in.quota_bytes, expected)
         except PcloudError as error:
+            self._pcloud.release_connection()
             return refusal_of(error, extra_headers)
-        finally:
+        if not preview.quick:  # its view runs in another thread, with its own connection
             self._pcloud.release_connection()
         preview.environ = {SIGNED_IN: signed_in}
         return None

@@ -117,16 +117,17 @@ class PcloudServer(TcpWSGIServer):
             self.del_channel()
         self.socket.close()  # this process's handle on the shared listening socket
         for channel in list(self.active_channels.values()):
-            if not channel.requests and channel.request is None:
+            if not (channel.requests or _receiving_body(channel)):
+                channel.request = None  # headers still arriving: not yet a request
                 channel.will_close = True
                 self.event_loop.watch(channel._fileno)
 
     def in_flight(self) -> int:
-        """Connections with a request being received, served or sent."""
+        """Connections with a request whose body is arriving, or being served or sent."""
         return sum(
             1
             for channel in self.active_channels.values()
-            if channel.requests or channel.request is not None or channel.total_outbufs_len
+            if channel.requests or _receiving_body(channel) or channel.total_outbufs_len
         )
 
     def close_everything(self) -> None:
@@ -137,6 +138,11 @@ class PcloudServer(TcpWSGIServer):
         self.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self.trigger.close()
         self.event_loop.close()
+
+
+def _receiving_body(channel: PcloudChannel) -> bool:
+    request = channel.request
+    return request is not None and request.headers_finished and not request.completed
 
 
 def build_server(

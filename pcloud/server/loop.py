@@ -17,6 +17,7 @@ from waitress.task import ThreadedTaskDispatcher
 from waitress.wasyncore import poll2, readwrite
 
 log = logging.getLogger("pcloud.server")
+SAME_STOP_SECONDS = 1.0  # see StopSignals
 READ = select.POLLIN | select.POLLPRI
 WRITE = select.POLLOUT
 
@@ -175,15 +176,21 @@ class EventLoop:
 class StopSignals:
     """SIGINT and SIGTERM ask a worker to stop: its loop stops accepting, lets the
     requests in flight finish for up to DRAIN_TIMEOUT, and then ends (serve). A second
-    signal stops at once (KeyboardInterrupt in the main thread, which runs the loop)."""
+    signal, a second or more after the first, stops at once (KeyboardInterrupt in the
+    main thread, which runs the loop). Sooner it is the same stop said twice: Ctrl-C and
+    systemd signal every process of the group, and the supervisor passes it on too."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.asked = False
+        self._clock = clock
+        self._asked_at = 0.0
 
     def handle(self, _signum, _frame) -> None:
-        if self.asked:
+        if not self.asked:
+            self.asked = True
+            self._asked_at = self._clock()
+        elif self._clock() - self._asked_at >= SAME_STOP_SECONDS:
             raise KeyboardInterrupt
-        self.asked = True
 
 
 stop_signals = StopSignals()
