@@ -184,7 +184,10 @@ def test_an_upload_past_the_quota_is_refused_507_before_its_body(server, tmp_pat
     )
     code, _, body = answer
     assert code == 507
-    assert body["error"].startswith("This would use")
+    assert body["error"] == (  # the view's words: Content-Length less the framing
+        "This upload would add 2.8 MiB, bringing your usage to 2.8 MiB, over your quota of "
+        "1 MiB: delete files and empty the trash, or ask the admin for more room"
+    )
     assert set(body) == {"error", "usage_bytes", "quota_bytes"}  # as the view says it
 
 
