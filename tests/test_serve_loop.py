@@ -60,6 +60,7 @@ def served(pcloud, settings) -> Iterator[tuple[str, int]]:
     def run() -> None:
         while not stop.is_set():
             server.event_loop.wait(0.05)
+            server.access_log.flush()
         server.close_everything()
 
     loop = threading.Thread(target=run, daemon=True)

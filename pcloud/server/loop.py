@@ -201,13 +201,15 @@ def serve(server: Any, drain_seconds: float, timeout: float = 1.0) -> None:
     more, close idle connections, let the requests in flight (and the bodies arriving)
     finish for up to `drain_seconds`, then close what is left; a body cut that way is
     judged as a broken connection (a resumable-upload piece keeps what arrived)."""
-    event_loop = server.event_loop
+    event_loop, access_log = server.event_loop, server.access_log
     while not stop_signals.asked:
         event_loop.wait(timeout)
+        access_log.flush()
     server.start_draining()
     deadline = time.monotonic() + drain_seconds
     while server.in_flight() and time.monotonic() < deadline:
         event_loop.wait(0.05)
+        access_log.flush()
     left = server.in_flight()
     if left:
         log.warning("Stopping with %d requests unfinished after %g s", left, drain_seconds)
