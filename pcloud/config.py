@@ -54,6 +54,13 @@ def parse_positive_int(text: str) -> int:
     return number
 
 
+def parse_percent(text: str) -> int:
+    number = int(text.strip().rstrip("%"))
+    if not 0 <= number <= 100:
+        raise ValueError("expected a percentage from 0 to 100")
+    return number
+
+
 def parse_count(text: str) -> int:
     number = int(text)
     if number < 0:
@@ -195,6 +202,25 @@ OPTIONS: tuple[Option, ...] = (
         parse_count,
     ),
     Option(
+        "VERSIONS_MAX_AGE",
+        "versions_max_age",
+        "365d",
+        "How long an earlier version of a replaced file is kept at most: `pcloud files gc` "
+        "deletes older ones (seconds, or with s/m/h/d; 0: no limit). Younger ones are "
+        "thinned like Nextcloud's: all of the first day, one a day for 30 days, then one "
+        "a week.",
+        parse_duration,
+    ),
+    Option(
+        "VERSIONS_QUOTA_SHARE",
+        "versions_quota_share",
+        "50",
+        "Percent of a user's quota their kept versions may take; `pcloud files gc` "
+        "deletes the oldest beyond it (users without a quota are not capped). Versions "
+        "count in the quota, and the oldest go first whenever an upload needs the room.",
+        parse_percent,
+    ),
+    Option(
         "PASSWORD_HASH",
         "password_hash",
         "scrypt",
@@ -324,6 +350,8 @@ class Settings:
     tus_max_chunk: int = 64 * 1024**2
     tus_expiration: int = 7 * 86400
     trash_days: int = 30
+    versions_max_age: int = 365 * 86400
+    versions_quota_share: int = 50
     password_hash: str = "scrypt"
     host: str = "0.0.0.0"
     port: int = 5000

@@ -146,6 +146,26 @@ StoredFile.add_index(
 )
 
 
+class FileVersion(BaseModel):
+    """An earlier content of a file, kept when new content replaced it. It counts one
+    reference to its Blob (found by sha256, so healing lost bytes needs no update here)
+    and its size counts in the owner's quota. It goes with its file: into the trash and
+    back, and for good when the file is purged (pcloud.services.versions)."""
+
+    id = BigAutoField()
+    file = ForeignKeyField(StoredFile, backref="versions", on_delete="CASCADE")
+    owner = ForeignKeyField(User, backref="+", on_delete="CASCADE", index=False)  # see Meta
+    size = BigIntegerField()
+    sha256 = CharField(max_length=64)
+    modified_at = UtcDateTimeField()  # the content's own modification time
+    replaced_at = UtcDateTimeField(default=utc_now)  # when it stopped being current
+    replaced_by = BigIntegerField(null=True)  # the user id; not a key: outlives the user
+    replaced_session = CharField(max_length=32, null=True)  # DeviceSession.public_id
+
+    class Meta:
+        indexes = ((("owner", "replaced_at"), False),)
+
+
 class DeletedContent(BaseModel):
     """Content a user deleted for good: upload-check tells their phone not to send it again."""
 
@@ -262,6 +282,7 @@ ALL_MODELS = (
     Folder,
     Blob,
     StoredFile,
+    FileVersion,
     DeletedContent,
     Change,
     FeedHorizon,

@@ -19,6 +19,7 @@ from pcloud.api import (
     sync,
     tree,
     tus,
+    versions,
 )
 from pcloud.api.bodies import MULTIPART_OVERHEAD
 from pcloud.config import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         tus.blueprint,
         tree.blueprint,
         sync.blueprint,
+        versions.blueprint,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from pcloud.api.context import (
 )
 from pcloud.errors import BadRequest, Unauthorized
 from pcloud.moments import iso_utc
-from pcloud.services import quota, sessions, sign_in, users
+from pcloud.services import quota, sessions, sign_in, users, versions
 from pcloud.services.tokens import TokenPair
 
 blueprint = Blueprint("accounts", __name__)
@@ -103,6 +103,7 @@ def me():
             "created_at": iso_utc(int(user.created_at.timestamp())),
             "session_id": current_session_id(),
             "usage_bytes": quota.usage(user.id),
+            "versions_bytes": versions.bytes_of(user.id),
             "quota_bytes": user.quota_bytes,
         }
     )

@@ -98,6 +98,7 @@ SCHEMAS: dict[str, Schema] = {
             "created_at",
             "session_id",
             "usage_bytes",
+            "versions_bytes",
             "quota_bytes",
         ],
         {
@@ -108,7 +109,14 @@ SCHEMAS: dict[str, Schema] = {
             "has_password": {"type": "boolean"},
             "created_at": TIMESTAMP,
             "session_id": _string(),
-            "usage_bytes": {"type": "integer"},
+            "usage_bytes": {
+                "type": "integer",
+                "description": "What counts in the quota: files (trash included) and versions",
+            },
+            "versions_bytes": {
+                "type": "integer",
+                "description": "The part of usage_bytes that earlier versions take",
+            },
             "quota_bytes": {"type": ["integer", "null"]},
         },
     ),
@@ -539,7 +547,10 @@ SCHEMAS.update(
                 "kind": _string(
                     enum=["created", "modified", "moved", "renamed", "deleted", "restored"]
                 ),
-                "type": _string(enum=["file", "folder"]),
+                "type": _string(
+                    enum=["file", "folder", "version"],
+                    description="A version's parent_id is its file's id",
+                ),
                 "id": {"type": "integer"},
                 "parent_id": {"type": ["integer", "null"]},
                 "name": {"type": ["string", "null"]},
@@ -849,6 +860,10 @@ def _sync_paths() -> dict[str, Schema]:
                 parameters=[
                     _query("cursor", type="string"),
                     _query("limit", type="integer", minimum=1),
+                    {
+                        **_query("versions", type="string", enum=["true", "false"]),
+                        "description": "true: changes to files' versions too (type version)",
+                    },
                 ],
             )
         },
@@ -861,9 +876,87 @@ def _sync_paths() -> dict[str, Schema]:
     }
 
 
+SCHEMAS["Version"] = _object(
+    [
+        "id",
+        "file_id",
+        "size",
+        "sha256",
+        "etag",
+        "modified_at",
+        "replaced_at",
+        "replaced_by_user_id",
+        "replaced_by_session_id",
+    ],
+    {
+        "id": {"type": "integer"},
+        "file_id": {"type": "integer"},
+        "size": {"type": "integer", "minimum": 0},
+        "sha256": _string(),
+        "etag": _string(),
+        "modified_at": TIMESTAMP,
+        "replaced_at": TIMESTAMP,
+        "replaced_by_user_id": {"type": ["integer", "null"]},
+        "replaced_by_session_id": {"type": ["string", "null"], "description": "A session id"},
+    },
+    description="Earlier content of a file, kept when new content replaced it.",
+)
+VERSION_ID = {**_path_parameter("version_id", "A version's id"), "schema": {"type": "integer"}}
+
+
+def _version_paths() -> dict[str, Schema]:
+    return {
+        f"{V1}/files/{{file_id}}/versions": {
+            "get": _operation(
+                "A file's earlier versions, newest first",
+                {
+                    "200": _answer(
+                        "",
+                        _object(
+                            ["versions"],
+                            {"versions": {"type": "array", "items": _ref("Version")}},
+                        ),
+                    )
+                },
+                404,
+                parameters=[FILE_ID],
+            )
+        },
+        f"{V1}/files/{{file_id}}/versions/{{version_id}}/content": {
+            "get": _operation(
+                "A version's bytes; Range, ETag, If-None-Match, If-Range",
+                {
+                    "200": {"description": "The bytes", "content": {"*/*": {}}},
+                    "206": {"description": "The requested range", "content": {"*/*": {}}},
+                    "304": {"description": "Not modified"},
+                    "416": _answer("Range not satisfiable", _ref("Error")),
+                },
+                404,
+                parameters=[FILE_ID, VERSION_ID],
+            )
+        },
+        f"{V1}/files/{{file_id}}/versions/{{version_id}}/restore": {
+            "post": _operation(
+                "Make a version the file's content again (the current one becomes a version)",
+                {"200": _answer("Restored", ENTRY)},
+                404,
+                parameters=[FILE_ID, VERSION_ID],
+            )
+        },
+        f"{V1}/files/{{file_id}}/versions/{{version_id}}": {
+            "delete": _operation(
+                "Delete a version for good",
+                {"200": _answer("Deleted", MESSAGE_ONLY)},
+                404,
+                parameters=[FILE_ID, VERSION_ID],
+            )
+        },
+    }
+
+
 def document(metrics: bool = False) -> Schema:
     """The whole document; /metrics appears when it is on."""
-    paths = {**_paths(), **_sync_paths()}
+    paths = {**_paths(), **_sync_paths(), **_version_paths()}
     if metrics:
         paths["/metrics"] = {
             "get": {

@@ -110,7 +110,10 @@ def change_feed():
     limit = query_int("limit", 1000)
     if not 1 <= limit <= changes.MAX_PAGE:
         raise BadRequest(f"'limit' must be 1 to {changes.MAX_PAGE}")
-    page = changes.feed(current_user_id(), cursor, limit)
+    with_versions = request.args.get("versions", "false")
+    if with_versions not in ("true", "false"):
+        raise BadRequest("'versions' must be true or false")
+    page = changes.feed(current_user_id(), cursor, limit, with_versions == "true")
     return jsonify(
         {
             "changes": [

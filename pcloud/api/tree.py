@@ -173,6 +173,7 @@ def upload_into(ref: str):
         if_match=if_match(),
         root_id=user.root_folder_id,
         quota_bytes=user.quota_bytes,
+        session_id=user.session_id,
     )
     g.uploaded_bytes = stored.size
     return jsonify(entries.of_file(stored).to_json()), 201

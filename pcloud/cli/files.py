@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.config import parse_duration
-from pcloud.services import changes, gc, trash, verify
+from pcloud.services import changes, gc, trash, verify, versions
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
 
@@ -82,6 +82,9 @@ def collect_garbage(
         purged = trash.purge_older_than(pcloud.blobs, days)
         if purged:
             console.print(f"Purged {purged} trash item(s) deleted over {days} day(s) ago.")
+        pruned = versions.prune_by_settings(pcloud.blobs, pcloud.settings)
+        if pruned:
+            console.print(f"Deleted {pruned} file version(s) past the retention rules.")
         forgotten = changes.purge()
         if forgotten:
             console.print(f"Forgot {forgotten} change feed entry(ies) older than 90 days.")

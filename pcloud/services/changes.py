@@ -97,9 +97,15 @@ def parse_cursor(text: object) -> int:
     return int(text)
 
 
-def feed(owner_id: int, cursor: int, limit: int) -> FeedPage:
-    """The user's changes after `cursor`, oldest first. Gone (410) for a cursor from
-    before the history kept, or from the future (a database restored from a backup)."""
+# Changes to a file's versions (pcloud.services.versions), shown only to a client that asks:
+# one that follows the feed to mirror the tree need not know the item type.
+VERSION = "version"
+
+
+def feed(owner_id: int, cursor: int, limit: int, with_versions: bool = False) -> FeedPage:
+    """The user's changes after `cursor`, oldest first (versions' only `with_versions`).
+    Gone (410) for a cursor from before the history kept, or from the future (a database
+    restored from a backup)."""
     newest = Change.select(peewee.fn.MAX(Change.id)).scalar() or 0
     if cursor < _horizon(owner_id) or cursor > newest:
         raise Gone(RELIST, relist=True)
@@ -117,6 +123,8 @@ def feed(owner_id: int, cursor: int, limit: int) -> FeedPage:
         .order_by(Change.id)
         .limit(limit + 1)
     )
+    if not with_versions:
+        query = query.where(Change.item_type != VERSION)
     # Raw rows: a feed page may hold 10,000 changes, and model instances cost more than
     # the query.
     found = [ChangeRow(*row) for row in database_proxy.execute(query).fetchall()]

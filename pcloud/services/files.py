@@ -13,7 +13,7 @@ from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
 from pcloud.models import Folder, StoredFile, database_proxy, micros, utc_now
 from pcloud.moments import iso_utc
-from pcloud.services import audit, changes, content, entries, names, quota, tree
+from pcloud.services import audit, changes, content, entries, names, quota, tree, versions
 from pcloud.storage import BlobStore, StoredBlob
 
 FILE_NOT_FOUND = "File not found"
@@ -110,6 +110,7 @@ def add_file(
     if_match: str | None = None,
     root_id: int | None = None,
     quota_bytes: int | None | object = quota.ASK,
+    session_id: str | None = None,
 ) -> StoredFile:
     """Record a finished blob as a file in the folder (default: the root), under the
     requested name or, when taken, the first free numbered one (photo_1.jpg, ...);
@@ -122,6 +123,10 @@ def add_file(
     leaves nothing. Raises InsufficientStorage past the user's quota, NotFound for a
     folder that is not the user's (or is in the trash). `root_id` and `quota_bytes`: the
     user's root folder and quota, when the caller read them already (tree.lock, quota.ASK).
+
+    Content that "replace" replaces is kept as a version (pcloud.services.versions),
+    `session_id` naming the device session that sent the new content; the oldest
+    versions are pruned when the upload would otherwise pass the quota.
     """
     modified_at = modified_at or utc_now()
     try:
@@ -140,7 +145,9 @@ def add_file(
                 )
             if existing is not None:
                 entries.require_etag(if_match, existing.sha256)
-                stored, spare_keys = _replace_content(blobs, existing, blob, modified_at)
+                stored, spare_keys = _replace_content(
+                    blobs, existing, blob, modified_at, quota_bytes, session_id
+                )
                 tree.bump([folder_id], root_id)
             else:
                 policy = tree.FAIL if on_conflict == tree.REPLACE else on_conflict
@@ -178,7 +185,10 @@ def _insert_file(
     quota_bytes: int | None | object = quota.ASK,
 ) -> tuple[StoredFile, list[str]]:
     now = utc_now()
+    if quota_bytes is quota.ASK:
+        quota_bytes = quota.quota_of(owner_id)
     quota.check(owner_id, blob.size, quota_bytes)
+    pruned, _fits = versions.make_room(owner_id, blob.size, quota_bytes)  # type: ignore[arg-type]
     name = tree.place_name(owner_id, folder_id, requested_name, on_conflict)
     key, spare = content.take(blob, blobs)
     file_id = _INSERT_FILE.insert(
@@ -203,16 +213,29 @@ def _insert_file(
         created_at=now,
         modified_at=modified_at,
     )
-    return stored, [spare] if spare else []
+    return stored, [*pruned, *([spare] if spare else [])]
 
 
 def _replace_content(
-    blobs: BlobStore, stored: StoredFile, blob: StoredBlob, modified_at: datetime
+    blobs: BlobStore,
+    stored: StoredFile,
+    blob: StoredBlob,
+    modified_at: datetime,
+    quota_bytes: int | None | object = quota.ASK,
+    session_id: str | None = None,
 ) -> tuple[StoredFile, list[str]]:
-    """Give an existing file new content; returns it and the keys whose bytes are spare."""
-    quota.check(stored.owner_id, blob.size - stored.size)
+    """Give an existing file new content, keeping the old as a version (unless even
+    pruning every version leaves no room for it); returns the file and the keys whose
+    bytes are spare."""
+    if quota_bytes is quota.ASK:
+        quota_bytes = quota.quota_of(stored.owner_id)
+    quota.check(stored.owner_id, blob.size - stored.size, quota_bytes)
+    freed, fits = versions.make_room(stored.owner_id, blob.size, quota_bytes)  # type: ignore[arg-type]
     key, spare = content.take(blob, blobs)
-    freed = content.release([stored.sha256])
+    if fits:
+        versions.keep(stored, stored.owner_id, session_id)
+    else:
+        freed.extend(content.release([stored.sha256]))
     StoredFile.update(
         blob_key=key, size=blob.size, sha256=blob.sha256, modified_at=modified_at
     ).where(StoredFile.id == stored.id).execute()
@@ -273,14 +296,15 @@ def delete_file(
 
 
 def purge_files(owner_id: int, files: list[tuple[int, str]]) -> list[str]:
-    """Delete these (id, sha256) file rows for good, in the caller's transaction:
-    their content is remembered as deleted, and the store keys no file uses any more
-    are returned, for the caller to delete after its commit."""
+    """Delete these (id, sha256) file rows and their versions for good, in the caller's
+    transaction: their content is remembered as deleted, and the store keys no file or
+    version uses any more are returned, for the caller to delete after its commit."""
     ids = [file_id for file_id, _sha256 in files]
+    version_contents = versions.forget_of_files(ids)
     for start in range(0, len(ids), CHUNK):
         StoredFile.delete().where(StoredFile.id.in_(ids[start : start + CHUNK])).execute()
     content.remember_deleted(owner_id, [sha256 for _id, sha256 in files])
-    return content.release(sha256 for _id, sha256 in files)
+    return content.release([*(sha256 for _id, sha256 in files), *version_contents])
 
 
 def delete_bytes(blobs: BlobStore, keys: list[str]) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pcloud.db import rows
-from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, changes, sessions, throttle, tree
+from pcloud.models import Blob, FileVersion, StoredFile, User, database_proxy, utc_now
+from pcloud.services import audit, changes, content, sessions, throttle, tree, versions
 from pcloud.services.uploads import resumable
 from pcloud.services.uploads.resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
@@ -114,8 +114,10 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
         blobs.delete_resumable(entry.key)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
-        _forget_broken_files(broken_ids)
+        freed = _forget_broken_files(broken_ids)
         if report.broken_blobs:
+            lost = Blob.select(Blob.sha256).where(Blob.store_key.in_(report.broken_blobs))
+            FileVersion.delete().where(FileVersion.sha256.in_(lost)).execute()
             Blob.delete().where(Blob.store_key.in_(report.broken_blobs)).execute()
         audit.record(
             audit.FILES_GC,
@@ -125,10 +127,14 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             broken_files=len(broken_ids),
             bytes=report.reclaimable_bytes,
         )
+    for key in freed:
+        blobs.delete(key)
 
 
-def _forget_broken_files(file_ids: list[int]) -> None:
-    """Delete the rows of files whose bytes are gone, telling each owner's change feed."""
+def _forget_broken_files(file_ids: list[int]) -> list[str]:
+    """Delete the rows of files whose bytes are gone, telling each owner's change feed;
+    returns the store keys their versions alone used, for deleting after the commit."""
+    freed: list[str] = []
     for start in range(0, len(file_ids), 500):
         broken = list(
             rows(
@@ -139,10 +145,13 @@ def _forget_broken_files(file_ids: list[int]) -> None:
         )
         for owner_id in sorted({owner_id for _id, owner_id, _folder, _name in broken}):
             tree.lock(owner_id)
+        # Their versions' contents are other blobs, still counted: release them.
+        freed.extend(content.release(versions.forget_of_files(row[0] for row in broken)))
         StoredFile.delete().where(StoredFile.id.in_([row[0] for row in broken])).execute()
         for file_id, owner_id, _folder_id, name in broken:
             changes.record(owner_id, changes.DELETED, changes.FILE, file_id, None, name)
         tree.bump(folder_id for _id, _owner, folder_id, _name in broken)
+    return freed
 
 
 # Ended sessions stay listed (`pcloud users sessions --all`) this long before gc forgets them.

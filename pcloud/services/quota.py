@@ -1,4 +1,9 @@
-"""Per-user quotas: usage is the size of every file the user has, trash included."""
+"""Per-user quotas: usage is the size of every file the user has, trash included, and of
+every earlier version of them kept (pcloud.services.versions).
+
+Versions are room that can be made: an addition is refused only when the files alone
+would pass the quota, and the services that add content prune the oldest versions first
+(versions.make_room)."""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from pcloud.config import parse_size
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, InsufficientStorage
 from pcloud.models import StoredFile, User, database_proxy
-from pcloud.services import users
+from pcloud.services import users, versions
 from pcloud.sizes import format_size
 
 
-def usage(owner_id: int) -> int:
+def files_usage(owner_id: int) -> int:
     """Bytes the user's files take (each name counts, copies and trash too)."""
     total = (
         StoredFile.select(peewee.fn.SUM(StoredFile.size))
@@ -20,6 +25,11 @@ def usage(owner_id: int) -> int:
         .scalar()
     )
     return int(total or 0)
+
+
+def usage(owner_id: int) -> int:
+    """Bytes the user's files and their kept versions take: what counts in the quota."""
+    return files_usage(owner_id) + versions.bytes_of(owner_id)
 
 
 _QUOTA_OF = PreparedQuery(
@@ -33,9 +43,9 @@ def quota_of(owner_id: int) -> int | None:
 
 
 def room(owner_id: int) -> int | None:
-    """Bytes the user may still add (None: no quota)."""
+    """Bytes the user may still add, pruning versions if need be (None: no quota)."""
     quota = quota_of(owner_id)
-    return None if quota is None else quota - usage(owner_id)
+    return None if quota is None else quota - files_usage(owner_id)
 
 
 # For the callers that pass on a quota they read: "read it now".
@@ -59,10 +69,11 @@ def check(
 def check_within(
     owner_id: int, quota: int | None, incoming: int | None, what: str = "This upload"
 ) -> None:
-    """check(), against a quota the caller read already (None: no quota)."""
+    """check(), against a quota the caller read already (None: no quota). Versions do not
+    count here: they are pruned to make room (versions.make_room)."""
     if quota is None or incoming is None:
         return
-    used = usage(owner_id)
+    used = files_usage(owner_id)
     if used + incoming > quota:
         raise InsufficientStorage(
             f"{what} would add {format_size(incoming)}, bringing your usage to "

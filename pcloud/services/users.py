@@ -25,7 +25,7 @@ from pcloud.models import (
     database_proxy,
     utc_now,
 )
-from pcloud.services import audit, content, sessions, throttle, tree
+from pcloud.services import audit, content, sessions, throttle, tree, versions
 from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
 
@@ -233,6 +233,8 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
                 TusUpload.select(TusUpload.id).where(TusUpload.owner == user.id)
             )
         ]
+        file_ids = StoredFile.select(StoredFile.id).where(StoredFile.owner == user.id)
+        contents.extend(versions.forget_of_files(file_id for (file_id,) in file_ids.tuples()))
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
         blob_keys = content.release(contents)
         Folder.update(parent=None).where(Folder.owner == user.id).execute()
