@@ -1,4 +1,4 @@
-"""The `pcloud` command: serve, init-db, users, files, audit."""
+"""The `pcloud` command: serve, init-db, users, files, audit, backup, restore."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import audit, files, serve, users
+from pcloud.cli import audit, backup, files, serve, users
 from pcloud.cli.common import CliState, console, database_label, open_pcloud, reports_errors
 
 app = typer.Typer(
@@ -20,6 +20,8 @@ app.add_typer(users.app, name="users")
 app.add_typer(files.app, name="files")
 app.command()(serve.serve)
 app.command("audit")(audit.show_audit)
+app.command("backup")(backup.backup_command)
+app.command("restore")(backup.restore_command)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,666 @@
+"""Backups a running pcloud can make, check and be restored from.
+
+A backup folder holds plain files, so restic, borg or rsync can take it off-site:
+
+    pcloud-backup.json             what this folder is (format version)
+    blobs/ab/<sha256>              every content once, named by its SHA-256; shared by
+                                   every run, so a run copies only content that is new
+    snapshots/<time>-<random>/     one run: database.sqlite3 or database.pgdump,
+                                   settings.env (the secret key and the settings a
+                                   restore needs), blobs.txt (sha256 and size of every
+                                   blob the database names), dropped.txt, manifest.json,
+                                   and COMPLETE once all of it is written and synced
+
+A run snapshots the database first (SQLite's online backup API; PostgreSQL's pg_dump
+under a snapshot whose blob list is read in the same transaction), then copies the blobs
+that snapshot names through the BlobStore contract. Content deleted for good after the
+snapshot, before its copy, is listed in dropped.txt: the restore drops the files and
+versions that used it, as the live server did. A run killed at any point leaves the last
+complete snapshot as it was; the next run copies what is still missing (re-hashing what
+the killed run wrote), then removes older snapshots and content no snapshot names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import peewee
+
+from pcloud import __version__
+from pcloud.config import OPTIONS, Settings
+from pcloud.errors import ConfigError, PcloudError
+from pcloud.models import Blob, FileVersion, StoredFile, TusUpload, database_proxy
+from pcloud.storage import BlobStore
+
+FORMAT = 1
+MARKER = "pcloud-backup.json"
+COMPLETE = "COMPLETE"
+SQLITE_FILE = "database.sqlite3"
+PGDUMP_FILE = "database.pgdump"
+READ_SIZE = 1024 * 1024
+# Kept out of settings.env: where things are is the restore's to say.
+PLACE_OPTIONS = {"PCLOUD_DATA_DIR", "DATABASE_URL", "UPLOAD_FOLDER"}
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+class BackupError(PcloudError):
+    """A backup, verify or restore that cannot go on; the message says why and what to do."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    sha256: str
+    store_key: str
+    size: int
+
+
+@dataclass
+class BackupReport:
+    snapshot: Path
+    blobs: int = 0
+    bytes_total: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    dropped: list[str] = field(default_factory=list)  # deleted while the backup ran
+    damaged: list[str] = field(default_factory=list)  # missing or wrong in the store
+
+
+@dataclass
+class VerifyReport:
+    snapshot: Path
+    blobs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RestoreReport:
+    data_dir: Path
+    env_file: Path
+    database_url: str
+    blobs: int = 0
+    dropped_files: int = 0
+
+
+# --- Making a backup ----------------------------------------------------------------------
+
+
+def backup(
+    settings: Settings, blobs: BlobStore, dest: Path, progress: Progress | None = None
+) -> BackupReport:
+    """Back the running pcloud up into `dest` (made if missing; refused when it holds
+    something else than a backup). Returns what was done. The snapshot is marked
+    complete only after every byte is written and synced."""
+    dest = dest.expanduser().resolve()
+    _prepare_folder(dest)
+    with _locked(dest):
+        _remove_temporaries(dest)
+        trusted = _trusted_blobs(dest)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        snapshot = dest / "snapshots" / f"{stamp}-{secrets.token_hex(4)}"
+        snapshot.mkdir(parents=True)
+        engine, database_file, schema, records = _snapshot_database(settings, snapshot)
+        report = BackupReport(snapshot, blobs=len(records))
+        report.bytes_total = sum(record.size for record in records)
+        done = 0
+        for record in records:
+            copied = _copy_blob(blobs, dest, record, trusted, report)
+            done += record.size
+            if copied:
+                report.blobs_copied += 1
+                report.bytes_copied += record.size
+            if progress is not None:
+                progress(done, report.bytes_total)
+        _write(snapshot / "settings.env", _settings_env(settings), private=True)
+        kept = [r for r in records if r.sha256 not in report.dropped + report.damaged]
+        _write(snapshot / "blobs.txt", "".join(f"{r.sha256} {r.size}\n" for r in kept))
+        _write(snapshot / "dropped.txt", "".join(f"{sha}\n" for sha in report.dropped))
+        manifest = {
+            "format": FORMAT,
+            "pcloud_version": __version__,
+            "created_at": stamp,
+            "engine": engine,
+            "schema": schema,
+            "database_file": database_file,
+            "database_sha256": _hash_file(snapshot / database_file),
+            "blobs": len(kept),
+            "blob_bytes": sum(r.size for r in kept),
+            "dropped": len(report.dropped),
+            "damaged": report.damaged,
+        }
+        _write(snapshot / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        _sync_filesystem(dest)
+        _write(snapshot / COMPLETE, stamp + "\n")
+        _fsync_folder(snapshot)
+        _fsync_folder(snapshot.parent)
+        _remove_older(dest, snapshot, {r.sha256 for r in kept})
+    return report
+
+
+def _prepare_folder(dest: Path) -> None:
+    marker = dest / MARKER
+    if dest.exists() and not dest.is_dir():
+        raise BackupError(f"{dest} is a file: give a folder for the backup")
+    if dest.is_dir() and any(dest.iterdir()) and not marker.is_file():
+        raise BackupError(
+            f"{dest} holds other files and is no pcloud backup: give an empty or new folder"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        _write(marker, json.dumps({"format": FORMAT, "made_by": "pcloud backup"}) + "\n")
+    (dest / "blobs").mkdir(exist_ok=True)
+    (dest / "snapshots").mkdir(exist_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """One backup at a time per folder (the lock goes with its process, however it ends)."""
+    with open(dest / ".lock", "a+b") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"Another `pcloud backup` is writing to {dest} right now") from None
+        yield
+
+
+def _remove_temporaries(dest: Path) -> None:
+    for leftover in (dest / "blobs").glob("*/.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _trusted_blobs(dest: Path) -> dict[str, int]:
+    """Content the last complete snapshot lists (synced before it was marked complete):
+    present with its size, it is not read again. Anything else found was written by a
+    run that did not finish, and is re-hashed before it counts."""
+    snapshot = latest_snapshot(dest, required=False)
+    if snapshot is None:
+        return {}
+    return dict(_read_blob_list(snapshot))
+
+
+def _snapshot_database(
+    settings: Settings, snapshot: Path
+) -> tuple[str, str, str | None, list[BlobRecord]]:
+    """(engine, file name, schema, every blob the snapshot names)."""
+    url = settings.database_url
+    scheme = urlparse(url).scheme.split("+")[0]
+    if scheme == "sqlite":
+        return ("sqlite", SQLITE_FILE, None, _snapshot_sqlite(url, snapshot / SQLITE_FILE))
+    if scheme in ("postgres", "postgresql"):
+        schema, records = _snapshot_postgres(url, snapshot / PGDUMP_FILE)
+        return ("postgresql", PGDUMP_FILE, schema, records)
+    raise ConfigError(f"Cannot back up a database of scheme {scheme!r}")
+
+
+def sqlite_path(url: str) -> Path:
+    parsed = urlparse(url)
+    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+    if not path or path == ":memory:":
+        raise ConfigError("An in-memory SQLite database cannot be backed up")
+    return Path(path)
+
+
+def _snapshot_sqlite(url: str, target: Path) -> list[BlobRecord]:
+    source = sqlite3.connect(sqlite_path(url), timeout=30)
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)  # one step: a consistent read; WAL writers go on meanwhile
+        copy.commit()
+        rows = copy.execute("SELECT sha256, store_key, size FROM blob").fetchall()
+    finally:
+        copy.close()
+        source.close()
+    _fsync_file(target)
+    return [BlobRecord(*row) for row in rows]
+
+
+def libpq_url(url: str) -> str:
+    """A DATABASE_URL as libpq's tools take it (no `+pool` in the scheme)."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql://" + rest if scheme.split("+")[0] in ("postgres", "postgresql") else url
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(
+            f"{name} is not installed, and a PostgreSQL database needs it for backups: "
+            "install the PostgreSQL client tools (Debian: apt install postgresql-client) "
+            "of the server's major version or newer"
+        )
+    return found
+
+
+def _snapshot_postgres(url: str, target: Path) -> tuple[str, list[BlobRecord]]:
+    """pg_dump of the schema pcloud uses, under a snapshot exported by a transaction that
+    reads the blob list too: the dump and the list see the same moment."""
+    import psycopg2
+
+    pg_dump = _tool("pg_dump")
+    connection = psycopg2.connect(libpq_url(url))
+    try:
+        connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot(), current_schema()")
+            snapshot_id, schema = cursor.fetchone()
+            cursor.execute("SELECT sha256, store_key, size FROM blob")
+            records = [BlobRecord(*row) for row in cursor.fetchall()]
+            _run(
+                [
+                    pg_dump,
+                    f"--snapshot={snapshot_id}",
+                    f"--schema={schema}",
+                    "--format=custom",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={target}",
+                    f"--dbname={libpq_url(url)}",
+                ],
+                "pg_dump",
+            )
+        connection.rollback()
+    finally:
+        connection.close()
+    _fsync_file(target)
+    return schema, records
+
+
+def _run(command: list[str], name: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        raise BackupError(f"{name} failed: {reason[-1] if reason else result.returncode}")
+
+
+def blob_path(dest: Path, sha256: str) -> Path:
+    return dest / "blobs" / sha256[:2] / sha256
+
+
+def _copy_blob(
+    blobs: BlobStore, dest: Path, record: BlobRecord, trusted: dict[str, int], report: BackupReport
+) -> bool:
+    """Make sure the backup holds this content; True when it was copied now."""
+    final = blob_path(dest, record.sha256)
+    with contextlib.suppress(FileNotFoundError):
+        size = final.stat().st_size
+        if size == record.size and (
+            trusted.get(record.sha256) == record.size or _hash_file(final) == record.sha256
+        ):
+            return False
+    final.parent.mkdir(exist_ok=True)
+    temporary = final.parent / f".{record.sha256}.{os.getpid()}.tmp"
+    key: str | None = record.store_key
+    while key is not None:
+        try:
+            written = _copy_bytes(blobs, key, temporary)
+        except FileNotFoundError:
+            key = _current_key(record.sha256, key)  # deleted, or healed under a new key
+            continue
+        if written != record.size:
+            temporary.unlink(missing_ok=True)
+            report.damaged.append(record.sha256)
+            return False
+        os.replace(temporary, final)
+        return True
+    if _still_stored(record.sha256):
+        report.damaged.append(record.sha256)
+    else:
+        report.dropped.append(record.sha256)
+    return False
+
+
+def _copy_bytes(blobs: BlobStore, key: str, target: Path) -> int:
+    """Copy one blob into `target` (not synced: the run syncs its whole filesystem once)."""
+    local = blobs.local_path(key)
+    if local is not None:
+        shutil.copyfile(local, target)  # the kernel copies (sendfile / copy_file_range)
+        return target.stat().st_size
+    with blobs.open(key) as source, open(target, "wb") as copy:
+        shutil.copyfileobj(source, copy, READ_SIZE)
+        return copy.tell()
+
+
+def _current_key(sha256: str, tried: str) -> str | None:
+    """The content's store key now in the live database, if it changed since `tried`."""
+    key = Blob.select(Blob.store_key).where(Blob.sha256 == sha256).scalar()
+    return key if key is not None and key != tried else None
+
+
+def _still_stored(sha256: str) -> bool:
+    return Blob.select().where(Blob.sha256 == sha256).exists()
+
+
+def _settings_env(settings: Settings) -> str:
+    lines = ["# pcloud settings saved by `pcloud backup` (SECRET_KEY included: keep private)"]
+    for option in OPTIONS:
+        if option.env in PLACE_OPTIONS:
+            continue
+        value = getattr(settings, option.field)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        text = str(value)
+        if "\n" in text:
+            continue
+        lines.append(f"{option.env}={json.dumps(text, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def _remove_older(dest: Path, keep: Path, needed: set[str]) -> None:
+    """After a complete run: other snapshots, and content no longer named, go."""
+    for snapshot in (dest / "snapshots").iterdir():
+        if snapshot != keep:
+            shutil.rmtree(snapshot, ignore_errors=True)
+    for shard in (dest / "blobs").iterdir():
+        for stored in shard.iterdir():
+            if stored.name not in needed:
+                stored.unlink(missing_ok=True)
+
+
+# --- Files, hashing, syncing --------------------------------------------------------------
+
+
+def _write(path: Path, text: str, private: bool = False) -> None:
+    """Write a small file durably: a temporary file, synced, renamed into place."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644
+    )
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_folder(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Write every dirty page of the backup's filesystem to disk: one syncfs(2) instead of
+    an fsync per blob (thousands of journal commits)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = getattr(libc, "syncfs", None)
+        if syncfs is None or syncfs(descriptor) != 0:
+            os.sync()
+    finally:
+        os.close(descriptor)
+
+
+def _hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while data := stream.read(READ_SIZE):
+            digest.update(data)
+            if progress is not None:
+                progress(len(data))
+    return digest.hexdigest()
+
+
+# --- Reading a backup ---------------------------------------------------------------------
+
+
+def latest_snapshot(dest: Path, required: bool = True) -> Path | None:
+    """The newest complete snapshot in the backup folder (BackupError if none and
+    `required`)."""
+    folder = dest / "snapshots"
+    complete = sorted(
+        (s for s in folder.iterdir() if (s / COMPLETE).is_file()) if folder.is_dir() else ()
+    )
+    if complete:
+        return complete[-1]
+    if required:
+        if not (dest / MARKER).is_file():
+            raise BackupError(f"{dest} is no pcloud backup (no {MARKER} in it)")
+        raise BackupError(
+            f"{dest} holds no complete backup yet: run `pcloud backup {dest}` to finish one"
+        )
+    return None
+
+
+def _read_blob_list(snapshot: Path) -> Iterator[tuple[str, int]]:
+    with open(snapshot / "blobs.txt") as listing:
+        for line in listing:
+            sha256, size = line.split()
+            yield sha256, int(size)
+
+
+def read_manifest(snapshot: Path) -> dict:
+    return json.loads((snapshot / "manifest.json").read_text())
+
+
+def verify(dest: Path, quick: bool = False, progress: Progress | None = None) -> VerifyReport:
+    """Check the newest complete snapshot: its database file against its hash, and every
+    blob it names against its SHA-256 (with `quick`, against its size only)."""
+    dest = dest.expanduser().resolve()
+    snapshot = latest_snapshot(dest)
+    assert snapshot is not None
+    manifest = read_manifest(snapshot)
+    listed = list(_read_blob_list(snapshot))
+    report = VerifyReport(snapshot, blobs=len(listed))
+    database = snapshot / manifest["database_file"]
+    if not database.is_file() or _hash_file(database) != manifest["database_sha256"]:
+        report.problems.append(f"database file {database.name}: missing or changed")
+    total = sum(size for _sha, size in listed)
+    done = 0
+    for sha256, size in listed:
+        path = blob_path(dest, sha256)
+        try:
+            found_size = path.stat().st_size
+        except FileNotFoundError:
+            report.problems.append(f"blob {sha256}: missing")
+        else:
+            if found_size != size:
+                report.problems.append(f"blob {sha256}: {found_size} bytes, expected {size}")
+            elif not quick and _hash_file(path) != sha256:
+                report.problems.append(f"blob {sha256}: its bytes do not match its SHA-256")
+        done += size
+        if progress is not None:
+            progress(done, total)
+    return report
+
+
+# --- Restoring ----------------------------------------------------------------------------
+
+
+def restore(
+    dest: Path,
+    data_dir: Path,
+    database_url: str | None = None,
+    progress: Progress | None = None,
+    open_store: Callable[[Settings], tuple[peewee.Database, BlobStore]] | None = None,
+) -> RestoreReport:
+    """Restore the newest complete snapshot into `data_dir`, which must be empty or new:
+    the database (SQLite in data_dir, or the empty PostgreSQL database `database_url`),
+    the secret key and settings (data_dir/pcloud.env), and every blob, put through the
+    BlobStore contract. `open_store` opens the restored database and store (pcloud.core)."""
+    dest, data_dir = dest.expanduser().resolve(), data_dir.expanduser().resolve()
+    snapshot = latest_snapshot(dest)
+    assert snapshot is not None
+    checked = verify(dest, quick=True)
+    if checked.problems:
+        raise BackupError(
+            f"The backup in {dest} is damaged ({checked.problems[0]}): run "
+            f"`pcloud backup verify {dest}` for the whole list"
+        )
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise BackupError(f"{data_dir} is not empty: restore into a new or empty folder")
+    manifest = read_manifest(snapshot)
+    if manifest["engine"] == "postgresql" and not database_url:
+        raise BackupError(
+            "This backup is of a PostgreSQL database: give --database-url of an empty "
+            "database to restore it into"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = _restore_database(snapshot, manifest, data_dir, database_url)
+    env_file = data_dir / "pcloud.env"
+    saved = (snapshot / "settings.env").read_text()
+    place = (
+        f"PCLOUD_DATA_DIR={json.dumps(str(data_dir))}\nDATABASE_URL={json.dumps(database_url)}\n"
+    )
+    _write(env_file, saved + place, private=True)
+    from dotenv import dotenv_values
+
+    secret = dotenv_values(snapshot / "settings.env").get("SECRET_KEY") or ""
+    _write(data_dir / "secret_key", secret + "\n", private=True)
+    report = RestoreReport(data_dir, env_file, database_url)
+    if open_store is None:
+        raise BackupError("restore needs the store to put blobs into")
+    from pcloud.config import load_settings
+
+    settings = load_settings(environ={}, env_file=env_file)
+    database, blobs = open_store(settings)
+    try:
+        dropped = (snapshot / "dropped.txt").read_text().split()
+        report.dropped_files = _drop_contents(dropped)
+        report.blobs = _restore_blobs(dest, blobs, progress)
+    finally:
+        blobs.close()
+        database.close()
+    return report
+
+
+def _restore_database(
+    snapshot: Path, manifest: dict, data_dir: Path, database_url: str | None
+) -> str:
+    if manifest["engine"] == "sqlite":
+        if database_url and urlparse(database_url).scheme.split("+")[0] != "sqlite":
+            raise BackupError("This backup is of a SQLite database: restore it into SQLite")
+        target = sqlite_path(database_url) if database_url else data_dir / "pcloud.db"
+        if target.exists():
+            raise BackupError(f"{target} exists: restore into a new database file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(snapshot / SQLITE_FILE, target)
+        _fsync_file(target)
+        return f"sqlite:///{target}"
+    assert database_url is not None
+    return _restore_postgres(snapshot / PGDUMP_FILE, manifest["schema"], database_url)
+
+
+def _restore_postgres(dump: Path, schema: str, database_url: str) -> str:
+    import psycopg2
+
+    pg_restore = _tool("pg_restore")
+    url = libpq_url(database_url)
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+            schema_exists = cursor.fetchone()[0] == 1
+            cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,))
+            if cursor.fetchone()[0]:
+                raise BackupError(
+                    f"Schema {schema!r} of the target database has tables already: restore "
+                    "into an empty database"
+                )
+        connection.rollback()
+    finally:
+        connection.close()
+    listing = subprocess.run(
+        [pg_restore, "--list", str(dump)], capture_output=True, text=True, check=False
+    )
+    if listing.returncode != 0:
+        raise BackupError(f"pg_restore cannot read {dump}: {listing.stderr.strip()}")
+    entries = [
+        line
+        for line in listing.stdout.splitlines()
+        if not (schema_exists and f" SCHEMA - {schema} " in f"{line} ")
+    ]
+    toc = Path(os.environ.get("TMPDIR", "/tmp")) / f"pcloud-restore-{secrets.token_hex(6)}"
+    try:
+        toc.write_text("\n".join(entries) + "\n")
+        _run(
+            [
+                pg_restore,
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+                f"--use-list={toc}",
+                f"--dbname={url}",
+                str(dump),
+            ],
+            "pg_restore",
+        )
+    finally:
+        toc.unlink(missing_ok=True)
+    if schema != "public" and "options=" not in database_url:
+        joiner = "&" if "?" in database_url else "?"
+        database_url = f"{database_url}{joiner}options=-csearch_path%3D{schema}"
+    return database_url
+
+
+def _drop_contents(sha256s: list[str]) -> int:
+    """Forget files and versions of content deleted while the backup ran; how many files."""
+    if not sha256s:
+        return 0
+    with database_proxy.atomic():
+        FileVersion.delete().where(FileVersion.sha256.in_(sha256s)).execute()
+        count = StoredFile.delete().where(StoredFile.sha256.in_(sha256s)).execute()
+        Blob.delete().where(Blob.sha256.in_(sha256s)).execute()
+    return int(count)
+
+
+def _restore_blobs(dest: Path, blobs: BlobStore, progress: Progress | None) -> int:
+    """Put every blob the restored database names into the store (new keys: the store
+    makes them), then point the rows at them. Unfinished resumable uploads start over."""
+    rows = list(Blob.select(Blob.id, Blob.sha256, Blob.size).tuples())
+    total, done = sum(size for _id, _sha, size in rows), 0
+    new_keys: list[tuple[int, str]] = []
+    for blob_id, sha256, size in rows:
+        with open(blob_path(dest, sha256), "rb") as stream:
+            stored = blobs.put(_chunks(stream))
+        if stored.sha256 != sha256:
+            blobs.delete(stored.key)
+            raise BackupError(f"Blob {sha256} of the backup does not match its SHA-256")
+        new_keys.append((blob_id, stored.key))
+        done += size
+        if progress is not None:
+            progress(done, total)
+    with database_proxy.atomic():
+        for blob_id, key in new_keys:
+            Blob.update(store_key=key).where(Blob.id == blob_id).execute()
+        StoredFile.update(
+            blob_key=Blob.select(Blob.store_key).where(Blob.sha256 == StoredFile.sha256)
+        ).execute()
+        TusUpload.delete().execute()
+    return len(rows)
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while data := stream.read(READ_SIZE):
+        yield data
