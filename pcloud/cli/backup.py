@@ -18,7 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pcloud.cli.common import console, human_size, open_pcloud, reports_errors
+from pcloud.cli.common import console, human_size, reports_errors, settings_for
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.services import backup as backups
@@ -58,7 +58,9 @@ def backup_command(
         return
     if dest is not None:
         raise typer.BadParameter("give one folder, or `verify` and a folder")
-    pcloud = open_pcloud(ctx)
+    # No schema upgrade: a backup takes the database as the server has it, and on
+    # PostgreSQL even CREATE INDEX IF NOT EXISTS locks tables the server is writing to.
+    pcloud = Pcloud.open(settings_for(ctx), create_tables=False)
     try:
         with _bar("Backing up") as progress:
             report = backups.backup(pcloud.settings, pcloud.blobs, Path(target), progress)
