@@ -64,6 +64,13 @@ def test_replacing_a_file_three_times_keeps_three_versions_newest_first(client, 
     assert ref_counts() == expected_ref_counts()
 
 
+def test_uploading_the_same_content_again_keeps_no_version(client, headers):
+    file_id = put_file(client, headers, "same.txt", b"unchanged").get_json()["id"]
+    replace(client, headers, "same.txt", b"unchanged")
+    assert versions_of(client, headers, file_id) == []
+    assert ref_counts() == expected_ref_counts()
+
+
 def test_each_version_downloads_by_range_with_its_etag(client, headers):
     contents = [b"first version", b"second version!", b"third version!!!"]
     file_id = put_file(client, headers, "doc.txt", contents[0]).get_json()["id"]

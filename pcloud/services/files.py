@@ -224,17 +224,17 @@ def _replace_content(
     quota_bytes: int | None | object = quota.ASK,
     session_id: str | None = None,
 ) -> tuple[StoredFile, list[str]]:
-    """Give an existing file new content, keeping the old as a version (unless even
-    pruning every version leaves no room for it); returns the file and the keys whose
-    bytes are spare."""
+    """Give an existing file new content, keeping the old as a version (unless it is the
+    same, or even pruning every version leaves no room for it); returns the file and the
+    keys whose bytes are spare."""
     if quota_bytes is quota.ASK:
         quota_bytes = quota.quota_of(stored.owner_id)
     quota.check(stored.owner_id, blob.size - stored.size, quota_bytes)
     freed, fits = versions.make_room(stored.owner_id, blob.size, quota_bytes)  # type: ignore[arg-type]
     key, spare = content.take(blob, blobs)
-    if fits:
+    if fits and blob.sha256 != stored.sha256:
         versions.keep(stored, stored.owner_id, session_id)
-    else:
+    else:  # no room for it, or the same content again: no version to keep
         freed.extend(content.release([stored.sha256]))
     StoredFile.update(
         blob_key=key, size=blob.size, sha256=blob.sha256, modified_at=modified_at

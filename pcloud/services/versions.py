@@ -86,12 +86,14 @@ def as_file(stored: StoredFile, version: FileVersion) -> StoredFile:
     """The file as it was in this version (unsaved): its name, the version's content and
     time, for the download code that serves any file."""
     key = Blob.select(Blob.store_key).where(Blob.sha256 == version.sha256).scalar()
+    if key is None:  # the content's Blob row went with lost bytes (gc)
+        raise NotFound(VERSION_NOT_FOUND)
     return StoredFile(
         id=stored.id,
         owner=stored.owner_id,
         folder=stored.folder_id,
         name=stored.name,
-        blob_key=key or "",
+        blob_key=key,
         size=version.size,
         sha256=version.sha256,
         created_at=stored.created_at,
