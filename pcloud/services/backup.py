@@ -125,20 +125,21 @@ def backup(
         # the like commit concurrent fsyncs together, so a thousand cost about one.
         with ThreadPoolExecutor(SYNC_THREADS) as syncer:
             syncing: list[Future[None]] = []
+            shards: set[Path] = set()  # folders that got a new name
             for record in records:
                 copied = _copy_blob(blobs, dest, record, trusted, report)
                 done += record.size
                 if copied:
                     report.blobs_copied += 1
                     report.bytes_copied += record.size
-                    syncing.append(syncer.submit(_fsync_file, blob_path(dest, record.sha256)))
+                    final = blob_path(dest, record.sha256)
+                    syncing.append(syncer.submit(_fsync_file, final))
+                    shards.add(final.parent)
                 if progress is not None:
                     progress(done, report.bytes_total)
+            syncing.extend(syncer.submit(_fsync_folder, shard) for shard in shards)
             for future in syncing:
                 future.result()  # an error writing any blob stops the run here
-        for shard in {blob_path(dest, r.sha256).parent for r in records}:
-            if shard.is_dir():
-                _fsync_folder(shard)
         _write(snapshot / "settings.env", _settings_env(settings), private=True)
         kept = [r for r in records if r.sha256 not in report.dropped + report.damaged]
         _write(snapshot / "blobs.txt", "".join(f"{r.sha256} {r.size}\n" for r in kept))
