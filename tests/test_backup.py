@@ -46,11 +46,6 @@ def restore_url() -> Iterator[str | None]:
         yield url
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def restore_args(dest: Path, new: Path, url: str | None) -> list[str]:
     return ["restore", str(dest), "--data-dir", str(new), *(["--database-url", url] if url else [])]
 

@@ -7,16 +7,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from pcloud.models import Blob, FileVersion, StoredFile
 from pcloud.services import gc, versions
 from tests.sync_helpers import API, put_file
-
-
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
 
 
 def replace(client, headers, name, content, **fields):

@@ -36,13 +36,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import peewee
 
 from pcloud import __version__
 from pcloud.config import OPTIONS, Settings
+from pcloud.db import rows
 from pcloud.errors import ConfigError, PcloudError
 from pcloud.models import Blob, FileVersion, StoredFile, TusUpload, database_proxy
 from pcloud.storage import BlobStore
@@ -262,7 +263,7 @@ def _tool(name: str) -> str:
 def _snapshot_postgres(url: str, target: Path) -> tuple[str, list[BlobRecord]]:
     """pg_dump of the schema pcloud uses, under a snapshot exported by a transaction that
     reads the blob list too: the dump and the list see the same moment."""
-    import psycopg2
+    import psycopg2  # type: ignore[import-untyped]
 
     pg_dump = _tool("pg_dump")
     connection = psycopg2.connect(libpq_url(url))
@@ -458,8 +459,9 @@ def _read_blob_list(snapshot: Path) -> Iterator[tuple[str, int]]:
             yield sha256, int(size)
 
 
-def read_manifest(snapshot: Path) -> dict:
-    return json.loads((snapshot / "manifest.json").read_text())
+def read_manifest(snapshot: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((snapshot / "manifest.json").read_text())
+    return manifest
 
 
 def verify(dest: Path, quick: bool = False, progress: Progress | None = None) -> VerifyReport:
@@ -554,7 +556,7 @@ def restore(
 
 
 def _restore_database(
-    snapshot: Path, manifest: dict, data_dir: Path, database_url: str | None
+    snapshot: Path, manifest: dict[str, Any], data_dir: Path, database_url: str | None
 ) -> str:
     if manifest["engine"] == "sqlite":
         if database_url and urlparse(database_url).scheme.split("+")[0] != "sqlite":
@@ -637,10 +639,10 @@ def _drop_contents(sha256s: list[str]) -> int:
 def _restore_blobs(dest: Path, blobs: BlobStore, progress: Progress | None) -> int:
     """Put every blob the restored database names into the store (new keys: the store
     makes them), then point the rows at them. Unfinished resumable uploads start over."""
-    rows = list(Blob.select(Blob.id, Blob.sha256, Blob.size).tuples())
-    total, done = sum(size for _id, _sha, size in rows), 0
+    found = list(rows(Blob.select(Blob.id, Blob.sha256, Blob.size)))
+    total, done = sum(size for _id, _sha, size in found), 0
     new_keys: list[tuple[int, str]] = []
-    for blob_id, sha256, size in rows:
+    for blob_id, sha256, size in found:
         with open(blob_path(dest, sha256), "rb") as stream:
             stored = blobs.put(_chunks(stream))
         if stored.sha256 != sha256:
@@ -657,9 +659,9 @@ def _restore_blobs(dest: Path, blobs: BlobStore, progress: Progress | None) -> i
             blob_key=Blob.select(Blob.store_key).where(Blob.sha256 == StoredFile.sha256)
         ).execute()
         TusUpload.delete().execute()
-    return len(rows)
+    return len(found)
 
 
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
     while data := stream.read(READ_SIZE):
         yield data

@@ -234,7 +234,7 @@ def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
             )
         ]
         file_ids = StoredFile.select(StoredFile.id).where(StoredFile.owner == user.id)
-        contents.extend(versions.forget_of_files(file_id for (file_id,) in file_ids.tuples()))
+        contents.extend(versions.forget_of_files(file_id for (file_id,) in rows(file_ids)))
         StoredFile.delete().where(StoredFile.owner == user.id).execute()
         blob_keys = content.release(contents)
         Folder.update(parent=None).where(Folder.owner == user.id).execute()

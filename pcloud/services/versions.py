@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import peewee
 
 from pcloud.config import Settings
+from pcloud.db import rows
 from pcloud.errors import NotFound
 from pcloud.models import Blob, FileVersion, StoredFile, User, database_proxy, utc_now
 from pcloud.services import changes, content, tree
@@ -162,9 +163,9 @@ def forget_of_files(file_ids: Iterable[int]) -> list[str]:
         chunk = ids[start : start + CHUNK]
         sha256s.extend(
             sha256
-            for (sha256,) in FileVersion.select(FileVersion.sha256)
-            .where(FileVersion.file.in_(chunk))
-            .tuples()
+            for (sha256,) in rows(
+                FileVersion.select(FileVersion.sha256).where(FileVersion.file.in_(chunk))
+            )
         )
         FileVersion.delete().where(FileVersion.file.in_(chunk)).execute()
     return sha256s
@@ -197,16 +198,15 @@ def make_room(owner_id: int, growth: int, quota_bytes: int | None) -> tuple[list
         return [], True
     doomed: list[tuple[int, str, int, str]] = []
     freed_bytes = 0
-    oldest_first = (
+    oldest_first = rows(
         FileVersion.select(
             FileVersion.id, FileVersion.sha256, FileVersion.size, StoredFile.id, StoredFile.name
         )
         .join(StoredFile)
         .where(FileVersion.owner == owner_id)
         .order_by(FileVersion.replaced_at, FileVersion.id)
-        .tuples()
     )
-    for version_id, sha256, size, file_id, name in oldest_first.iterator():
+    for version_id, sha256, size, file_id, name in oldest_first:
         if freed_bytes >= excess:
             break
         doomed.append((version_id, sha256, file_id, name))
@@ -251,27 +251,28 @@ def prune(retention: Retention, now: datetime | None = None) -> tuple[int, list[
     """Apply the retention rule to every user's versions, then the quota share (oldest
     first): (versions deleted, store keys freed for the caller to delete). For gc."""
     now = now or utc_now()
-    owners = [owner for (owner,) in FileVersion.select(FileVersion.owner).distinct().tuples()]
+    owners = [owner for (owner,) in rows(FileVersion.select(FileVersion.owner).distinct())]
     deleted, keys = 0, []
     for owner_id in owners:
         with database_proxy.atomic():
             tree.lock(owner_id)
-            rows = list(
-                FileVersion.select(
-                    FileVersion.id,
-                    FileVersion.sha256,
-                    FileVersion.size,
-                    FileVersion.replaced_at,
-                    StoredFile.id,
-                    StoredFile.name,
+            found = list(
+                rows(
+                    FileVersion.select(
+                        FileVersion.id,
+                        FileVersion.sha256,
+                        FileVersion.size,
+                        FileVersion.replaced_at,
+                        StoredFile.id,
+                        StoredFile.name,
+                    )
+                    .join(StoredFile)
+                    .where(FileVersion.owner == owner_id)
+                    .order_by(FileVersion.replaced_at, FileVersion.id)
                 )
-                .join(StoredFile)
-                .where(FileVersion.owner == owner_id)
-                .order_by(FileVersion.replaced_at, FileVersion.id)
-                .tuples()
             )
             by_file: dict[int, list[tuple[int, datetime]]] = {}
-            for version_id, _sha, _size, replaced_at, file_id, _name in rows:
+            for version_id, _sha, _size, replaced_at, file_id, _name in found:
                 by_file.setdefault(file_id, []).append((version_id, replaced_at))
             doomed_ids = {
                 version_id
@@ -289,8 +290,8 @@ def prune(retention: Retention, now: datetime | None = None) -> tuple[int, list[
                     int(quota_bytes * retention.quota_share),
                     max(0, quota_bytes - int(files_bytes or 0)),
                 )
-                kept = sum(row[2] for row in rows if row[0] not in doomed_ids)
-                for version_id, _sha, size, _at, _file, _name in rows:  # oldest first
+                kept = sum(row[2] for row in found if row[0] not in doomed_ids)
+                for version_id, _sha, size, _at, _file, _name in found:  # oldest first
                     if kept <= allowed:
                         break
                     if version_id not in doomed_ids:
@@ -298,7 +299,7 @@ def prune(retention: Retention, now: datetime | None = None) -> tuple[int, list[
                         kept -= size
             doomed = [
                 (version_id, sha256, file_id, name)
-                for version_id, sha256, _size, _at, file_id, name in rows
+                for version_id, sha256, _size, _at, file_id, name in found
                 if version_id in doomed_ids
             ]
             if doomed:
