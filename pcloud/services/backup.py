@@ -40,9 +40,10 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 import peewee
+from dotenv import dotenv_values
 
 from pcloud import __version__
-from pcloud.config import OPTIONS, Settings
+from pcloud.config import OPTIONS, Settings, load_settings
 from pcloud.db import rows
 from pcloud.errors import ConfigError, PcloudError
 from pcloud.models import Blob, FileVersion, StoredFile, TusUpload, database_proxy
@@ -534,15 +535,11 @@ def restore(
         f"PCLOUD_DATA_DIR={json.dumps(str(data_dir))}\nDATABASE_URL={json.dumps(database_url)}\n"
     )
     _write(env_file, saved + place, private=True)
-    from dotenv import dotenv_values
-
     secret = dotenv_values(snapshot / "settings.env").get("SECRET_KEY") or ""
     _write(data_dir / "secret_key", secret + "\n", private=True)
     report = RestoreReport(data_dir, env_file, database_url)
     if open_store is None:
         raise BackupError("restore needs the store to put blobs into")
-    from pcloud.config import load_settings
-
     settings = load_settings(environ={}, env_file=env_file)
     database, blobs = open_store(settings)
     try:
