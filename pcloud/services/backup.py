@@ -114,7 +114,6 @@ def backup(
     dest = dest.expanduser().resolve()
     _prepare_folder(dest)
     with _locked(dest):
-        _remove_temporaries(dest)
         trusted = _trusted_blobs(dest)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         snapshot = dest / "snapshots" / f"{stamp}-{secrets.token_hex(4)}"
@@ -191,11 +190,6 @@ def _locked(dest: Path) -> Iterator[None]:
         except BlockingIOError:
             raise BackupError(f"Another `pcloud backup` is writing to {dest} right now") from None
         yield
-
-
-def _remove_temporaries(dest: Path) -> None:
-    for leftover in (dest / "blobs").glob("*/.*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 def _trusted_blobs(dest: Path) -> dict[str, int]:
@@ -310,14 +304,19 @@ def _copy_blob(
     blobs: BlobStore, dest: Path, record: BlobRecord, trusted: dict[str, int], report: BackupReport
 ) -> bool:
     """Make sure the backup holds this content; True when it was copied now."""
-    final = blob_path(dest, record.sha256)
-    with contextlib.suppress(FileNotFoundError):
-        size = final.stat().st_size
-        if size == record.size and trusted.get(record.sha256) == record.size:
-            return False
-        if size == record.size and _hash_file(final) == record.sha256:
-            _fsync_file(final)  # a run that did not finish wrote it, maybe unsynced
-            return False
+    # Plain strings and os.stat: this runs for every blob, and pathlib's objects cost
+    # more than the stat itself when nothing is to be copied.
+    final_name = f"{dest}/blobs/{record.sha256[:2]}/{record.sha256}"
+    try:
+        size = os.stat(final_name).st_size
+    except FileNotFoundError:
+        size = -1
+    if size == record.size and trusted.get(record.sha256) == record.size:
+        return False
+    final = Path(final_name)
+    if size == record.size and _hash_file(final) == record.sha256:
+        _fsync_file(final)  # a run that did not finish wrote it, maybe unsynced
+        return False
     final.parent.mkdir(exist_ok=True)
     temporary = final.parent / f".{record.sha256}.{os.getpid()}.tmp"
     key: str | None = record.store_key
@@ -379,14 +378,18 @@ def _settings_env(settings: Settings) -> str:
 
 
 def _remove_older(dest: Path, keep: Path, needed: set[str]) -> None:
-    """After a complete run: other snapshots, and content no longer named, go."""
+    """After a complete run: other snapshots, content no longer named, and what killed
+    runs left half-written (`.*.tmp`), go. (No other run is writing: the lock.)"""
     for snapshot in (dest / "snapshots").iterdir():
         if snapshot != keep:
             shutil.rmtree(snapshot, ignore_errors=True)
-    for shard in (dest / "blobs").iterdir():
-        for stored in shard.iterdir():
-            if stored.name not in needed:
-                stored.unlink(missing_ok=True)
+    with os.scandir(dest / "blobs") as shards:
+        for shard in shards:
+            with os.scandir(shard.path) as stored:
+                for entry in stored:
+                    if entry.name not in needed:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
 
 
 # --- Files, hashing, syncing --------------------------------------------------------------
