@@ -267,5 +267,6 @@ def main() -> None:
     verdict = "met" if upload["replace"] >= 0.9 * upload["plain"] else "NOT met"
     print(f"Target: replace at least 0.9x of a plain upload: {verdict}")
 
+
 if __name__ == "__main__":
     main()
