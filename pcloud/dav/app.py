@@ -21,6 +21,7 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from pcloud.core import Pcloud
+from pcloud.dav.listing import FastPropfind
 from pcloud.dav.locks import DatabaseLockManager, DatabaseLockStorage
 from pcloud.dav.properties import DatabasePropertyManager
 from pcloud.dav.provider import CREATED, USER, FileResource, PcloudProvider
@@ -63,12 +64,14 @@ class DavEndpoint:
         self.passwords = PasswordCache()
         self.provider = PcloudProvider(app)
         storage = DatabaseLockStorage()
+        properties = DatabasePropertyManager()
+        self.fast_propfind = FastPropfind(self.provider, properties)
         self.wsgidav = WsgiDAVApp(
             {
                 "provider_mapping": {"/": self.provider},
                 "mount_path": PREFIX,
                 "lock_storage": storage,
-                "property_manager": DatabasePropertyManager(),
+                "property_manager": properties,
                 "middleware_stack": [ErrorPrinter, RequestResolver],
                 "verbose": 1,
                 "logging": {"enable": False},
@@ -124,10 +127,15 @@ class DavEndpoint:
         environ["wsgidav.auth.user_name"] = user.username
         environ["wsgidav.auth.realm"] = REALM
         environ["wsgidav.auth.roles"] = []
-        if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+        method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD"):
             answer = self._download(environ, start_response)
             if answer is not None:
                 return answer
+        elif method == "PROPFIND":
+            listed = self.fast_propfind.answer(environ, start_response)
+            if listed is not None:
+                return listed
         return self._run_wsgidav(environ, start_response)
 
     def _refusal(self, environ: dict) -> str | None:

@@ -82,6 +82,13 @@ class DatabaseLockStorage:
             .exists()
         )
 
+    def lock_roots(self, owner_id: int) -> list[str]:
+        """The roots of the owner's live locks."""
+        query = DavLock.select(DavLock.root).where(
+            (DavLock.owner_id == owner_id) & (DavLock.expire >= time.time())
+        )
+        return [root for (root,) in query.tuples()]
+
     def get(self, token: str) -> dict[str, Any] | None:
         """The live lock of that token (an expired one is deleted, and None)."""
         row = DavLock.get_or_none(DavLock.token == token)

@@ -38,6 +38,10 @@ class DatabasePropertyManager:
             cache[owner_id] = keys
         return keys
 
+    def get_all_keys(self, owner_id: int, environ: dict | None) -> dict[str, list[str]]:
+        """The owner's resource keys that have dead properties, with their names."""
+        return self._keys(f"/{owner_id}/", environ)
+
     def _changed(self, environ: dict | None) -> None:
         if environ is not None:
             environ.pop(_KEYS, None)

@@ -108,6 +108,8 @@ class _Resource:
     def get_property_value(self, name: str) -> Any:
         # A file manager lists folders of thousands: a query per entry for its locks
         # would cost more than the listing. One per request says whether there are any.
+        if name == "{DAV:}getetag":
+            return f'"{self.get_etag()}"'  # an entity-tag is quoted (RFC 4918 15.6)
         if (
             name == "{DAV:}lockdiscovery"
             and self.environ["REQUEST_METHOD"] == "PROPFIND"
