@@ -9,6 +9,7 @@ from werkzeug.routing import BaseConverter
 
 from pcloud.api import (
     accounts,
+    app_passwords,
     bodies,
     errors,
     files,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         openapi.blueprint,
         accounts.blueprint,
         sessions.blueprint,
+        app_passwords.blueprint,
         files.blueprint,
         tus.blueprint,
         tree.blueprint,
