@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
@@ -37,6 +37,11 @@ MAX_XML_BYTES = 1024 * 1024  # PROPFIND, PROPPATCH, LOCK bodies: a few KiB in pr
 # Encoded slashes, backslashes and NUL: no name may hold them, so no URL may name one.
 UNSAFE_IN_URL = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 log = logging.getLogger("pcloud.dav")
+# A whole tree in one answer is a denial of service waiting to happen (RFC 4918 9.1).
+FINITE_DEPTH = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>'
+)
 
 StartResponse = Callable[..., Any]
 
@@ -84,16 +89,6 @@ class DavEndpoint:
         lock_manager = DatabaseLockManager(storage)
         self.wsgidav.lock_manager = lock_manager
         self.provider.set_lock_manager(lock_manager)
-        self.wsgidav.http_authenticator = None
-        for server in self._request_servers():
-            server.allow_propfind_infinite = False
-
-    def _request_servers(self) -> Iterator[Any]:
-        application = self.wsgidav.application
-        while application is not None:
-            if hasattr(application, "allow_propfind_infinite"):
-                yield application
-            application = getattr(application, "next_app", None)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -133,6 +128,13 @@ class DavEndpoint:
             if answer is not None:
                 return answer
         elif method == "PROPFIND":
+            if environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
+                start_response(
+                    "403 Forbidden",
+                    [("Content-Type", "application/xml; charset=utf-8"),
+                     ("Content-Length", str(len(FINITE_DEPTH)))],
+                )  # fmt: skip
+                return [FINITE_DEPTH]
             listed = self.fast_propfind.answer(environ, start_response)
             if listed is not None:
                 return listed
@@ -186,7 +188,9 @@ class DavEndpoint:
                 last_modified=row.modified_micros / 1_000_000,
             )
         except FileNotFoundError:
-            log.error("File %r of user %s has no blob %s", row.name, resource.user.user_id, row.blob_key)
+            log.error(
+                "File %r of user %s has no blob %s", row.name, resource.user.user_id, row.blob_key
+            )
             return _json(start_response, "404 Not Found", "The file's bytes are missing")
         response.headers["OC-Checksum"] = f"SHA256:{row.sha256}"
         response.cache_control.private = True
@@ -212,7 +216,9 @@ class DavEndpoint:
             answer = iter(self.wsgidav(environ, start))
             first = next(answer, None)
         except PcloudError as error:
-            return _json(start_response, f"{error.status} {error.reason or ''}".strip(), error.message)
+            return _json(
+                start_response, f"{error.status} {error.reason or ''}".strip(), error.message
+            )
         if first is None:
             return []
         return chain([first], answer)

@@ -39,7 +39,9 @@ ALLPROP_FILE = (
     "lockdiscovery",
     "supportedlock",
 )
-ALLPROP_FOLDER = tuple(name for name in ALLPROP_FILE if name not in ("getcontentlength", "getcontenttype"))
+ALLPROP_FOLDER = tuple(
+    name for name in ALLPROP_FILE if name not in ("getcontentlength", "getcontenttype")
+)
 QUOTA = ("quota-used-bytes", "quota-available-bytes")
 SUPPORTED_LOCK = (
     "<D:supportedlock><D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype>"
@@ -142,10 +144,12 @@ class FastPropfind:
     def _folder(
         self, row: FolderRow, href: str, mode: str, wanted: list[str], user: Any, is_root: bool
     ) -> str:
+        created = _rfc3339(row.created_micros // 1_000_000)
+        modified = _rfc1123(row.modified_micros // 1_000_000)
         values = {
             "resourcetype": "<D:resourcetype><D:collection/></D:resourcetype>",
-            "creationdate": f"<D:creationdate>{_rfc3339(row.created_micros // 1_000_000)}</D:creationdate>",
-            "getlastmodified": f"<D:getlastmodified>{_rfc1123(row.modified_micros // 1_000_000)}</D:getlastmodified>",
+            "creationdate": f"<D:creationdate>{created}</D:creationdate>",
+            "getlastmodified": f"<D:getlastmodified>{modified}</D:getlastmodified>",
             "displayname": f"<D:displayname>{escape(row.name)}</D:displayname>",
             "getetag": f'<D:getetag>"{entries.folder_etag(row.id, row.version)}"</D:getetag>',
             "lockdiscovery": "<D:lockdiscovery/>",
@@ -164,23 +168,25 @@ class FastPropfind:
         return _response(href, values, names_here, mode, wanted)
 
     def _file(self, row: FileRow, href: str, mode: str, wanted: list[str]) -> str:
+        created = _rfc3339(row.created_micros // 1_000_000)
+        modified = _rfc1123(row.modified_micros // 1_000_000)
         if mode == "allprop":
             return (
                 f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/>"
-                f"<D:creationdate>{_rfc3339(row.created_micros // 1_000_000)}</D:creationdate>"
+                f"<D:creationdate>{created}</D:creationdate>"
                 f"<D:getcontentlength>{row.size}</D:getcontentlength>"
                 f"<D:getcontenttype>{names.mime_type(row.name)}</D:getcontenttype>"
-                f"<D:getlastmodified>{_rfc1123(row.modified_micros // 1_000_000)}</D:getlastmodified>"
+                f"<D:getlastmodified>{modified}</D:getlastmodified>"
                 f"<D:displayname>{escape(row.name)}</D:displayname>"
                 f'<D:getetag>"{row.sha256}"</D:getetag><D:lockdiscovery/>{SUPPORTED_LOCK}'
                 "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
             )  # fmt: skip
         values = {
             "resourcetype": "<D:resourcetype/>",
-            "creationdate": f"<D:creationdate>{_rfc3339(row.created_micros // 1_000_000)}</D:creationdate>",
+            "creationdate": f"<D:creationdate>{created}</D:creationdate>",
             "getcontentlength": f"<D:getcontentlength>{row.size}</D:getcontentlength>",
             "getcontenttype": f"<D:getcontenttype>{names.mime_type(row.name)}</D:getcontenttype>",
-            "getlastmodified": f"<D:getlastmodified>{_rfc1123(row.modified_micros // 1_000_000)}</D:getlastmodified>",
+            "getlastmodified": f"<D:getlastmodified>{modified}</D:getlastmodified>",
             "displayname": f"<D:displayname>{escape(row.name)}</D:displayname>",
             "getetag": f'<D:getetag>"{row.sha256}"</D:getetag>',
             "lockdiscovery": "<D:lockdiscovery/>",

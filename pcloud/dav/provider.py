@@ -151,6 +151,27 @@ class _Resource:
             principal=self.environ["wsgidav.user_name"],
         )
 
+    _put: PutTarget | None = None
+
+    def _begin_put(self, replacing_size: int | None) -> Any:
+        """Where WsgiDAV writes a PUT's body (after the quota check on its length)."""
+        with as_dav_errors():
+            self._put = PutTarget(self.provider.app, self.environ, self.user, replacing_size)
+        return self._put.sink()
+
+    def _end_put(self, with_errors: bool, folder_id: int) -> FileRow | None:
+        """The PUT's bytes as this file (None, and nothing kept, after an error)."""
+        put, self._put = self._put, None
+        if put is None:
+            return None
+        if with_errors:
+            put.abort()
+            return None
+        with as_dav_errors():
+            stored = put.store(folder_id, self.name)  # type: ignore[attr-defined]
+        self._after_change()
+        return paths.file_row(stored)
+
     def _dead_properties(self) -> Any:
         return self.provider.prop_manager
 
@@ -159,9 +180,7 @@ class _Resource:
 
 
 class FolderResource(_Resource, DAVCollection):
-    def __init__(
-        self, path: str, environ: dict, provider: PcloudProvider, row: FolderRow
-    ) -> None:
+    def __init__(self, path: str, environ: dict, provider: PcloudProvider, row: FolderRow) -> None:
         DAVCollection.__init__(self, path, environ)
         self.provider = provider
         self.row = row
@@ -201,7 +220,9 @@ class FolderResource(_Resource, DAVCollection):
     def create_empty_resource(self, name: str) -> _Resource:
         with as_dav_errors():
             name = names.validate(name, "name")
-        pending = PendingFile(util.join_uri(self.path, name), self.environ, self.provider, self.row.id, name)
+        pending = PendingFile(
+            util.join_uri(self.path, name), self.environ, self.provider, self.row.id, name
+        )
         if self.environ.get("REQUEST_METHOD") != "PUT":
             pending.store_empty()  # a LOCK of an unmapped URL makes an empty file (RFC 4918 7.3)
         return pending
@@ -311,18 +332,12 @@ class FileResource(_Resource, DAVNonCollection):
         return super().get_property_value(name)
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
-        self._put = PutTarget(self.provider.app, self.environ, self.user, self.row.size)
-        return self._put.sink()
+        return self._begin_put(self.row.size)
 
     def end_write(self, *, with_errors: bool) -> None:
-        put = self._put
-        if with_errors:
-            put.abort()
-            return
-        with as_dav_errors():
-            stored = put.store(self.row.folder_id, self.name)
-        self.row = paths.file_row(stored)
-        self._after_change()
+        stored = self._end_put(with_errors, self.row.folder_id)
+        if stored is not None:
+            self.row = stored
 
     def handle_delete(self) -> bool:
         self._check_unlocked()
@@ -400,18 +415,10 @@ class PendingFile(_Resource, DAVNonCollection):
         self._after_change()
 
     def begin_write(self, *, content_type: str | None = None) -> Any:
-        self._put = PutTarget(self.provider.app, self.environ, self.user, 0)
-        return self._put.sink()
+        return self._begin_put(None)
 
     def end_write(self, *, with_errors: bool) -> None:
-        put = self._put
-        if with_errors:
-            put.abort()
-            return
-        with as_dav_errors():
-            stored = put.store(self.folder_id, self.name)
-        self.row = paths.file_row(stored)
-        self._after_change()
+        self.row = self._end_put(with_errors, self.folder_id)
 
     def handle_delete(self) -> bool:
         raise DAVError(HTTP_NOT_FOUND)
