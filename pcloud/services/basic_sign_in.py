@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from threading import Lock
+from typing import Any
 
 from peewee import JOIN
 
@@ -80,7 +81,7 @@ class PasswordCache:
             self._entries[key] = _Verified(user_id, password_hash, time.monotonic() + CACHE_SECONDS)
 
 
-def _app_password_row(digest: str) -> tuple | None:
+def _app_password_row(digest: str) -> tuple[Any, ...] | None:
     query = (
         AppPassword.select(
             AppPassword.secret_sha256,
@@ -101,7 +102,8 @@ def _app_password_row(digest: str) -> tuple | None:
         .join(Folder, JOIN.LEFT_OUTER, on=(Folder.root_of == User.id))
         .where(AppPassword.secret_sha256 == digest)
     )
-    return database_proxy.execute(query).fetchone()
+    row: tuple[Any, ...] | None = database_proxy.execute(query).fetchone()
+    return row
 
 
 def _names_user(login: str, username: str, email: str) -> bool:
