@@ -211,6 +211,24 @@ def test_cadaver_puts_gets_makes_moves_and_locks(server, tmp_path):
     assert [e["name"] for e in inside.json()["entries"]] == ["b.txt"]
 
 
+class RepeatedPiece:
+    """A body of `size` bytes, one piece over and over, read as a file (a known length:
+    requests then sends Content-Length, not chunks)."""
+
+    def __init__(self, piece: bytes, size: int) -> None:
+        self.piece, self.left = piece, size
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, _amount: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        chunk = self.piece[: self.left]
+        self.left -= len(chunk)
+        return chunk
+
+
 def test_a_large_put_streams_into_the_store_with_flat_memory(server):
     user = DavUser(server, "big")
     size = 256 * 1024 * 1024
@@ -222,14 +240,9 @@ def test_a_large_put_streams_into_the_store_with_flat_memory(server):
     idle = max(server.memory("VmRSS").values())
     written_before = server.written_bytes()
 
-    def body():
-        for _ in range(size // len(piece)):
-            yield piece
-
     answer = requests.put(
         f"{user.dav_url}big.bin",
-        data=body(),
-        headers={"Content-Length": str(size)},
+        data=RepeatedPiece(piece, size),
         auth=(user.name, user.app_password),
         timeout=120,
     )
@@ -240,3 +253,24 @@ def test_a_large_put_streams_into_the_store_with_flat_memory(server):
     assert server.written_bytes() - written_before < size * 1.2
     head = requests.head(f"{user.dav_url}big.bin", auth=(user.name, user.app_password), timeout=10)
     assert head.headers["ETag"].strip('"') == digest.hexdigest()
+
+
+def test_a_put_past_the_quota_stores_nothing_while_it_arrives(server):
+    user = DavUser(server, "tight")
+    from pcloud.core import Pcloud
+    from pcloud.services import quota
+
+    app = Pcloud.open(server.settings, create_tables=False)
+    try:
+        quota.set_quota(user.name, "1MiB")
+    finally:
+        app.close()
+    auth = (user.name, user.app_password)
+    assert requests.request("PROPFIND", user.dav_url, auth=auth, headers={"Depth": "0"}).ok
+    size = 64 * 1024 * 1024
+    blobs_before = len(server.blobs())
+    written_before = server.written_bytes()
+    answer = requests.put(f"{user.dav_url}too-big.bin", data=b"\0" * size, auth=auth, timeout=60)
+    assert answer.status_code == 507
+    assert server.written_bytes() - written_before < 1024 * 1024  # dropped, not stored
+    assert len(server.blobs()) == blobs_before and server.partials() == []

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     errors.register(app)
     # WebDAV at /dav/ (pcloud.dav): beside the API, over the same tree and services.
     dav_and_api = DavMount(app.wsgi_app, pcloud)
+    app.extensions["pcloud.dav"] = dav_and_api.dav
     app.wsgi_app = ReleaseAfterAnswer(dav_and_api, pcloud)  # type: ignore[method-assign]
     security.register(app, pcloud.settings)
     for blueprint in (

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from werkzeug.datastructures import Authorization
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
 from pcloud.api.context import RECEIVED_BODY
@@ -24,8 +25,8 @@ from pcloud.core import Pcloud
 from pcloud.dav.errors import as_dav_errors
 from pcloud.errors import BadRequest, PcloudError
 from pcloud.models import StoredFile
-from pcloud.services import files, quota, tree
-from pcloud.services.basic_sign_in import BasicUser
+from pcloud.services import files, paths, quota, tree
+from pcloud.services.basic_sign_in import BasicUser, PasswordCache, signed_in_already
 from pcloud.storage import BlobStore, BlobWriter, StoredBlob
 
 MTIME_HEADER = "HTTP_X_OC_MTIME"
@@ -69,13 +70,59 @@ class PutBody:
             self._writer = None
 
 
-def receiver_for_put(app: Pcloud, path: str, headers: Mapping[str, str]) -> PutBody | None:
-    """The receiver of a PUT under /dav/, for pcloud.api.bodies (None: buffer it)."""
+class RefusedBody:
+    """The body of a PUT that will be refused (not signed in, or past the quota, as far
+    as its headers tell): its bytes are dropped as they arrive, none is stored, and the
+    view gives the answer."""
+
+    def receive(self, data: bytes) -> None:
+        """Dropped."""
+
+    def take(self) -> StoredBlob:
+        raise BadRequest("The body was not kept")
+
+    def broken(self) -> None:
+        """Nothing was kept."""
+
+    def close(self) -> None:
+        """Nothing was kept."""
+
+
+def receiver_for_put(
+    app: Pcloud, passwords: PasswordCache, path: str, headers: Mapping[str, str]
+) -> PutBody | RefusedBody | None:
+    """The receiver of a PUT under /dav/, for pcloud.api.bodies (None: buffer it).
+
+    What can be known cheaply before the body arrives is checked first: a request whose
+    credentials are known to be wrong (an unknown app password is only known to be wrong
+    after scrypt: that one is stored, then refused by the view), or whose Content-Length
+    would pass the user's quota, stores nothing.
+    """
     if not path.startswith("/dav/") or path.endswith("/"):
         return None
     if headers.get("CONTENT_ENCODING") or headers.get("CONTENT_RANGE"):
         return None  # refused by the view; nothing to store
+    user = _cheap_user(headers.get("AUTHORIZATION", ""), passwords)
+    length = headers.get("CONTENT_LENGTH", "")
+    if user is not None and length.isdigit():
+        try:  # waitress's path: decoded, as latin-1 (PEP 3333)
+            parts = paths.segments(path[len("/dav") :].encode("latin-1").decode("utf-8"))
+        except UnicodeError:
+            parts = None
+        existing = paths.resolve(user.user_id, parts) if parts else None
+        replacing = existing.size if isinstance(existing, paths.FileRow) else 0
+        try:
+            quota.check_within(user.user_id, user.quota_bytes, int(length) - replacing)
+        except PcloudError:
+            return RefusedBody()
     return PutBody(app.blobs, app.settings.max_upload_size)
+
+
+def _cheap_user(header: str, passwords: PasswordCache) -> BasicUser | None:
+    authorization = Authorization.from_header(header) if header else None
+    if authorization is None or authorization.type != "basic":
+        return None
+    return signed_in_already(authorization.username or "", authorization.password or "", passwords)
 
 
 class _Sink:
@@ -113,7 +160,7 @@ class PutTarget:
         self._writer: BlobWriter | None = None
         self._empty = empty
         received = environ.get(RECEIVED_BODY)
-        self._received = received if isinstance(received, PutBody) else None
+        self._received = received if isinstance(received, (PutBody, RefusedBody)) else None
         if not empty:
             length = _content_length(environ)
             if length is not None:

@@ -138,6 +138,37 @@ def sign_in(
     return _with_account_password(login, password, cache, ip_address)
 
 
+def signed_in_already(login: str, password: str, cache: PasswordCache) -> BasicUser | None:
+    """Who these credentials speak for when that is cheap to know (an app password, or
+    an account password in the cache): no scrypt, no write, no throttle. None when
+    unknown or wrong; sign_in() decides then. (For checks before a body arrives.)"""
+    digest = secret_sha256(password)
+    row = _app_password_row(digest)
+    if row is not None:
+        (_, _pk, public_id, revoked_at, expires_at, _seen_at, user_id, username, email,
+         disabled_at, quota_bytes, root_id) = row  # fmt: skip
+        if (
+            _names_user(login, username, email)
+            and revoked_at is None
+            and expires_at > micros(utc_now())
+            and disabled_at is None
+        ):
+            return BasicUser(user_id, username, root_id, quota_bytes, public_id)
+        return None
+    verified = cache.get(cache.key(login, password))
+    if verified is None:
+        return None
+    user = users.get_user(verified.user_id)
+    if (
+        user is None
+        or user.disabled_at is not None
+        or user.password_hash is None
+        or not hmac.compare_digest(user.password_hash, verified.password_hash)
+    ):
+        return None
+    return _basic_user(user)
+
+
 def _seen(session_pk: int, last_seen: int, ip_address: str | None) -> None:
     now = utc_now()
     if micros(now) - last_seen > LAST_SEEN_STEP.total_seconds() * 1_000_000:
