@@ -66,6 +66,9 @@ class DavEndpoint:
 
     def __init__(self, app: Pcloud) -> None:
         self.app = app
+        # WsgiDAV warns at start-up about Basic without TLS (the proxy's job here) and
+        # logs each request at INFO: its errors are what is worth a line in our log.
+        logging.getLogger("wsgidav").setLevel(logging.ERROR)
         self.passwords = PasswordCache()
         self.provider = PcloudProvider(app)
         storage = DatabaseLockStorage()
