@@ -27,6 +27,7 @@ USER = "pcloud.dav.user"  # the environ key of the signed-in BasicUser
 OC_NS = "http://owncloud.org/ns"
 OC_CHECKSUMS = "{http://owncloud.org/ns}checksums"
 _RESOLVED = "pcloud.dav.resolved"
+_FOLDERS = "pcloud.dav.folders"  # folders found by path, in this request
 _HAS_LOCKS = "pcloud.dav.has_locks"
 CREATED = "pcloud.dav.created"  # a COPY or MOVE made its destination: 201, not 204
 
@@ -60,8 +61,8 @@ class PcloudProvider(DAVProvider):
         if key in resolved:
             row = resolved[key]
         else:
-            row = paths.resolve(user.user_id, parts)
-            resolved[key] = row
+            folders = environ.setdefault(_FOLDERS, {})
+            row = resolved[key] = paths.resolve(user.user_id, parts, folders)
         if row is None:
             return None
         clean = "/" + key
@@ -72,6 +73,7 @@ class PcloudProvider(DAVProvider):
     def forget_resolved(self, environ: dict) -> None:
         """After a change: paths must be looked up again."""
         environ.pop(_RESOLVED, None)
+        environ.pop(_FOLDERS, None)
 
 
 class _Resource:

@@ -26,6 +26,7 @@ from typing import Any
 
 from peewee import JOIN
 
+from pcloud.db import PreparedQuery
 from pcloud.errors import TooManyRequests, Unauthorized
 from pcloud.models import AppPassword, DeviceSession, Folder, User, database_proxy, micros, utc_now
 from pcloud.services import audit, throttle, users
@@ -81,8 +82,9 @@ class PasswordCache:
             self._entries[key] = _Verified(user_id, password_hash, time.monotonic() + CACHE_SECONDS)
 
 
-def _app_password_row(digest: str) -> tuple[Any, ...] | None:
-    query = (
+# Every Basic request asks: built once (see PreparedQuery).
+_APP_PASSWORD = PreparedQuery(
+    lambda digest: (
         AppPassword.select(
             AppPassword.secret_sha256,
             DeviceSession.id,
@@ -101,8 +103,13 @@ def _app_password_row(digest: str) -> tuple[Any, ...] | None:
         .join(User)
         .join(Folder, JOIN.LEFT_OUTER, on=(Folder.root_of == User.id))
         .where(AppPassword.secret_sha256 == digest)
-    )
-    row: tuple[Any, ...] | None = database_proxy.execute(query).fetchone()
+    ),
+    "\x01digest",
+)
+
+
+def _app_password_row(digest: str) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = _APP_PASSWORD.execute(digest).fetchone()
     return row
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from pcloud.db import PreparedQuery
 from pcloud.models import Folder, StoredFile, database_proxy, micros
 from pcloud.services import names
 
@@ -62,46 +63,66 @@ def segments(path: str) -> list[str] | None:
     return [names.normalize(part) for part in parts]
 
 
+# Every WebDAV request walks a path: these are built once (see PreparedQuery).
+_ROOT = PreparedQuery(
+    lambda owner_id: Folder.select(*_FOLDER_COLUMNS).where(Folder.root_of == owner_id), -9101
+)
+_CHILD_FOLDER = PreparedQuery(
+    lambda owner_id, parent_id, name: Folder.select(*_FOLDER_COLUMNS).where(
+        (Folder.owner == owner_id) & (Folder.parent == parent_id) & (Folder.name == name)
+    ),
+    -9102,
+    -9103,
+    "\x01folder name",
+)
+_CHILD_FILE = PreparedQuery(
+    lambda owner_id, folder_id, name: StoredFile.select(*_FILE_COLUMNS).where(
+        (StoredFile.owner == owner_id)
+        & (StoredFile.folder == folder_id)
+        & (StoredFile.name == name)
+    ),
+    -9104,
+    -9105,
+    "\x01file name",
+)
+
+
 def root_folder(owner_id: int) -> FolderRow | None:
-    query = Folder.select(*_FOLDER_COLUMNS).where(Folder.root_of == owner_id)
-    row = database_proxy.execute(query).fetchone()
+    row = _ROOT.execute(owner_id).fetchone()
     return FolderRow(*row) if row else None
 
 
 def child_folder(owner_id: int, parent_id: int, name: str) -> FolderRow | None:
-    query = Folder.select(*_FOLDER_COLUMNS).where(
-        (Folder.owner == owner_id) & (Folder.parent == parent_id) & (Folder.name == name)
-    )
-    row = database_proxy.execute(query).fetchone()
+    row = _CHILD_FOLDER.execute(owner_id, parent_id, name).fetchone()
     return FolderRow(*row) if row else None
 
 
 def child_file(owner_id: int, folder_id: int, name: str) -> FileRow | None:
-    query = StoredFile.select(*_FILE_COLUMNS).where(
-        (StoredFile.owner == owner_id)
-        & (StoredFile.folder == folder_id)
-        & (StoredFile.name == name)
-    )
-    row = database_proxy.execute(query).fetchone()
+    row = _CHILD_FILE.execute(owner_id, folder_id, name).fetchone()
     return FileRow(*row) if row else None
 
 
-def resolve(owner_id: int, parts: list[str]) -> FolderRow | FileRow | None:
-    """The folder or file at that path in the user's tree (None: nothing there)."""
-    folder = root_folder(owner_id)
-    if folder is None:
-        return None
+def resolve(
+    owner_id: int, parts: list[str], folders: dict[str, FolderRow | None] | None = None
+) -> FolderRow | FileRow | None:
+    """The folder or file at that path in the user's tree (None: nothing there).
+    `folders`, if given, remembers the folders found by path ("a/b"), for the next call
+    of the same request (WebDAV asks for a resource and then for its parent)."""
+    known = folders if folders is not None else {}
+    if "" not in known:
+        known[""] = root_folder(owner_id)
+    folder = known[""]
     for index, part in enumerate(parts):
-        found: FolderRow | FileRow | None = None
-        if index == len(parts) - 1:
-            found = child_file(owner_id, folder.id, part)
-        if found is None:
-            found = child_folder(owner_id, folder.id, part)
-        if found is None:
+        if folder is None:
             return None
-        if isinstance(found, FileRow):
-            return found
-        folder = found
+        if index == len(parts) - 1:
+            found_file = child_file(owner_id, folder.id, part)
+            if found_file is not None:
+                return found_file
+        prefix = "/".join(parts[: index + 1])
+        if prefix not in known:
+            known[prefix] = child_folder(owner_id, folder.id, part)
+        folder = known[prefix]
     return folder
 
 
