@@ -12,8 +12,9 @@ Measures, round after round (medians reported, with ratios):
     D2  GET of the big file, MB/s: /dav/ against W1 (GET /download/<name>)
     D3  PUT of the big file, MB/s and the server's peak memory above idle: /dav/ against
         W2 (multipart POST /upload)
-    D4  rclone copy of 1,000 files of 4 KiB (--transfers 8), s: pcloud /dav/ (vendor
-        owncloud) against copyparty's WebDAV (vendor other)
+    D4  rclone copy of 1,000 files of 4 KiB (--transfers 8), s: pcloud /dav/ against
+        copyparty's WebDAV, the same run (vendor other); and pcloud with vendor owncloud
+        (mtimes kept), which makes rclone send more requests
 
 It reuses bench/run.py's servers and clients (curl, the same launch options).
 """
@@ -84,13 +85,17 @@ def fill_listing(pcloud: run.Server, copyparty: run.Server) -> int:
     return folder
 
 
-def rclone_copy_seconds(server: run.Server, source: Path, remote_path: str) -> float:
+def rclone_copy_seconds(
+    server: run.Server, source: Path, remote_path: str, vendor: str = "other"
+) -> float:
+    """rclone copy of the small files; vendor "owncloud" (pcloud only) also sets mtimes
+    (X-OC-Mtime) and reads them back, which costs rclone requests of its own."""
     environment = {
         **os.environ,
         "RCLONE_CONFIG": str(source.parent / "rclone.conf"),
         "RCLONE_CONFIG_R_TYPE": "webdav",
         "RCLONE_CONFIG_R_URL": f"{server.url}/dav/" if server.is_pcloud else f"{server.url}/",
-        "RCLONE_CONFIG_R_VENDOR": "owncloud" if server.is_pcloud else "other",
+        "RCLONE_CONFIG_R_VENDOR": vendor,
     }
     if server.is_pcloud:
         obscured = subprocess.run(
