@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from werkzeug.datastructures import Authorization
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
@@ -239,7 +238,3 @@ def _check_sha256(environ: dict, blob: StoredBlob) -> None:
             value.lower().encode(), blob.sha256.encode()
         ):
             raise BadRequest("OC-Checksum SHA256 does not match the bytes received")
-
-
-def received_put(environ: dict) -> Any:
-    return environ.get(RECEIVED_BODY)
