@@ -12,7 +12,9 @@ to the receiver it returns, as waitress reads it from the connection:
   (pcloud.services.uploads.multipart.MultipartReceiver);
 - a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
   resumable file, where they belong, under its exclusive hold, hashed on the way
-  (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece).
+  (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece);
+- a WebDAV PUT under /dav/ (not a Flask route: pcloud.dav): straight into a blob writer,
+  or dropped when its headers already say it will be refused (pcloud.dav.put).
 
 Before any byte of a body is stored (or read), a view behind @login_required has its
 sign-in checked from the headers, and a multipart upload its size against the quota (from
