@@ -206,6 +206,8 @@ def main() -> None:
                 )
                 note("D4 rclone copyparty s",
                      rclone_copy_seconds(copyparty, small, f"small{round_number}"))  # fmt: skip
+                owncloud = rclone_copy_seconds(pcloud, small, f"oc{round_number}", "owncloud")
+                note("D4 rclone pcloud owncloud s", owncloud)
         finally:
             for server in servers:
                 server.stop()
@@ -220,6 +222,8 @@ def main() -> None:
         "D2 GET /dav/ vs W1 (>= 0.9)": m["D2 GET /dav/ MB/s"] / m["D2 W1 GET /download MB/s"],
         "D3 PUT /dav/ vs W2 (>= 0.9)": m["D3 PUT /dav/ MB/s"] / m["D3 W2 POST /upload MB/s"],
         "D4 rclone pcloud vs copyparty (time)": m["D4 rclone pcloud s"]
+        / m["D4 rclone copyparty s"],
+        "D4 rclone pcloud owncloud vs copyparty": m["D4 rclone pcloud owncloud s"]
         / m["D4 rclone copyparty s"],
     }
     print("ratios:")
