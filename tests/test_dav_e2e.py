@@ -66,11 +66,12 @@ def need(program: str) -> None:
         pytest.skip(f"{program} is not installed (.ci/run installs it)")
 
 
-def test_litmus_passes_every_suite_without_failures_or_warnings(server):
+def test_litmus_passes_every_suite_without_failures_or_warnings(server, tmp_path):
     need("litmus")
     user = DavUser(server, "litmus")
     run = subprocess.run(
         ["litmus", "-k", user.dav_url, user.name, user.app_password],
+        cwd=tmp_path,  # litmus writes its debug.log where it runs
         capture_output=True,
         text=True,
         timeout=300,
@@ -274,3 +275,15 @@ def test_a_put_past_the_quota_stores_nothing_while_it_arrives(server):
     assert answer.status_code == 507
     assert server.written_bytes() - written_before < 1024 * 1024  # dropped, not stored
     assert len(server.blobs()) == blobs_before and server.partials() == []
+
+
+def test_an_anonymous_put_is_refused_before_its_body_is_read(server):
+    written_before = server.written_bytes()
+    answer = requests.put(
+        f"{server.url}/dav/anonymous.bin",
+        data=RepeatedPiece(b"\0" * 1024 * 1024, 32 * 1024 * 1024),
+        timeout=60,
+    )
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith('Basic realm="pcloud"')
+    assert server.written_bytes() - written_before < 1024 * 1024

@@ -25,14 +25,13 @@ from pcloud.dav.listing import FastPropfind
 from pcloud.dav.locks import DatabaseLockManager, DatabaseLockStorage
 from pcloud.dav.properties import DatabasePropertyManager
 from pcloud.dav.provider import CREATED, USER, FileResource, PcloudProvider
-from pcloud.dav.put import MTIME_HEADER
+from pcloud.dav.put import CHALLENGE, MTIME_HEADER
 from pcloud.errors import PcloudError, TooManyRequests, Unauthorized
 from pcloud.services import names, paths
 from pcloud.services.basic_sign_in import BasicUser, PasswordCache, sign_in
 
 PREFIX = "/dav"
 REALM = "pcloud"
-CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
 MAX_XML_BYTES = 1024 * 1024  # PROPFIND, PROPPATCH, LOCK bodies: a few KiB in practice
 # Encoded slashes, backslashes and NUL: no name may hold them, so no URL may name one.
 UNSAFE_IN_URL = re.compile(r"%(2f|5c|00)", re.IGNORECASE)

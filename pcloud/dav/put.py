@@ -19,15 +19,16 @@ from datetime import datetime, timezone
 from werkzeug.datastructures import Authorization
 from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
-from pcloud.api.context import RECEIVED_BODY
 from pcloud.core import Pcloud
 from pcloud.dav.errors import as_dav_errors
-from pcloud.errors import BadRequest, PcloudError
+from pcloud.errors import BadRequest, PcloudError, Unauthorized
 from pcloud.models import StoredFile
 from pcloud.services import files, paths, quota, tree
 from pcloud.services.basic_sign_in import BasicUser, PasswordCache, signed_in_already
+from pcloud.serving import RECEIVED_BODY
 from pcloud.storage import BlobStore, BlobWriter, StoredBlob
 
+CHALLENGE = 'Basic realm="pcloud", charset="UTF-8"'  # what a 401 under /dav/ asks for
 MTIME_HEADER = "HTTP_X_OC_MTIME"
 CHECKSUM_HEADER = "HTTP_OC_CHECKSUM"
 LATEST_MTIME = 253402300799  # 9999-12-31T23:59:59Z
@@ -69,39 +70,24 @@ class PutBody:
             self._writer = None
 
 
-class RefusedBody:
-    """The body of a PUT that will be refused (not signed in, or past the quota, as far
-    as its headers tell): its bytes are dropped as they arrive, none is stored, and the
-    view gives the answer."""
-
-    def receive(self, data: bytes) -> None:
-        """Dropped."""
-
-    def take(self) -> StoredBlob:
-        raise BadRequest("The body was not kept")
-
-    def broken(self) -> None:
-        """Nothing was kept."""
-
-    def close(self) -> None:
-        """Nothing was kept."""
-
-
 def receiver_for_put(
     app: Pcloud, passwords: PasswordCache, path: str, headers: Mapping[str, str]
-) -> PutBody | RefusedBody | None:
-    """The receiver of a PUT under /dav/, for pcloud.api.bodies (None: buffer it).
-
-    What can be known cheaply before the body arrives is checked first: a request whose
-    credentials are known to be wrong (an unknown app password is only known to be wrong
-    after scrypt: that one is stored, then refused by the view), or whose Content-Length
-    would pass the user's quota, stores nothing.
-    """
-    if not path.startswith("/dav/") or path.endswith("/"):
-        return None
-    if headers.get("CONTENT_ENCODING") or headers.get("CONTENT_RANGE"):
-        return None  # refused by the view; nothing to store
-    user = _cheap_user(headers.get("AUTHORIZATION", ""), passwords)
+) -> PutBody:
+    """The receiver of a PUT under /dav/, for pcloud.api.bodies: its body goes straight
+    into a blob writer. Raises the PcloudError the view would answer with, when the
+    headers already tell (then the server answers at once, the body unread):
+    Unauthorized without Basic credentials, InsufficientStorage when the user is known
+    cheaply (an app password, or an account password this worker verified already) and
+    Content-Length, less the size of the file it replaces, is past their quota. Unknown
+    credentials are left to the view (they may be an account password: scrypt does not
+    run in the server's event loop)."""
+    header = headers.get("AUTHORIZATION", "")
+    authorization = Authorization.from_header(header) if header else None
+    if authorization is None or authorization.type != "basic":
+        refusal = Unauthorized("Sign in with your user name and an app password")
+        refusal.headers["WWW-Authenticate"] = CHALLENGE
+        raise refusal
+    user = signed_in_already(authorization.username or "", authorization.password or "", passwords)
     length = headers.get("CONTENT_LENGTH", "")
     if user is not None and length.isdigit():
         try:  # waitress's path: decoded, as latin-1 (PEP 3333)
@@ -110,18 +96,8 @@ def receiver_for_put(
             parts = None
         existing = paths.resolve(user.user_id, parts) if parts else None
         replacing = existing.size if isinstance(existing, paths.FileRow) else 0
-        try:
-            quota.check_within(user.user_id, user.quota_bytes, int(length) - replacing)
-        except PcloudError:
-            return RefusedBody()
+        quota.check_within(user.user_id, user.quota_bytes, int(length) - replacing)
     return PutBody(app.blobs, app.settings.max_upload_size)
-
-
-def _cheap_user(header: str, passwords: PasswordCache) -> BasicUser | None:
-    authorization = Authorization.from_header(header) if header else None
-    if authorization is None or authorization.type != "basic":
-        return None
-    return signed_in_already(authorization.username or "", authorization.password or "", passwords)
 
 
 class _Sink:
@@ -159,7 +135,7 @@ class PutTarget:
         self._writer: BlobWriter | None = None
         self._empty = empty
         received = environ.get(RECEIVED_BODY)
-        self._received = received if isinstance(received, (PutBody, RefusedBody)) else None
+        self._received = received if isinstance(received, PutBody) else None
         if not empty:
             length = _content_length(environ)
             if length is not None:
