@@ -10,6 +10,7 @@ from peewee import (
     BigIntegerField,
     CharField,
     DatabaseProxy,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -277,6 +278,45 @@ class TusUpload(BaseModel):
     stored_name = CharField(max_length=255, null=True)  # set when the file has been made
 
 
+class AppPassword(BaseModel):
+    """The secret of one device's HTTP Basic sign-in (WebDAV): its device session is what
+    lists and revokes it. Only the SHA-256 of the (random, 125-bit) secret is kept."""
+
+    session = ForeignKeyField(DeviceSession, backref="+", unique=True, on_delete="CASCADE")
+    secret_sha256 = CharField(max_length=64, unique=True)
+    created_at = UtcDateTimeField(default=utc_now)
+
+
+class DavLock(BaseModel):
+    """A WebDAV lock (RFC 4918), here so that every `pcloud serve` process sees it.
+
+    `root` is the locked resource's key, `/<owner id>/<quoted path>` (pcloud.dav.provider),
+    so one user's locks never touch another's tree."""
+
+    token = CharField(max_length=100, unique=True)
+    owner_id = BigIntegerField(index=True)  # not a key: the lock goes when it expires
+    root = TextField()
+    depth = CharField(max_length=10)
+    scope = CharField(max_length=10)
+    kind = CharField(max_length=10)  # the lock type; "write" is the only one there is
+    principal = CharField(max_length=255)
+    lock_owner = TextField(default="")  # the client's <owner> XML, returned as sent
+    timeout = FloatField()
+    expire = FloatField()  # seconds since the epoch
+
+
+class DavProperty(BaseModel):
+    """A dead property a WebDAV client set with PROPPATCH, kept for it."""
+
+    owner_id = BigIntegerField()
+    path = TextField()  # the resource's key, as DavLock.root
+    name = CharField(max_length=512)  # "{namespace}local-name"
+    value = TextField()  # the property element, as XML
+
+    class Meta:
+        indexes = ((("owner_id",), False),)
+
+
 ALL_MODELS = (
     User,
     Folder,
@@ -291,4 +331,7 @@ ALL_MODELS = (
     SignInThrottle,
     AuditEvent,
     TusUpload,
+    AppPassword,
+    DavLock,
+    DavProperty,
 )

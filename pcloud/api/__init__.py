@@ -9,6 +9,7 @@ from werkzeug.routing import BaseConverter
 
 from pcloud.api import (
     accounts,
+    app_passwords,
     bodies,
     errors,
     files,
@@ -24,6 +25,7 @@ from pcloud.api import (
 from pcloud.api.bodies import MULTIPART_OVERHEAD
 from pcloud.config import Settings
 from pcloud.core import Pcloud
+from pcloud.dav.app import DavMount
 from pcloud.serving import ServedApp
 
 
@@ -54,13 +56,17 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep our order; faster too
     app.extensions["pcloud"] = pcloud
     errors.register(app)
-    app.wsgi_app = ReleaseAfterAnswer(app.wsgi_app, pcloud)  # type: ignore[method-assign]
+    # WebDAV at /dav/ (pcloud.dav): beside the API, over the same tree and services.
+    dav_and_api = DavMount(app.wsgi_app, pcloud)
+    app.extensions["pcloud.dav"] = dav_and_api.dav
+    app.wsgi_app = ReleaseAfterAnswer(dav_and_api, pcloud)  # type: ignore[method-assign]
     security.register(app, pcloud.settings)
     for blueprint in (
         root.blueprint,
         openapi.blueprint,
         accounts.blueprint,
         sessions.blueprint,
+        app_passwords.blueprint,
         files.blueprint,
         tus.blueprint,
         tree.blueprint,

@@ -12,7 +12,9 @@ to the receiver it returns, as waitress reads it from the connection:
   (pcloud.services.uploads.multipart.MultipartReceiver);
 - a tus PATCH (`receives_body("tus")`): the bytes go straight into the upload's
   resumable file, where they belong, under its exclusive hold, hashed on the way
-  (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece).
+  (pcloud.services.uploads.pieces.ReceivedPiece, made by pcloud.api.tus.receive_piece);
+- a WebDAV PUT under /dav/ (not a Flask route: pcloud.dav): straight into a blob writer
+  (pcloud.dav.put.PutBody), refused unread when its headers already say 401 or 507.
 
 Before any byte of a body is stored (or read), a view behind @login_required has its
 sign-in checked from the headers, and a multipart upload its size against the quota (from
@@ -52,6 +54,9 @@ from pcloud.api.context import (
     authenticate,
 )
 from pcloud.api.security import HEADER_LIST
+from pcloud.dav.app import MAX_XML_BYTES
+from pcloud.dav.app import PREFIX as DAV_PREFIX
+from pcloud.dav.put import receiver_for_put
 from pcloud.errors import PcloudError
 from pcloud.services import quota
 from pcloud.services.sessions import SignedIn
@@ -67,6 +72,7 @@ MULTIPART_OVERHEAD = 64 * 1024
 # What a multipart upload's Content-Length counts besides the file (see expected_file_size).
 MULTIPART_FRAMING = 4096
 TOO_LARGE = "Request body is larger than this server accepts ({size})"
+XML_TOO_LARGE = f"WebDAV request bodies other than PUT's are limited to {MAX_XML_BYTES} bytes"
 # An early refusal carries what the app's answer would (pcloud.api.security, tus_headers).
 REFUSAL_HEADERS = tuple(HEADER_LIST)
 TUS_HEADERS = (("Tus-Resumable", tus.TUS_VERSION),)
@@ -91,6 +97,7 @@ class RequestPreviews:
         self._urls = app.url_map.bind("localhost")
         self._views = app.view_functions
         self._pcloud = app.extensions["pcloud"]
+        self._dav_endpoint = app.extensions["pcloud.dav"]
         settings = self._pcloud.settings
         self._upload_limit = settings.max_upload_size + MULTIPART_OVERHEAD
         self._too_large = TOO_LARGE.format(size=format_size(settings.max_upload_size))
@@ -104,6 +111,8 @@ class RequestPreviews:
         """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE);
         `body_length` from Content-Length (None: chunked, length unknown; 0: no body)."""
         receiver = None
+        if path == DAV_PREFIX or path.startswith(DAV_PREFIX + "/"):
+            return self._dav(method, path, headers, body_length)
         try:
             method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
             endpoint, arguments = self._match(method, path)
@@ -134,6 +143,30 @@ class RequestPreviews:
             if receiver is not None:
                 receiver.close()
         return NO_PREVIEW
+
+    def _dav(
+        self, method: str, path: str, headers: Mapping[str, str], body_length: int | None
+    ) -> Preview:
+        """WebDAV (pcloud.dav, not a Flask route): a PUT's body goes into the store as it
+        arrives; any other body is XML, held to MAX_XML_BYTES."""
+        if method != "PUT":
+            return Preview(body_limit=MAX_XML_BYTES, too_large=XML_TOO_LARGE)
+        preview = Preview(body_limit=self._upload_limit, too_large=self._too_large)
+        if body_length == 0 or (body_length is not None and body_length > self._upload_limit):
+            return preview
+        try:
+            preview.receiver = receiver_for_put(
+                self._pcloud, self._dav_endpoint.passwords, path, headers
+            )
+        except PcloudError as error:
+            preview = Preview(
+                body_limit=self._upload_limit, refusal=refusal_of(error, REFUSAL_HEADERS)
+            )
+        except Exception:
+            log.exception("Could not look at %s %s before its body", method, path)
+            preview = NO_PREVIEW
+        self._pcloud.release_connection()  # WsgiDAV runs in another thread
+        return preview
 
     def _body_limit(self, view: Any) -> tuple[int, str]:
         marked = getattr(view, BODY_LIMIT, None)

@@ -82,7 +82,7 @@ SCHEMAS: dict[str, Schema] = {
             "device_name": {"type": ["string", "null"]},
             "user_agent": {"type": ["string", "null"]},
             "ip_address": {"type": ["string", "null"]},
-            "method": _string(enum=["password", "google", "legacy"]),
+            "method": _string(enum=["password", "google", "legacy", "app-password"]),
             "created_at": TIMESTAMP,
             "last_seen_at": TIMESTAMP,
             "expires_at": TIMESTAMP,
@@ -584,6 +584,29 @@ def _sync_paths() -> dict[str, Schema]:
     moved = _json_body({"name": _string(), "parent_id": {"type": ["integer", "null"]}}, [])
     file_moved = _json_body({"name": _string(), "folder_id": {"type": ["integer", "null"]}}, [])
     return {
+        f"{V1}/app-passwords": {
+            "post": _operation(
+                "A new app password for one device's WebDAV sign-in (shown once; a session)",
+                {
+                    "201": _answer(
+                        "Created: sign in at /dav/ with the username and this password",
+                        _object(
+                            ["id", "device_name", "username", "password", "webdav_path"],
+                            {
+                                "id": _string(description="Its session's id"),
+                                "device_name": _string(),
+                                "username": _string(),
+                                "password": _string(),
+                                "webdav_path": _string(),
+                                "message": _string(),
+                            },
+                        ),
+                    )
+                },
+                400,
+                body=_json_body({"device_name": DEVICE_NAME}, ["device_name"]),
+            )
+        },
         f"{V1}/folders": {
             "post": _operation(
                 "Create a folder",

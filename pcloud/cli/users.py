@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
-from pcloud.services import audit, quota, sessions, users
+from pcloud.services import app_passwords, audit, quota, sessions, users
 
 app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
@@ -137,6 +137,26 @@ def list_sessions(
             status,
         )
     print_table(table)
+    pcloud.close()
+
+
+@app.command("app-password")
+@reports_errors
+def app_password(
+    ctx: typer.Context,
+    username: str = typer.Argument(..., help="Username or email of the user."),
+    device: str = typer.Option(..., "--device", help="The device it is for, as listed."),
+) -> None:
+    """Make an app password for one device's WebDAV sign-in (at /dav/); shown once.
+    It is a session: `sessions` lists it, `revoke --session ID` ends it."""
+    pcloud = open_pcloud(ctx)
+    user = users.find_user(username)
+    made = app_passwords.create(user, device, sessions.ADMIN, actor=audit.ADMIN_ACTOR)
+    console.print(
+        f"App password for [bold]{user.username}[/bold] on {made.device_name} "
+        f"(session {made.session_id}); it is shown only now:"
+    )
+    typer.echo(made.password)
     pcloud.close()
 
 
