@@ -191,7 +191,7 @@ def headers(auth) -> dict[str, str]:
 def server(request, tmp_path_factory):
     """`pcloud serve` as a process (two workers) for the tests of one module, on a fresh
     database. A module changes its settings with SERVER_SETTINGS (make_settings' keyword
-    arguments) and its environment with SERVER_ENV."""
+    arguments), its environment with SERVER_ENV and its worker count with SERVER_WORKERS."""
     from tests.served import Server, start_server, stop_server
 
     folder = tmp_path_factory.mktemp("served")

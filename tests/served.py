@@ -5,6 +5,7 @@ it as a person would. (conftest's `server` fixture starts one per module.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -165,3 +166,39 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# --- raw sockets, for what a client's exact bytes must show -------------------------------
+
+
+def connect(server: Server, source: str = "127.0.0.1") -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+
+
+def exchange(server: Server, raw: bytes, source: str = "127.0.0.1") -> tuple[int, dict, dict]:
+    """Send `raw`, read until the server closes: the status, headers and JSON body."""
+    with connect(server, source) as connection:
+        connection.sendall(raw)
+        return parse(read_all(connection))
+
+
+def read_all(connection: socket.socket) -> bytes:
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def parse(answer: bytes) -> tuple[int, dict, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, json.loads(body)
+
+
+def head_of(request_line: str, *headers: str) -> bytes:
+    return ("\r\n".join([request_line, "Host: pcloud", *headers]) + "\r\n\r\n").encode()
