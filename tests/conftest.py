@@ -185,3 +185,24 @@ def auth(client) -> AuthActions:
 def headers(auth) -> dict[str, str]:
     """The Authorization header of a fresh user, ann (registered and signed in)."""
     return auth.headers()
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """`pcloud serve` as a process (two workers) for the tests of one module, on a fresh
+    database. A module changes its settings with SERVER_SETTINGS (make_settings' keyword
+    arguments), its environment with SERVER_ENV and its worker count with SERVER_WORKERS."""
+    from tests.served import Server, start_server, stop_server
+
+    folder = tmp_path_factory.mktemp("served")
+    with fresh_database_url(folder) as url:
+        served_settings = make_settings(
+            folder, url, **getattr(request.module, "SERVER_SETTINGS", {})
+        )
+        process, address = start_server(
+            served_settings, getattr(request.module, "SERVER_ENV", None)
+        )
+        try:
+            yield Server(process, address, served_settings)
+        finally:
+            stop_server(process)

@@ -11,8 +11,7 @@ import requests
 
 from pcloud.server.access_log import AccessLog
 from tests.conftest import make_settings
-from tests.test_e2e import Server, start_server, stop_server
-from tests.test_server_errors import exchange, head_of
+from tests.served import Server, exchange, head_of, start_server, stop_server
 
 LINE = re.compile(
     r"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<client>\S+) user=(?P<user>\S+) "

@@ -255,8 +255,8 @@ def test_the_env_file_option_is_read(runner, tmp_path):
 
 
 def test_users_delete_removes_the_users_unfinished_tus_uploads(runner, client, auth, settings):
-    from tests.test_gc import tus_upload
+    from tests.tus_helpers import unfinished_upload
 
-    upload_id = tus_upload(client, auth.headers())
+    upload_id = unfinished_upload(client, auth.headers())
     assert runner.invoke("users", "delete", "ann", "--yes").exit_code == 0
     assert not (settings.upload_folder / "resumable" / upload_id).exists()

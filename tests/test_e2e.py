@@ -2,177 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import fresh_database_url, make_settings, settings_environment
-
 pytestmark = pytest.mark.e2e
 SERVER_LIMIT = 512 * 1024 * 1024
-
-
-class Server:
-    """A running `pcloud serve` and a way to make users on it."""
-
-    def __init__(self, process: subprocess.Popen, url: str, settings) -> None:
-        self.process = process
-        self.url = url
-        self.settings = settings
-
-    def new_user(self) -> dict[str, str]:
-        """Register a fresh user; their Authorization header."""
-        name = f"u{uuid.uuid4().hex[:10]}"
-        response = requests.post(
-            f"{self.url}/register",
-            timeout=10,
-            json={"username": name, "email": f"{name}@example.org", "password": "pw"},
-        )
-        assert response.status_code == 201, response.text
-        login = requests.post(
-            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": "pw"}
-        )
-        return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-    def worker_pids(self) -> list[int]:
-        """The processes that serve requests (the workers, or the server itself)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()] or [self.process.pid]
-
-    def peak_memory_reset(self) -> None:
-        for pid in self.worker_pids():
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-    def memory(self, field: str) -> dict[int, int]:
-        """VmRSS or VmHWM of every worker, in bytes."""
-        sizes = {}
-        for pid in self.worker_pids():
-            status = Path(f"/proc/{pid}/status").read_text()
-            sizes[pid] = int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) * 1024
-        return sizes
-
-    def written_bytes(self) -> int:
-        """What the workers have written so far (to files and sockets), in bytes."""
-        total = 0
-        for pid in self.worker_pids():
-            io_counts = Path(f"/proc/{pid}/io").read_text()
-            total += int(re.search(r"^wchar: (\d+)", io_counts, re.MULTILINE).group(1))
-        return total
-
-    def open_files(self) -> list[str]:
-        """What the workers hold open, sockets aside (clients' connections come and go)."""
-        held = []
-        for pid in self.worker_pids():
-            for descriptor in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(FileNotFoundError):
-                    target = os.readlink(f"/proc/{pid}/fd/{descriptor}")
-                    if not target.startswith("socket:"):
-                        held.append(f"{pid}: {target}")
-        return sorted(held)
-
-    def open_files_settle_to(self, expected: list[str], seconds: float = 3) -> list[str]:
-        """open_files(), once it equals `expected` or the time is up (a worker finishes
-        a request, closing what it held, just after the client has its answer)."""
-        deadline = time.monotonic() + seconds
-        while (held := self.open_files()) != expected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return held
-
-    def partials(self) -> list[Path]:
-        return list((self.settings.upload_folder / "partial").iterdir())
-
-    def blobs(self) -> list[Path]:
-        return [p for p in (self.settings.upload_folder / "blobs").rglob("*") if p.is_file()]
-
-
-def start_server(
-    settings, extra_env: dict | None = None, port: int = 0, workers: int = 2
-) -> tuple[subprocess.Popen, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
-    env.update(settings_environment(settings), **(extra_env or {}))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pcloud",
-            "--env-file",
-            "/nonexistent/.env",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=settings.data_dir,
-    )
-    deadline = time.monotonic() + 30
-    output = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        match = re.search(r"serving on (http://[\d.]+:\d+)", line)
-        if match:
-            process.output = output  # type: ignore[attr-defined]  # what it printed, growing
-            threading.Thread(target=output.extend, args=(process.stdout,), daemon=True).start()
-            return process, match.group(1)
-    process.kill()
-    raise AssertionError("pcloud serve did not start:\n" + "".join(output))
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """Ctrl-C, as a person would; a kill if it has not stopped within 10 s."""
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def running_server(settings, extra_env: dict | None = None, workers: int = 2) -> Iterator[str]:
-    """`pcloud serve` with these settings for the length of a with block; its URL."""
-    process, url = start_server(settings, extra_env, workers=workers)
-    try:
-        yield url
-    finally:
-        stop_server(process)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("served")
-    with fresh_database_url(folder) as database_url:
-        settings = make_settings(folder, database_url, max_upload_size=SERVER_LIMIT)
-        process, url = start_server(settings)
-        try:
-            yield Server(process, url, settings)
-        finally:
-            stop_server(process)
+SERVER_SETTINGS = {"max_upload_size": SERVER_LIMIT}  # for conftest's `server`
 
 
 def test_the_contract_flow_over_http(server):

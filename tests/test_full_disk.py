@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import make_settings
-from tests.test_e2e import Server, start_server, stop_server
+from tests.served import Server, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pcloud.models import StoredFile
 from pcloud.services import gc
+from tests.tus_helpers import unfinished_upload
 
 TWO_HOURS_AGO = 2 * 3600
 
@@ -238,32 +239,6 @@ def test_gc_forgets_long_ended_sessions_and_stale_failure_counts(runner, client,
 # --- Resumable (tus) uploads --------------------------------------------------------------
 
 
-def tus_upload(client, headers, content: bytes = b"half", length: int = 8) -> str:
-    """An unfinished tus upload holding `content`; its id."""
-    from tests.test_tus import metadata
-
-    tus = {**headers, "Tus-Resumable": "1.0.0"}
-    created = client.post(
-        "/tus/",
-        headers={
-            **tus,
-            "Upload-Length": str(length),
-            "Upload-Metadata": metadata(filename="v.mp4"),
-        },
-    )
-    url = created.headers["Location"]
-    client.patch(
-        url,
-        headers={
-            **tus,
-            "Upload-Offset": "0",
-            "Content-Type": "application/offset+octet-stream",
-        },
-        data=content,
-    )
-    return url.rsplit("/", 1)[1]
-
-
 def expire(upload_id: str) -> None:
     from pcloud.models import TusUpload
 
@@ -275,8 +250,8 @@ def test_an_expired_tus_upload_loses_its_row_and_its_bytes(runner, client, auth,
     from pcloud.models import TusUpload
 
     headers = auth.headers()
-    upload_id = tus_upload(client, headers, b"x" * 4000, length=8000)
-    kept = tus_upload(client, headers)
+    upload_id = unfinished_upload(client, headers, b"x" * 4000, length=8000)
+    kept = unfinished_upload(client, headers)
     expire(upload_id)
     result = gc_command(runner, "--dry-run")
     assert "expired upload" in result.output and "v.mp4" in result.output
@@ -292,7 +267,7 @@ def test_an_expired_tus_upload_loses_its_row_and_its_bytes(runner, client, auth,
 
 
 def test_an_unfinished_tus_upload_in_time_is_left_alone(runner, client, auth, settings):
-    upload_id = tus_upload(client, auth.headers())
+    upload_id = unfinished_upload(client, auth.headers())
     age(settings.upload_folder / "resumable" / upload_id, TWO_HOURS_AGO)
     assert "Nothing to collect" in gc_command(runner).output
 
@@ -309,7 +284,7 @@ def test_resumable_bytes_with_no_upload_are_removed_after_the_grace_period(runne
 
 def test_a_complete_tus_upload_that_expired_loses_its_row_but_keeps_its_file(runner, client, auth):
     headers = auth.headers()
-    upload_id = tus_upload(client, headers, b"12345678", length=8)
+    upload_id = unfinished_upload(client, headers, b"12345678", length=8)
     expire(upload_id)
     gc_command(runner)
     assert listed(client, headers) == ["v.mp4"]

@@ -36,6 +36,13 @@ def settings(settings, idp):
     return replace(settings, google_client_id=CLIENT_ID, google_certs_url=idp.url)
 
 
+@pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b'"text"', b"", b"\xff\xfe"])
+def test_malformed_json_to_google_sign_in_is_400(client, payload):
+    response = client.post("/login/google", data=payload, content_type="application/json")
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+
+
 def sign_in(client, token):
     return client.post("/login/google", json={"google_token": token})
 

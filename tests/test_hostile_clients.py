@@ -14,26 +14,13 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import Server, start_server, stop_server
-from tests.test_server_errors import connect, head_of, parse, read_all
+from tests.served import Server, connect, head_of, parse, read_all
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 BIG = 200 * 1000 * 1000  # the 200 MB
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("hostile")
-    with fresh_database_url(folder) as database_url:
-        settings = make_settings(folder, database_url, max_upload_size=512 * MIB)
-        extra = {"HEADER_TIMEOUT": "3", "KEEPALIVE_TIMEOUT": "2"}
-        process, url = start_server(settings, extra)
-        try:
-            yield Server(process, url, settings)
-        finally:
-            stop_server(process)
+SERVER_SETTINGS = {"max_upload_size": 512 * MIB}  # for conftest's `server`
+SERVER_ENV = {"HEADER_TIMEOUT": "3", "KEEPALIVE_TIMEOUT": "2"}
 
 
 def disk_used(server: Server) -> int:

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import Server, start_server, stop_server
+from tests.served import Server
 
 av = pytest.importorskip("av")  # in the test extras: `pip install -e '.[test]'`
 
 pytestmark = pytest.mark.e2e
 
 METRICS_TOKEN = "metrics-token-for-media-tests"
+SERVER_SETTINGS = {"max_upload_size": 64 * 1024 * 1024}  # for conftest's `server`
+SERVER_ENV = {"METRICS_TOKEN": METRICS_TOKEN}
 SECONDS, FRAMES_PER_SECOND = 6, 10
 WIDTH, HEIGHT = 320, 240
 MARK = 16  # the frame's number is painted into its top left MARK × MARK pixels
@@ -79,18 +79,6 @@ def mark_of(frame) -> int:
 
 def frame_number_of(level: int) -> int:
     return round((level - 20) / 3)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("media")
-    with fresh_database_url(folder) as database_url:
-        settings = make_settings(folder, database_url, max_upload_size=64 * 1024 * 1024)
-        process, url = start_server(settings, {"METRICS_TOKEN": METRICS_TOKEN})
-        try:
-            yield Server(process, url, settings)
-        finally:
-            stop_server(process)
 
 
 @pytest.fixture(scope="module")

@@ -192,7 +192,7 @@ def test_metrics_count_requests_bytes_and_failed_sign_ins(app_with):
 
 @pytest.mark.e2e
 def test_metrics_add_up_every_worker_of_pcloud_serve(tmp_path):
-    from tests.test_e2e import running_server
+    from tests.served import running_server
 
     with fresh_database_url(tmp_path) as database_url:
         settings = make_settings(tmp_path, database_url)
@@ -230,7 +230,7 @@ def test_metrics_add_up_every_worker_of_pcloud_serve(tmp_path):
 
 
 def test_metrics_count_the_bytes_of_resumable_uploads(app_with):
-    from tests.test_tus import TUS, new_upload, patch
+    from tests.tus_helpers import TUS, new_upload, patch
 
     client = app_with(metrics_token=METRICS_TOKEN)
     headers = {**sign_in(client), **TUS}

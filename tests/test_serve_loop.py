@@ -21,7 +21,7 @@ from pcloud.server.loop import StopSignals
 from pcloud.serving import ServedApp
 from tests.conftest import make_settings
 from tests.google_idp import CLIENT_ID, GoogleIdP
-from tests.test_e2e import running_server
+from tests.served import running_server
 
 WATERMARK = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
 

@@ -4,69 +4,20 @@ connection closed after the server's own refusals. Driven over real sockets."""
 
 from __future__ import annotations
 
-import json
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import Server, start_server, stop_server
+from tests.served import Server, connect, exchange, head_of, parse, read_all
 
 pytestmark = pytest.mark.e2e
 LIMIT = 8 * 1024 * 1024
 PER_ADDRESS = 3
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("errors")
-    with fresh_database_url(folder) as database_url:
-        settings = make_settings(folder, database_url, max_upload_size=LIMIT)
-        extra = {
-            "HEADER_TIMEOUT": "2",
-            "CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
-        }
-        process, url = start_server(settings, extra, workers=1)
-        try:
-            yield Server(process, url, settings)
-        finally:
-            stop_server(process)
-
-
-def connect(server: Server, source: str = "127.0.0.1") -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
-
-
-def exchange(server: Server, raw: bytes, source: str = "127.0.0.1") -> tuple[int, dict, dict]:
-    """Send `raw`, read until the server closes: the status, headers and JSON body."""
-    with connect(server, source) as connection:
-        connection.sendall(raw)
-        return parse(read_all(connection))
-
-
-def read_all(connection: socket.socket) -> bytes:
-    received = b""
-    try:
-        while chunk := connection.recv(65536):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received
-
-
-def parse(answer: bytes) -> tuple[int, dict, dict]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split(" ")[1]), headers, json.loads(body)
-
-
-def head_of(request_line: str, *headers: str) -> bytes:
-    return ("\r\n".join([request_line, "Host: pcloud", *headers]) + "\r\n\r\n").encode()
+# conftest's `server`: one worker, so that the per-address limit is one counter.
+SERVER_SETTINGS = {"max_upload_size": LIMIT}
+SERVER_ENV = {"HEADER_TIMEOUT": "2", "CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS)}
+SERVER_WORKERS = 1
 
 
 def assert_error(answer: tuple[int, dict, dict], status: int, text: str) -> None:

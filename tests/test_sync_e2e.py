@@ -5,29 +5,14 @@ and on PostgreSQL (PCLOUD_TEST_DATABASE)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import Server, start_server, stop_server
-
 pytestmark = pytest.mark.e2e
 API = "/api/v1"
 CLIENTS = 12
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("sync-served")
-    with fresh_database_url(folder) as database_url:
-        process, url = start_server(make_settings(folder, database_url))
-        try:
-            yield Server(process, url, make_settings(folder, database_url))
-        finally:
-            stop_server(process)
 
 
 def at_once(function, arguments):

@@ -9,9 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,32 +19,13 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 from tusclient.storage.filestorage import FileStorage
 
 from tests.conftest import fresh_database_url, make_settings, settings_environment
-from tests.test_e2e import Server, start_server
-from tests.test_e2e import stop_server as stop
+from tests.served import Server, free_port, start_server
+from tests.served import stop_server as stop
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("tus-served")
-    with fresh_database_url(folder) as database_url:
-        settings = make_settings(
-            folder, database_url, max_upload_size=512 * MIB, tus_max_chunk=32 * MIB
-        )
-        process, url = start_server(settings)
-        try:
-            yield Server(process, url, settings)
-        finally:
-            stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+SERVER_SETTINGS = {"max_upload_size": 512 * MIB, "tus_max_chunk": 32 * MIB}  # conftest's server
 
 
 def content_file(tmp_path: Path, size: int, name: str = "video.mp4") -> tuple[Path, str]:
@@ -311,47 +290,22 @@ def test_a_piece_declared_over_tus_max_chunk_is_refused_before_its_body_is_read(
     )
 
 
-def test_two_patches_at_once_one_wins_and_bytes_never_mix(server):
+def test_a_patch_while_another_writes_the_upload_is_423_and_bytes_never_mix(server):
     headers = server.new_user()
-    size = 24 * MIB
-    created = requests.post(
-        f"{server.url}/tus/",
-        headers={
-            **headers,
-            **TUS,
-            "Upload-Length": str(size),
-            "Upload-Metadata": "filename Yy5iaW4=",
-        },
-        timeout=10,
-    )
-    url = server.url + created.headers["Location"]
-    pieces = [bytes([letter]) * size for letter in b"AB"]
-    statuses: list[int] = [0, 0]
-    barrier = threading.Barrier(2)
-
-    def send(number: int) -> None:
-        barrier.wait()
-        statuses[number] = requests.patch(
-            url,
-            headers={
-                **headers,
-                **TUS,
-                "Upload-Offset": "0",
-                "Content-Type": "application/offset+octet-stream",
-            },
-            data=pieces[number],
-            timeout=60,
-        ).status_code
-
-    threads = [threading.Thread(target=send, args=(number,)) for number in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses)[0] == 204 and sorted(statuses)[1] in (409, 423), statuses
-    winner = pieces[statuses.index(204)]
+    size = 2 * MIB
+    url = _create(server, headers, size, b"c.bin")
+    first, second = b"A" * size, b"B" * size
+    with connect(url) as connection:
+        connection.sendall(_patch_head(url, headers, 0, size) + first[:MIB])
+        deadline = time.monotonic() + 5  # until the first piece's bytes are going in
+        while _stored_size(server, url) < MIB and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _patch(url, headers, 0, second).status_code == 423  # the first holds it
+        connection.sendall(first[MIB:])
+        assert read_answer(connection).startswith(b"HTTP/1.1 204")
+    assert _patch(url, headers, 0, second).status_code == 409  # the offset moved on
     download = requests.get(f"{server.url}/download/c.bin", headers=headers, timeout=30)
-    assert download.content == winner
+    assert download.content == first
 
 
 def test_one_users_upload_url_is_404_to_another(server):
