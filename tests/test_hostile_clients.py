@@ -154,8 +154,9 @@ def test_others_are_served_while_thousands_of_hostile_connections_are_open(serve
 
 
 def _wait_until_held(server: Server, count: int) -> None:
-    """Until the workers hold `count` client connections (or 20 s have passed)."""
-    deadline = time.monotonic() + 20
+    """Until the workers hold `count` client connections (or 90 s have passed: a loaded
+    machine accepts slowly)."""
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         sockets = 0
         for pid in server.worker_pids():
