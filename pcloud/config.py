@@ -366,14 +366,20 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def _default(field_name: str) -> Any:
-    """The default of a Settings field: its option's default, parsed, from OPTIONS."""
+def option_for(field_name: str) -> Option:
+    """The option that fills this Settings field."""
     for option in OPTIONS:
         if option.field == field_name:
-            if option.default is None:
-                raise ValueError(f"option {option.env} has no default")
-            return option.parse(option.default)
+            return option
     raise KeyError(field_name)
+
+
+def _default(field_name: str) -> Any:
+    """The default of a Settings field: its option's default, parsed, from OPTIONS."""
+    option = option_for(field_name)
+    if option.default is None:
+        raise ValueError(f"option {option.env} has no default")
+    return option.parse(option.default)
 
 
 @dataclass(frozen=True)
@@ -515,8 +521,7 @@ def unknown_setting_warnings(values: Mapping[str, Any], source: str) -> tuple[st
         closest = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
         if closest:
             warnings.append(
-                f"{name} in {source} is not a pcloud setting (ignored): did you mean "
-                f"{closest[0]}?"
+                f"{name} in {source} is not a pcloud setting (ignored): did you mean {closest[0]}?"
             )
         elif name.upper().startswith("PCLOUD_"):
             warnings.append(

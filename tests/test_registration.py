@@ -118,7 +118,11 @@ def test_the_password_may_not_be_the_username_or_the_email(client, password):
 def test_a_password_change_follows_the_policy(client, auth):
     tokens = auth.tokens("ann")
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    for new_password, status in (("short", 400), ("ann@example.org", 400), ("long enough now", 200)):
+    for new_password, status in (
+        ("short", 400),
+        ("ann@example.org", 400),
+        ("long enough now", 200),
+    ):
         response = client.post(
             "/password",
             json={"old_password": "correct horse battery", "new_password": new_password},

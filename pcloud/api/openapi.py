@@ -315,7 +315,10 @@ def _paths() -> dict[str, Schema]:
                 400,
                 429,
                 body=_json_body(
-                    {"old_password": _string(), "new_password": _string(description=PASSWORD_POLICY)},
+                    {
+                        "old_password": _string(),
+                        "new_password": _string(description=PASSWORD_POLICY),
+                    },
                     ["old_password", "new_password"],
                 ),
             )

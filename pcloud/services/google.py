@@ -28,7 +28,9 @@ GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_MAX_AGE = 3600
 MIN_REFETCH_INTERVAL = 60
 CLOCK_SKEW_SECONDS = 10
-NOT_ENABLED = "Google sign-in is not enabled on this server (its admin has not set GOOGLE_CLIENT_ID)"
+NOT_ENABLED = (
+    "Google sign-in is not enabled on this server (its admin has not set GOOGLE_CLIENT_ID)"
+)
 
 
 class GoogleCertificates:

@@ -75,8 +75,7 @@ def validate_password(
         raise BadRequest(f"'{field_name}' is longer than {MAX_PASSWORD_BYTES} bytes")
     if len(password) < settings.password_min_length:
         raise BadRequest(
-            f"'{field_name}' is too short: use at least "
-            f"{settings.password_min_length} characters"
+            f"'{field_name}' is too short: use at least {settings.password_min_length} characters"
         )
     if password.strip().lower() in (username.lower(), email.lower()):
         raise BadRequest(f"'{field_name}' may not be the username or the email address")
