@@ -10,6 +10,7 @@ from pcloud import __version__
 from pcloud.cli import audit, files, serve, systemd, users
 from pcloud.cli.common import (
     EXIT_USAGE,
+    HELP_MARKUP,
     CliState,
     console,
     database_label,
@@ -19,10 +20,6 @@ from pcloud.cli.common import (
     reports_errors,
     text,
 )
-
-# Help is written as Markdown: paragraphs are rewrapped to the terminal's width (a
-# docstring's line breaks are not kept), and `[...]` in help is text, not rich markup.
-HELP_MARKUP = "markdown"
 
 app = typer.Typer(
     help="pcloud: your own personal cloud. Run `pcloud serve` to start the server.",

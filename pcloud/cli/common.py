@@ -36,6 +36,10 @@ EXIT_USAGE = 2  # Typer's own: unknown option, missing argument; a flag's bad va
 EXIT_CONFIG = 3  # configuration or database unusable
 EXIT_UNEXPECTED = 4  # a bug: rerun with --debug for the traceback
 
+# Help is written as Markdown: paragraphs are rewrapped to the terminal's width (a
+# docstring's line breaks are not kept), and `[...]` in help is text, not rich markup.
+HELP_MARKUP = "markdown"
+
 # The start of the line (on stderr) that says which data folder and database a command used.
 USING = "pcloud: data folder"
 

@@ -15,12 +15,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pcloud.cli.common import console, open_pcloud, print_table, reports_errors, text
+from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
 from pcloud.services import changes, gc, trash, verify
 from pcloud.sizes import format_size
 
-app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode="markdown")
+app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
 
 
 def _grace(text: str) -> str:

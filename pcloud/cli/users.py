@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pcloud.cli.common import console, open_pcloud, print_table, reports_errors, text
+from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.services import audit, quota, sessions, users
 from pcloud.sizes import format_size
 
-app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode="markdown")
+app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
 
 
 @app.command("list")
