@@ -20,7 +20,6 @@ UNIT = """\
 # Settings go in {env_file} (KEY=value lines, as in .env.example); logs: journalctl -u pcloud
 [Unit]
 Description=pcloud personal cloud
-Documentation=https://github.com/pcloud/pcloud#running-as-a-service
 After=network-online.target postgresql.service
 Wants=network-online.target
 
