@@ -226,6 +226,15 @@ def test_an_older_pclouds_readable_database_is_made_private(bare):
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
 
 
+def test_init_db_makes_the_data_folder_private_with_a_configured_secret_key_too(bare):
+    data = bare.folder / "pcloud-data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    assert bare("init-db", env={"SECRET_KEY": "k" * 40}).exit_code == 0
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert not (data / "secret_key").exists()
+
+
 @pytest.mark.parametrize(
     "command", [["users", "list"], ["audit"], ["files", "gc", "--dry-run"], ["init-db"]]
 )

@@ -23,6 +23,7 @@ import requests
 from tests.conftest import fresh_database_url, make_settings, settings_environment
 
 pytestmark = pytest.mark.e2e
+PASSWORD = "a long enough password"
 SERVER_LIMIT = 512 * 1024 * 1024
 
 
@@ -40,11 +41,11 @@ class Server:
         response = requests.post(
             f"{self.url}/register",
             timeout=10,
-            json={"username": name, "email": f"{name}@example.org", "password": "pw"},
+            json={"username": name, "email": f"{name}@example.org", "password": PASSWORD},
         )
         assert response.status_code == 201, response.text
         login = requests.post(
-            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": "pw"}
+            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": PASSWORD}
         )
         return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
@@ -110,7 +111,7 @@ def start_server(
             "-m",
             "pcloud",
             "--env-file",
-            "/nonexistent/.env",
+            os.devnull,  # read no .env
             "serve",
             "--host",
             "127.0.0.1",

@@ -56,7 +56,7 @@ def root(
     ),
 ) -> None:
     named = given_on_command_line(ctx, "env_file")
-    if named and not env_file.is_file():
+    if named and (not env_file.exists() or env_file.is_dir()):  # /dev/null: read none
         error_console.print(
             f"[red]Error:[/red] --env-file {text(env_file)}: no such file "
             f"(looked for {text(env_file.resolve())})."

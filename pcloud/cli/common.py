@@ -24,6 +24,7 @@ from pcloud.core import Pcloud
 from pcloud.db import describe
 from pcloud.errors import ConfigError, PcloudError
 from pcloud.models import User
+from pcloud.private import make_private_folder
 from pcloud.schema import upgrade_schema
 
 console = Console(highlight=False, soft_wrap=True)
@@ -94,6 +95,8 @@ def open_pcloud(ctx: typer.Context, create: bool = False, **overrides: Any) -> P
     if not create:
         _refuse_a_missing_sqlite_file(settings)
     try:
+        if create and _keeps_anything_in_the_data_folder(settings):
+            make_private_folder(settings.data_dir)
         pcloud = Pcloud.open(settings, create_tables=create)
     except OSError as error:
         raise ConfigError(unusable_folder(settings, error)) from None
@@ -108,6 +111,16 @@ def open_pcloud(ctx: typer.Context, create: bool = False, **overrides: Any) -> P
         f"[dim]{USING} {text(settings.data_dir)}, database {text(database_label(settings))}[/dim]"
     )
     return pcloud
+
+
+def _keeps_anything_in_the_data_folder(settings: Settings) -> bool:
+    """Whether the database, the files or the secret key live in the data folder (with
+    all three set elsewhere, the folder is not used and need not exist)."""
+    database_path = urlparse(settings.database_url).path
+    inside = [settings.upload_folder, Path(database_path[1:] if database_path else "/")]
+    return settings.sources.get("secret_key", "").startswith(("kept in", "generated")) or any(
+        path == settings.data_dir or settings.data_dir in path.parents for path in inside
+    )
 
 
 def _where_from(settings: Settings, field: str) -> str:

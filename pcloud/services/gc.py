@@ -69,8 +69,7 @@ def find_garbage(
     """Compare the database with the store. Changes nothing.
 
     `stage` is told the name of each scan as it starts; `progress` (done, total) how far
-    the scan of the blobs is, total being the blobs the database knows (at least done).
-    The store is read as it lists, not kept whole in memory."""
+    the check of the blobs found is."""
     cutoff = (now or utc_now()) - grace
     if stage is not None:
         stage("Reading the database")
@@ -87,15 +86,15 @@ def find_garbage(
         referenced.setdefault(key, []).append((file_id, username, name))
     if stage is not None:
         stage("Scanning blobs")
-    report = GarbageReport()
+    found = list(blobs.scan())
+    report = GarbageReport(blobs_scanned=len(found))
     present = set()
-    for done, entry in enumerate(blobs.scan(), start=1):
+    for done, entry in enumerate(found, start=1):
         present.add(entry.key)
         if entry.key not in referenced and entry.modified_at < cutoff:
             report.orphan_blobs.append(entry)
         if progress is not None:
-            progress(done, max(done, len(referenced)))
-    report.blobs_scanned = len(present)
+            progress(done, len(found))
     for key, users_files in referenced.items():
         if key not in present:
             report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
