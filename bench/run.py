@@ -347,7 +347,7 @@ def launch_pcloud(
         "SECRET_KEY": "bench-secret-key-of-a-sensible-length",
         "MAX_UPLOAD_SIZE": "8GiB",
     }
-    command = [executable or tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
+    command = [executable or tool_path("pcloud"), "--env-file", os.devnull, "serve"]  # no .env
     command += ["--host", "127.0.0.1", "--port", str(port), *options.pcloud_args]
     return launch(name, command, work, port, env=env, cwd=work)
 

@@ -7,6 +7,8 @@ environment, the `.env` file, the defaults below. Nothing here runs at import ti
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import os
 import re
 import secrets
@@ -18,6 +20,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from pcloud.errors import ConfigError
+from pcloud.private import make_private_folder
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
@@ -40,18 +43,24 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * factor
 
 
+def _whole_number(text: str, lowest: int, highest: int | None, expected: str) -> int:
+    """int(text) within [lowest, highest], or ValueError saying what was expected (never
+    Python's "invalid literal for int()")."""
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected {expected}") from None
+    if number < lowest or (highest is not None and number > highest):
+        raise ValueError(f"expected {expected}")
+    return number
+
+
 def parse_port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError("expected a port number from 0 to 65535")
-    return port
+    return _whole_number(text, 0, 65535, "a port number from 0 to 65535")
 
 
 def parse_positive_int(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
+    return _whole_number(text, 1, None, "a whole number of at least 1")
 
 
 def parse_percent(text: str) -> int:
@@ -62,10 +71,34 @@ def parse_percent(text: str) -> int:
 
 
 def parse_count(text: str) -> int:
-    number = int(text)
-    if number < 0:
-        raise ValueError("expected a whole number of 0 or more")
-    return number
+    return _whole_number(text, 0, None, "a whole number of 0 or more")
+
+
+REGISTRATION_MODES = ("open", "closed")
+
+
+def parse_registration(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in REGISTRATION_MODES:
+        raise ValueError("expected open or closed")
+    return mode
+
+
+def parse_email_patterns(text: str) -> tuple[str, ...]:
+    """'*@family.example, gran@mail.example' -> ('*@family.example', 'gran@mail.example')."""
+    patterns = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for pattern in patterns:
+        if "@" not in pattern or any(char.isspace() for char in pattern):
+            raise ValueError(
+                f"{pattern!r} is not an email pattern: write one such as *@family.example "
+                "or ann@mail.example"
+            )
+    return patterns
+
+
+def email_matches(email: str, patterns: tuple[str, ...]) -> bool:
+    """Whether an email (already lower-cased) matches one of the patterns (* and ? wildcards)."""
+    return any(fnmatch.fnmatchcase(email, pattern) for pattern in patterns)
 
 
 ORIGIN = re.compile(r"https?://[^\s/,:]+(:\d{1,5})?")
@@ -229,6 +262,31 @@ OPTIONS: tuple[Option, ...] = (
         "working whatever this says.",
     ),
     Option(
+        "PASSWORD_MIN_LENGTH",
+        "password_min_length",
+        "8",
+        "Fewest characters a new password may have (registration, password changes, "
+        "`pcloud users create` and `passwd`). A password may never be the username or email.",
+        parse_positive_int,
+    ),
+    Option(
+        "REGISTRATION",
+        "registration",
+        "open",
+        "Who may make an account through POST /register (the app's sign-up screen) or a "
+        "first Google sign-in: open (anyone who reaches the server, limited by "
+        "REGISTRATION_EMAILS) or closed (only the admin, with `pcloud users create`).",
+        parse_registration,
+    ),
+    Option(
+        "REGISTRATION_EMAILS",
+        "registration_emails",
+        "",
+        "While registration is open, only emails matching one of these patterns may "
+        "register, separated by commas (*@family.example, gran@mail.example). Empty: any.",
+        parse_email_patterns,
+    ),
+    Option(
         "PCLOUD_HOST",
         "host",
         "0.0.0.0",
@@ -334,59 +392,95 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+def option_for(field_name: str) -> Option:
+    """The option that fills this Settings field."""
+    for option in OPTIONS:
+        if option.field == field_name:
+            return option
+    raise KeyError(field_name)
+
+
+def _default(field_name: str) -> Any:
+    """The default of a Settings field: its option's default, parsed, from OPTIONS."""
+    option = option_for(field_name)
+    if option.default is None:
+        raise ValueError(f"option {option.env} has no default")
+    return option.parse(option.default)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Build it with `load_settings()` (or directly in tests)."""
+    """Resolved configuration. Build it with `load_settings()` (or directly in tests).
+
+    Every default comes from OPTIONS (the one table); the fields without one are the
+    folders and secrets `load_settings` works out."""
 
     data_dir: Path
     database_url: str
     upload_folder: Path
     secret_key: str
-    google_client_id: str = ""
-    google_certs_url: str = GOOGLE_CERTS_URL
-    access_token_lifetime: int = 3600
-    refresh_token_lifetime: int = 30 * 86400
-    max_upload_size: int = 16 * 1024**3
-    tus_max_chunk: int = 64 * 1024**2
-    tus_expiration: int = 7 * 86400
-    trash_days: int = 30
-    versions_max_age: int = 365 * 86400
-    versions_quota_share: int = 50
-    password_hash: str = "scrypt"
-    host: str = "0.0.0.0"
-    port: int = 5000
-    workers: int = 1
-    threads: int = 4
-    trusted_proxies: int = 0
-    cors_origins: tuple[str, ...] = ()
-    metrics_token: str = ""
-    header_timeout: int = 30
-    keepalive_timeout: int = 60
-    connections_per_address: int = 64
-    max_connections: int = 10000
-    drain_timeout: int = 30
-    access_log: str = "stderr"
+    google_client_id: str = _default("google_client_id")
+    google_certs_url: str = _default("google_certs_url")
+    access_token_lifetime: int = _default("access_token_lifetime")
+    refresh_token_lifetime: int = _default("refresh_token_lifetime")
+    max_upload_size: int = _default("max_upload_size")
+    tus_max_chunk: int = _default("tus_max_chunk")
+    tus_expiration: int = _default("tus_expiration")
+    trash_days: int = _default("trash_days")
+    versions_max_age: int = _default("versions_max_age")
+    versions_quota_share: int = _default("versions_quota_share")
+    password_hash: str = _default("password_hash")
+    password_min_length: int = _default("password_min_length")
+    registration: str = _default("registration")
+    registration_emails: tuple[str, ...] = _default("registration_emails")
+    host: str = _default("host")
+    port: int = _default("port")
+    workers: int = _default("workers")
+    threads: int = _default("threads")
+    trusted_proxies: int = _default("trusted_proxies")
+    cors_origins: tuple[str, ...] = _default("cors_origins")
+    metrics_token: str = _default("metrics_token")
+    header_timeout: int = _default("header_timeout")
+    keepalive_timeout: int = _default("keepalive_timeout")
+    connections_per_address: int = _default("connections_per_address")
+    max_connections: int = _default("max_connections")
+    drain_timeout: int = _default("drain_timeout")
+    access_log: str = _default("access_log")
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The .env file read, if one was.
+    env_file: Path | None = field(default=None, compare=False)
+    # Mistakes worth a warning that did not stop pcloud (a misspelled setting in .env).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def google_enabled(self) -> bool:
         return bool(self.google_client_id)
+
+    @property
+    def registration_open(self) -> bool:
+        return self.registration == "open"
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None,
     env_file: Path | str | None = ".env",
     overrides: Mapping[str, Any] | None = None,
+    create: bool = True,
 ) -> Settings:
     """Read every option once and return frozen Settings.
 
-    Raises ConfigError naming the option and where its bad value came from.
-    When no SECRET_KEY is configured, generates one and keeps it in the data folder.
+    Raises ConfigError naming the option and where its bad value came from. A missing
+    env_file is read as empty (the CLI refuses a missing `--env-file` itself).
+    When no SECRET_KEY is configured, the key kept in the data folder is used; with
+    `create`, the data folder (mode 0700) and a new key (mode 0600) are made when missing,
+    without it a missing one is refused with MissingDataFolder.
     """
     environ = os.environ if environ is None else environ
     env_path = Path(env_file).resolve() if env_file else None
-    file_values = dotenv_values(env_path) if env_path and env_path.is_file() else {}
+    if env_path is None or not env_path.is_file():
+        env_path = None
+    file_values = dotenv_values(env_path) if env_path else {}
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
 
     values: dict[str, Any] = {}
@@ -427,15 +521,64 @@ def load_settings(
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{data_dir / 'pcloud.db'}"
     if values["secret_key"] is None:
-        values["secret_key"], sources["secret_key"] = _kept_secret_key(data_dir)
-    return Settings(**values, sources=sources)
+        values["secret_key"], sources["secret_key"] = _kept_secret_key(
+            data_dir, sources["data_dir"], create
+        )
+    warnings = unknown_setting_warnings(file_values, f".env ({env_path})") + (
+        unknown_setting_warnings(
+            {name: value for name, value in environ.items() if name.startswith("PCLOUD_")},
+            "the environment",
+        )
+    )
+    return Settings(**values, sources=sources, env_file=env_path, warnings=warnings)
 
 
-def _kept_secret_key(data_dir: Path) -> tuple[str, str]:
-    """Return the key kept in data_dir/secret_key, creating it (mode 0600) on first use."""
+# Names read by the libraries pcloud uses, or by other tools, that a .env may hold too.
+KNOWN_ELSEWHERE = ("PCLOUD_TEST_DATABASE", "PCLOUD_TEST_POSTGRES_URL")
+
+
+def unknown_setting_warnings(values: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    """A warning for each name that is not a setting but looks like one misspelled: the
+    closest known name (difflib), or, for a PCLOUD_ name with none close, that it is not
+    one. Other names (a .env shared with other programs) pass in silence."""
+    known = [option.env for option in OPTIONS]
+    warnings = []
+    for name in values:
+        if name in known or name in KNOWN_ELSEWHERE:
+            continue
+        closest = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        if closest:
+            warnings.append(
+                f"{name} in {source} is not a pcloud setting (ignored): did you mean {closest[0]}?"
+            )
+        elif name.upper().startswith("PCLOUD_"):
+            warnings.append(
+                f"{name} in {source} is not a pcloud setting (ignored); .env.example "
+                "lists them all."
+            )
+    return tuple(warnings)
+
+
+class MissingDataFolder(ConfigError):
+    """A command that must not create one found no data folder (or no secret key in it)."""
+
+
+def _kept_secret_key(data_dir: Path, data_dir_source: str, create: bool) -> tuple[str, str]:
+    """Return the key kept in data_dir/secret_key, creating it (mode 0600, in a folder of
+    mode 0700) on first use when allowed to."""
     key_path = data_dir / "secret_key"
+    if not create and not key_path.exists():
+        what = "data folder" if not data_dir.exists() else "secret key"
+        looked_for = data_dir if not data_dir.exists() else key_path
+        raise MissingDataFolder(
+            f"No pcloud {what} at {looked_for} (PCLOUD_DATA_DIR from {data_dir_source}): "
+            "run pcloud in the folder that holds pcloud-data, or point PCLOUD_DATA_DIR (or "
+            "--env-file, or SECRET_KEY and DATABASE_URL) at your server's; "
+            "`pcloud init-db` makes a new one."
+        )
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if create:
+            make_private_folder(data_dir)
         try:
             descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -19,6 +19,7 @@ from playhouse.pool import PooledSqliteDatabase
 
 from pcloud.errors import ConfigError, DatabaseUnavailable
 from pcloud.models import database_proxy
+from pcloud.private import PRIVATE_FOLDER, make_private_file, tighten
 
 log = logging.getLogger("pcloud.db")
 
@@ -265,10 +266,10 @@ def open_database(url: str, max_connections: int = 32) -> peewee.Database:
     if scheme == "sqlite+pool":
         if path and path != ":memory:":
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_files(Path(path))
             except OSError as error:
                 raise DatabaseUnavailable(
-                    f"Cannot create the folder for the database {path}: {error.strerror}."
+                    f"Cannot create the database {path}: {error.strerror}."
                 ) from None
         # Every write transaction takes the write lock up front (BEGIN IMMEDIATE), so two
         # writers queue on the busy timeout instead of failing with 'database is locked'.
@@ -293,6 +294,19 @@ def open_database(url: str, max_connections: int = 32) -> peewee.Database:
     database_proxy.initialize(database)
     check_connection(database, url)
     return database
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """The database file (created empty if missing, so SQLite finds it so) and its
+    companions readable by their owner only: SQLite gives its -wal and -shm files the
+    database file's mode. A missing folder is created private too."""
+    path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    make_private_file(path)
+    make_private_file(Path(f"{path}.writelock"))
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = Path(f"{path}{suffix}")
+        if companion.exists():
+            tighten(companion)
 
 
 def check_connection(database: peewee.Database, url: str) -> None:

@@ -23,6 +23,8 @@ import requests
 
 from tests.conftest import settings_environment
 
+PASSWORD = "a long enough password"  # passes the default password policy
+
 
 class Server:
     """A running `pcloud serve` and a way to make users on it."""
@@ -38,11 +40,11 @@ class Server:
         response = requests.post(
             f"{self.url}/register",
             timeout=10,
-            json={"username": name, "email": f"{name}@example.org", "password": "pw"},
+            json={"username": name, "email": f"{name}@example.org", "password": PASSWORD},
         )
         assert response.status_code == 201, response.text
         login = requests.post(
-            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": "pw"}
+            f"{self.url}/login", timeout=10, json={"login_identifier": name, "password": PASSWORD}
         )
         return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
@@ -108,7 +110,7 @@ def start_server(
             "-m",
             "pcloud",
             "--env-file",
-            "/nonexistent/.env",
+            os.devnull,  # read no .env
             "serve",
             "--host",
             "127.0.0.1",

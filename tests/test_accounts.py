@@ -31,7 +31,7 @@ def test_register_creates_the_user(auth):
 
 @pytest.mark.parametrize("missing", ["username", "email", "password"])
 def test_register_without_a_field_is_400(client, missing):
-    body = {"username": "ann", "email": "ann@example.org", "password": "pw"}
+    body = {"username": "ann", "email": "ann@example.org", "password": "long enough pw"}
     del body[missing]
     response = client.post("/register", json=body)
     assert response.status_code == 400
@@ -55,13 +55,13 @@ def test_register_with_a_taken_email_is_409_whatever_its_case(auth):
 @pytest.mark.parametrize(
     "body",
     [
-        {"username": 5, "email": "a@example.org", "password": "pw"},
-        {"username": "ann", "email": ["a@example.org"], "password": "pw"},
+        {"username": 5, "email": "a@example.org", "password": "long enough pw"},
+        {"username": "ann", "email": ["a@example.org"], "password": "long enough pw"},
         {"username": "ann", "email": "a@example.org", "password": {"x": 1}},
-        {"username": "ann", "email": "not-an-email", "password": "pw"},
-        {"username": "a/b", "email": "a@example.org", "password": "pw"},
-        {"username": "a\x00b", "email": "a@example.org", "password": "pw"},
-        {"username": "x" * 151, "email": "a@example.org", "password": "pw"},
+        {"username": "ann", "email": "not-an-email", "password": "long enough pw"},
+        {"username": "a/b", "email": "a@example.org", "password": "long enough pw"},
+        {"username": "a\x00b", "email": "a@example.org", "password": "long enough pw"},
+        {"username": "x" * 151, "email": "a@example.org", "password": "long enough pw"},
     ],
 )
 def test_register_with_a_wrong_type_or_shape_is_400(client, body):
@@ -289,7 +289,10 @@ def test_every_user_sees_only_their_own_files(client, auth):
     [
         ("/login", {"login_identifier": "ann\x00", "password": "pw"}),
         ("/login", {"login_identifier": "ann", "password": "p\x00w"}),
-        ("/register", {"username": "bob", "email": "b\x00b@example.org", "password": "pw"}),
+        (
+            "/register",
+            {"username": "bob", "email": "b\x00b@example.org", "password": "long enough pw"},
+        ),
         ("/token/refresh", {"refresh_token": "x\x00y"}),
     ],
 )
@@ -333,7 +336,7 @@ class _FrozenDatetime:
 @pytest.mark.parametrize(
     ("method", "route", "field", "others"),
     [
-        ("post", "/register", "username", {"email": "a@example.org", "password": "pw"}),
+        ("post", "/register", "username", {"email": "a@example.org", "password": "long enough pw"}),
         ("post", "/login", "login_identifier", {"password": "pw"}),
         ("post", "/token/refresh", "refresh_token", {}),
         ("post", "/logout", "refresh_token", {}),

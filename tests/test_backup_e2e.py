@@ -21,8 +21,8 @@ import requests
 
 from pcloud.config import load_settings
 from tests.conftest import fresh_database_url, make_settings, settings_environment
+from tests.served import start_server, stop_server
 from tests.test_backup import empty_database
-from tests.test_e2e import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def pcloud_command(settings, *args: str, **popen) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(settings))
     return subprocess.Popen(
-        [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env", *args],
+        [sys.executable, "-m", "pcloud", "--env-file", os.devnull, *args],
         env=env,
         cwd=settings.data_dir,
         stdout=subprocess.PIPE,
@@ -48,10 +48,12 @@ def run_pcloud(settings, *args: str) -> tuple[int, str]:
 
 
 def sign_up(url: str) -> dict[str, str]:
-    body = {"username": "ann", "email": "ann@example.org", "password": "pw"}
+    body = {"username": "ann", "email": "ann@example.org", "password": "a long enough password"}
     assert requests.post(f"{url}/register", json=body, timeout=10).status_code == 201
     login = requests.post(
-        f"{url}/login", json={"login_identifier": "ann", "password": "pw"}, timeout=10
+        f"{url}/login",
+        json={"login_identifier": "ann", "password": "a long enough password"},
+        timeout=10,
     )
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 

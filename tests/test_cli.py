@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pcloud import __version__
+from pcloud.cli.common import USING
 from pcloud.errors import ConfigError
 from pcloud.models import User
 from pcloud.services import users
@@ -39,10 +40,11 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 def assert_one_line_error(result, exit_code: int) -> str:
-    """The command failed with exit_code and said why in one line, without a traceback."""
+    """The command failed with exit_code and said why in one line, without a traceback
+    (besides the line saying which data folder and database it used)."""
     assert result.exit_code == exit_code, result.output
     assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith(USING)]
     assert len(lines) == 1, result.output
     return lines[0]
 
@@ -75,25 +77,32 @@ def test_init_db_is_safe_to_run_twice(runner):
 
 def test_a_created_user_can_sign_in_through_the_api(runner, auth):
     result = runner.invoke(
-        "users", "create", "bob", "--email", "Bob@Example.org", "--password", "s3cret"
+        "users", "create", "bob", "--email", "Bob@Example.org", "--password", "s3cret-password"
     )
     assert result.exit_code == 0, result.output
     assert "bob" in result.output
-    assert auth.login("bob", "s3cret").status_code == 200
-    assert auth.login("bob@example.org", "s3cret").status_code == 200
+    assert auth.login("bob", "s3cret-password").status_code == 200
+    assert auth.login("bob@example.org", "s3cret-password").status_code == 200
 
 
 def test_users_create_asks_for_the_password_twice_when_not_given(runner, auth):
-    result = runner.invoke("users", "create", "bob", "--email", "bob@example.org", input="pw\npw\n")
+    result = runner.invoke(
+        "users",
+        "create",
+        "bob",
+        "--email",
+        "bob@example.org",
+        input="pw-long-enough\npw-long-enough\n",
+    )
     assert result.exit_code == 0, result.output
-    assert "pw" not in result.output.replace("Password", "")  # hidden input
-    assert auth.login("bob", "pw").status_code == 200
+    assert "pw-long-enough" not in result.output  # hidden input
+    assert auth.login("bob", "pw-long-enough").status_code == 200
 
 
 def test_users_create_with_a_taken_username_is_one_line_exit_1(runner, auth):
     auth.register("bob")
     result = runner.invoke(
-        "users", "create", "bob", "--email", "other@example.org", "--password", "pw"
+        "users", "create", "bob", "--email", "other@example.org", "--password", "pw-long-enough"
     )
     line = assert_one_line_error(result, 1)
     assert "Username already exists" in line
@@ -101,7 +110,9 @@ def test_users_create_with_a_taken_username_is_one_line_exit_1(runner, auth):
 
 
 def test_users_create_with_a_bad_email_is_one_line_exit_1(runner):
-    result = runner.invoke("users", "create", "bob", "--email", "nope", "--password", "pw")
+    result = runner.invoke(
+        "users", "create", "bob", "--email", "nope", "--password", "pw-long-enough"
+    )
     assert "email" in assert_one_line_error(result, 1)
 
 
@@ -118,10 +129,10 @@ def test_users_list_shows_each_user_with_their_files_and_bytes(runner, client, a
     assert result.exit_code == 0, result.output
     rows = {cells[1]: cells for cells in table_rows(result.output)}
     assert set(rows) == {"ann", "bob", "gina"}, result.output
-    # ID, Username, Email, Google, Status, Files, Used, Created
-    assert rows["ann"][2:7] == ["ann@example.org", "no", "active", "2", "500 B"]
-    assert rows["bob"][2:7] == ["bob@example.org", "no", "active", "0", "0 B"]
-    assert rows["gina"][2:7] == ["gina@example.org", "yes", "active", "0", "0 B"]
+    # ID, Username, Email, Google, Status, Files, Used, Quota, Created
+    assert rows["ann"][2:8] == ["ann@example.org", "no", "active", "2", "500 bytes", "none"]
+    assert rows["bob"][2:8] == ["bob@example.org", "no", "active", "0", "0 bytes", "none"]
+    assert rows["gina"][2:8] == ["gina@example.org", "yes", "active", "0", "0 bytes", "none"]
     assert "3 user(s)" in result.output
 
 
@@ -158,7 +169,7 @@ def test_users_passwd_replaces_the_password_and_revokes_refresh_tokens(runner, c
 
 
 def test_users_passwd_of_an_unknown_user_is_one_line_exit_1(runner):
-    result = runner.invoke("users", "passwd", "nobody", "--password", "pw")
+    result = runner.invoke("users", "passwd", "nobody", "--password", "pw-long-enough")
     assert "nobody" in assert_one_line_error(result, 1)
 
 

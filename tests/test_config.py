@@ -467,3 +467,92 @@ def test_workers_stop_when_their_supervisor_is_killed_outright(tmp_path):
             requests.get(f"http://127.0.0.1:{started.group(1)}/", timeout=2)
     finally:
         end(process)
+
+
+# --- Settings once: the table's defaults are Settings' defaults --------------------------
+
+
+def test_every_settings_default_is_its_options_default_parsed():
+    from dataclasses import MISSING, fields
+
+    from pcloud.config import Settings
+
+    defaults = {item.name: item.default for item in fields(Settings)}
+    worked_out = {"data_dir", "database_url", "upload_folder", "secret_key"}  # by load_settings
+    for option in OPTIONS:
+        if option.default is None or option.field in worked_out:
+            assert defaults[option.field] is MISSING, option.env
+        else:
+            assert defaults[option.field] == option.parse(option.default), option.env
+
+
+def test_settings_made_directly_and_loaded_with_nothing_set_agree(workdir, tmp_path):
+    from dataclasses import fields
+
+    from pcloud.config import Settings
+
+    loaded = load(workdir)
+    direct = Settings(loaded.data_dir, loaded.database_url, loaded.upload_folder, "k")
+    for item in fields(Settings):
+        if item.compare and item.name != "secret_key":
+            assert getattr(direct, item.name) == getattr(loaded, item.name), item.name
+
+
+# --- Likely mistakes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [
+        ("PCLOUD_DATADIR", "PCLOUD_DATA_DIR"),
+        ("MAX_UPLOADSIZE", "MAX_UPLOAD_SIZE"),
+        ("registration", "REGISTRATION"),
+        ("PASWORD_MIN_LENGTH", "PASSWORD_MIN_LENGTH"),
+    ],
+)
+def test_a_misspelled_setting_in_dotenv_is_warned_with_the_closest_name(workdir, name, closest):
+    settings = load(workdir, dotenv=f"{name}=x\n")
+    [warning] = settings.warnings
+    assert warning.startswith(f"{name} in .env ({workdir / '.env'}) is not a pcloud setting")
+    assert warning.endswith(f"did you mean {closest}?")
+
+
+def test_other_programs_settings_in_dotenv_pass_in_silence(workdir):
+    assert load(workdir, dotenv="AWS_PROFILE=home\nTZ=Europe/Paris\n").warnings == ()
+
+
+def test_an_unknown_pcloud_name_in_the_environment_is_warned(workdir):
+    [warning] = load(workdir, {"PCLOUD_FROBNICATE": "1"}).warnings
+    assert "PCLOUD_FROBNICATE in the environment is not a pcloud setting" in warning
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PCLOUD_PORT", "abc", "expected a port number from 0 to 65535"),
+        ("PCLOUD_PORT", "70000", "expected a port number from 0 to 65535"),
+        ("PCLOUD_THREADS", "many", "expected a whole number of at least 1"),
+        ("TRASH_DAYS", "-1", "expected a whole number of 0 or more"),
+        ("REGISTRATION", "maybe", "expected open or closed"),
+        ("REGISTRATION_EMAILS", "family.example", "is not an email pattern"),
+    ],
+)
+def test_a_bad_number_or_word_is_said_as_clearly_as_a_bad_size(workdir, name, value, expected):
+    with pytest.raises(ConfigError) as refused:
+        load(workdir, {name: value})
+    assert f"{name}={value!r} from the environment: " in refused.value.message
+    assert expected in refused.value.message
+    assert "invalid literal" not in refused.value.message
+
+
+def test_the_dotenv_read_is_kept_in_the_settings(workdir):
+    assert load(workdir).env_file is None
+    assert load(workdir, dotenv="TRASH_DAYS=3\n").env_file == workdir.resolve() / ".env"
+
+
+def test_loading_without_create_makes_no_data_folder(workdir):
+    from pcloud.config import MissingDataFolder
+
+    with pytest.raises(MissingDataFolder, match="No pcloud data folder"):
+        load_settings(environ={}, env_file=None, create=False)
+    assert list(workdir.iterdir()) == []

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 pytestmark = pytest.mark.e2e
+PASSWORD = "a long enough password"
 SERVER_LIMIT = 512 * 1024 * 1024
 SERVER_SETTINGS = {"max_upload_size": SERVER_LIMIT}  # for conftest's `server`
 

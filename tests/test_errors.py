@@ -81,7 +81,7 @@ def test_an_upload_cut_short_leaves_no_file_no_row_and_no_partial(client, auth, 
 
 def test_a_json_body_of_unknown_length_is_still_bounded(app):
     body = (
-        b'{"username": "ann", "email": "ann@example.org", "password": "pw", "pad": "'
+        b'{"username": "ann", "email": "ann@example.org", "password": "long enough pw", "pad": "'
         + b"a" * 1_000_000
         + b'"}'
     )

@@ -165,7 +165,7 @@ def test_files_with_intact_blobs_are_untouched_and_still_download(runner, client
 
 def test_gc_reports_the_bytes_it_reclaims(runner, settings):
     orphan_blob(settings, content=b"x" * 2048)
-    assert "2.0 KiB reclaimed" in gc_command(runner).output
+    assert "2 KiB reclaimed" in gc_command(runner).output
 
 
 # --- The service ------------------------------------------------------------------------

@@ -267,17 +267,53 @@ def test_unknown_kids_refetch_at_most_once_a_minute_even_when_fetching_fails(cli
 # --- Not configured, or Google unreachable ----------------------------------------------
 
 
-def test_without_a_client_id_google_sign_in_is_503_not_configured(settings, idp):
+@pytest.fixture
+def google_off_client(settings):
     instance = Pcloud.open(replace(settings, google_client_id=""))
+    yield create_app(pcloud=instance).test_client()
+    instance.close()
+
+
+def test_without_a_client_id_google_sign_in_is_a_403_saying_it_is_not_enabled(
+    google_off_client, idp
+):
+    response = sign_in(google_off_client, idp.token())
+    assert response.status_code == 403
+    assert set(response.get_json()) == {"error"}
+    assert "Google sign-in is not enabled on this server" in response.get_json()["error"]
+    assert idp.requests == 0
+
+
+@pytest.mark.parametrize("body", [{}, {"google_token": ""}, {"google_token": 7}])
+def test_without_a_client_id_a_request_without_a_token_is_still_400(google_off_client, body):
+    response = google_off_client.post("/login/google", json=body)
+    assert response.status_code == 400
+    assert "google_token" in response.get_json()["error"]
+
+
+def test_a_first_google_sign_in_is_refused_while_registration_is_closed(settings, idp):
+    instance = Pcloud.open(replace(settings, registration="closed"))
     try:
         client = create_app(pcloud=instance).test_client()
-        response = client.post("/login/google", json={"google_token": idp.token()})
+        response = sign_in(client, idp.token(email="new@example.org"))
     finally:
         instance.close()
-    assert response.status_code == 503
-    assert set(response.get_json()) == {"error"}
-    assert "not configured" in response.get_json()["error"]
-    assert idp.requests == 0
+    assert response.status_code == 403
+    assert "Registration is closed" in response.get_json()["error"]
+    assert User.select().count() == 0
+
+
+def test_a_first_google_sign_in_needs_an_email_registration_takes(settings, idp):
+    instance = Pcloud.open(replace(settings, registration_emails=("*@family.example",)))
+    try:
+        client = create_app(pcloud=instance).test_client()
+        refused = sign_in(client, idp.token(sub="1", email="stranger@example.org"))
+        allowed = sign_in(client, idp.token(sub="2", email="kid@family.example"))
+    finally:
+        instance.close()
+    assert refused.status_code == 403
+    assert allowed.status_code == 200, allowed.get_json()
+    assert [user.email for user in User.select()] == ["kid@family.example"]
 
 
 @pytest.fixture

@@ -120,11 +120,13 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path)
         with running_server(settings) as url:
             requests.post(
                 f"{url}/register",
-                json={"username": "fuzz", "email": "fuzz@example.org", "password": "pw"},
+                json={"username": "fuzz", "email": "fuzz@example.org", "password": "fuzzpass"},
                 timeout=10,
             )
             login = requests.post(
-                f"{url}/login", json={"login_identifier": "fuzz", "password": "pw"}, timeout=10
+                f"{url}/login",
+                json={"login_identifier": "fuzz", "password": "fuzzpass"},
+                timeout=10,
             ).json()
             result = subprocess.run(
                 [

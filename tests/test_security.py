@@ -206,12 +206,16 @@ def test_metrics_add_up_every_worker_of_pcloud_serve(tmp_path):
             ]
             http.post(
                 f"{url}/register",
-                json={"username": "ann", "email": "a@example.org", "password": "pw"},
+                json={
+                    "username": "ann",
+                    "email": "a@example.org",
+                    "password": "a long enough password",
+                },
                 timeout=10,
             )
             login = http.post(
                 f"{url}/login",
-                json={"login_identifier": "ann", "password": "pw"},
+                json={"login_identifier": "ann", "password": "a long enough password"},
                 headers={"X-Forwarded-For": "198.51.100.99"},
                 timeout=10,
             ).json()

@@ -152,7 +152,7 @@ def _set_quota(server: Server, username: str, size: str) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PCLOUD_")}
     env.update(settings_environment(server.settings))
     subprocess.run(
-        [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env"]
+        [sys.executable, "-m", "pcloud", "--env-file", os.devnull]
         + ["users", "set-quota", username, size],
         check=True,
         env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pcloud.cli.common import USING
 from pcloud.models import DeviceSession, RefreshToken, User
 from pcloud.services import sessions
 
@@ -328,7 +329,8 @@ def test_admin_revoke_needs_exactly_one_of_session_and_all(runner, ann, args):
 def test_admin_session_commands_on_unknown_things_fail_in_one_line(runner, ann, args):
     result = runner.invoke(*args)
     assert result.exit_code == 1, result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 2, result.output  # used ..., Error: ...
+    assert result.stderr.startswith(USING), result.output
 
 
 def test_admin_password_reset_ends_every_session(client, runner, ann):

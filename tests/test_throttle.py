@@ -135,7 +135,7 @@ def test_wrong_old_passwords_in_a_password_change_are_throttled_too(client, ann)
     statuses = [
         client.post(
             "/password",
-            json={"old_password": "guess", "new_password": "x"},
+            json={"old_password": "guess", "new_password": "a new long password"},
             headers=headers,
             environ_base={"REMOTE_ADDR": ATTACKER},
         ).status_code

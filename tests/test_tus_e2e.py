@@ -179,8 +179,7 @@ def test_an_expired_upload_is_refused_and_gc_reclaims_its_bytes(tmp_path):
             assert failure.value.status_code == 410
             env = {key: value for key, value in os.environ.items() if key.startswith("PATH")}
             gc = subprocess.run(
-                [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env"]
-                + ["files", "gc"],
+                [sys.executable, "-m", "pcloud", "--env-file", os.devnull] + ["files", "gc"],
                 env={**env, **settings_environment(settings), "COLUMNS": "120"},
                 cwd=tmp_path,
                 capture_output=True,

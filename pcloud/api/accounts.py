@@ -23,7 +23,7 @@ blueprint = Blueprint("accounts", __name__)
 @blueprint.post("/register")
 def register():
     username, email, password = required(json_body(), "username", "email", "password")
-    user = users.create_user(pcloud().settings, username, email, password, client=client())
+    user = users.register(pcloud().settings, username, email, password, client())
     return jsonify({"message": f"User '{user.username}' created successfully."}), 201
 
 

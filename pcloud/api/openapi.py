@@ -20,6 +20,12 @@ JSON = "application/json"
 Schema = dict[str, Any]
 
 
+PASSWORD_POLICY = (
+    "At least PASSWORD_MIN_LENGTH characters (8 unless the server says otherwise), and "
+    "neither the username nor the email (else 400)"
+)
+
+
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -141,7 +147,8 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     texts = {
         400: "Missing or malformed field, or malformed JSON",
         401: "No valid access token (or credentials)",
-        403: "The account is disabled",
+        403: "Refused on this server: the account is disabled, registration is closed "
+        "(or not open to this email), or Google sign-in is not enabled",
         404: "Not found (also anything of another user's)",
         405: "Method not allowed",
         409: "Conflict",
@@ -152,7 +159,7 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         423: "Another request is writing this upload",
         429: "Too many failed sign-ins",
         460: "Upload-Checksum does not match",
-        503: "Not configured, or the database is unavailable",
+        503: "Unavailable: Google's certificates or the database cannot be reached",
         507: "Over the user's quota",
     }
     answers = {str(status): _answer(texts[status], _ref("Error")) for status in statuses}
@@ -226,15 +233,17 @@ def _paths() -> dict[str, Schema]:
         },
         "/register": {
             "post": _operation(
-                "Create an account",
+                "Create an account (while REGISTRATION is open, for emails REGISTRATION_EMAILS "
+                "allows)",
                 {"201": _answer("Created", MESSAGE_ONLY)},
                 400,
+                403,
                 409,
                 body=_json_body(
                     {
                         "username": _string(maxLength=150),
                         "email": _string(),
-                        "password": _string(),
+                        "password": _string(description=PASSWORD_POLICY),
                     },
                     ["username", "email", "password"],
                 ),
@@ -314,7 +323,10 @@ def _paths() -> dict[str, Schema]:
                 400,
                 429,
                 body=_json_body(
-                    {"old_password": _string(), "new_password": _string()},
+                    {
+                        "old_password": _string(),
+                        "new_password": _string(description=PASSWORD_POLICY),
+                    },
                     ["old_password", "new_password"],
                 ),
             )

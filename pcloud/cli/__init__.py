@@ -1,4 +1,4 @@
-"""The `pcloud` command: serve, init-db, users, files, audit, backup, restore."""
+"""The `pcloud` command: serve, init-db, users, files, audit, backup, restore, systemd-unit."""
 
 from __future__ import annotations
 
@@ -7,14 +7,26 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import audit, backup, files, serve, users
-from pcloud.cli.common import CliState, console, database_label, open_pcloud, reports_errors
+from pcloud.cli import audit, backup, files, serve, systemd, users
+from pcloud.cli.common import (
+    EXIT_USAGE,
+    HELP_MARKUP,
+    CliState,
+    console,
+    database_label,
+    error_console,
+    given_on_command_line,
+    open_pcloud,
+    reports_errors,
+    text,
+)
 
 app = typer.Typer(
     help="pcloud: your own personal cloud. Run `pcloud serve` to start the server.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(users.app, name="users")
 app.add_typer(files.app, name="files")
@@ -22,6 +34,7 @@ app.command()(serve.serve)
 app.command("audit")(audit.show_audit)
 app.command("backup")(backup.backup_command)
 app.command("restore")(backup.restore_command)
+app.command("systemd-unit")(systemd.systemd_unit)
 
 
 def _print_version(value: bool) -> None:
@@ -34,24 +47,35 @@ def _print_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     env_file: Path = typer.Option(
-        Path(".env"), "--env-file", help="Read settings from this file (if it exists)."
+        Path(".env"),
+        "--env-file",
+        help="Read settings from this file. The default one may be missing; a file named "
+        "here must exist.",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Show the version."
     ),
 ) -> None:
+    named = given_on_command_line(ctx, "env_file")
+    if named and (not env_file.exists() or env_file.is_dir()):  # /dev/null: read none
+        error_console.print(
+            f"[red]Error:[/red] --env-file {text(env_file)}: no such file "
+            f"(looked for {text(env_file.resolve())})."
+        )
+        raise typer.Exit(EXIT_USAGE)
     ctx.obj = CliState(env_file=env_file, debug=debug)
 
 
 @app.command("init-db")
 @reports_errors
 def init_db(ctx: typer.Context) -> None:
-    """Create the database tables, or upgrade an older pcloud's in place (safe to run again)."""
-    pcloud = open_pcloud(ctx)
+    """Create the data folder and database tables, or upgrade an older pcloud's in place
+    (safe to run again)."""
+    pcloud = open_pcloud(ctx, create=True)
     for change in pcloud.schema_changes:
-        console.print(f"  {change}")
-    console.print(f"Database ready: {database_label(pcloud.settings)}")
+        console.print(f"  {text(change)}")
+    console.print(f"Database ready: {text(database_label(pcloud.settings))}")
     pcloud.close()
 
 

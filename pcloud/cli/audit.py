@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from pcloud.cli.common import open_pcloud, print_table, reports_errors
+from pcloud.cli.common import open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
 from pcloud.services import audit, users
 
@@ -53,11 +52,11 @@ def show_audit(
         detail = ", ".join(f"{key}={value}" for key, value in event.detail.items() if value)
         table.add_row(
             event.at.strftime("%Y-%m-%d %H:%M:%S"),
-            event.action,
-            escape(event.username or "-"),
-            event.actor,
-            event.ip_address or "-",
-            escape(detail),
+            text(event.action),
+            text(event.username or "-"),
+            text(event.actor),
+            text(event.ip_address or "-"),
+            text(detail),
         )
     print_table(table)
     pcloud.close()

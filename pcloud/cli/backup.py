@@ -18,10 +18,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pcloud.cli.common import console, human_size, reports_errors, settings_for
+from pcloud.cli.common import console, reports_errors, settings_for
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.services import backup as backups
+from pcloud.sizes import format_size
 from pcloud.storage import BlobStore
 
 
@@ -68,8 +69,8 @@ def backup_command(
         pcloud.close()
     console.print(
         f"Backup complete: {escape(str(report.snapshot))}\n"
-        f"  {report.blobs} blob(s), {human_size(report.bytes_total)}; copied now "
-        f"{report.blobs_copied} ({human_size(report.bytes_copied)})"
+        f"  {report.blobs} blob(s), {format_size(report.bytes_total)}; copied now "
+        f"{report.blobs_copied} ({format_size(report.bytes_copied)})"
     )
     if report.dropped:
         console.print(f"  {len(report.dropped)} blob(s) were deleted while the backup ran.")

@@ -15,11 +15,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
+from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
 from pcloud.services import changes, gc, trash, verify, versions
+from pcloud.sizes import format_size
 
-app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
+app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
 
 
 def _grace(text: str) -> str:
@@ -49,19 +50,24 @@ def collect_garbage(
     grace_period = timedelta(seconds=parse_duration(grace))
     pcloud = open_pcloud(ctx)
     with Progress(
-        TextColumn("Scanning blobs"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=True,
     ) as progress:
-        task = progress.add_task("scan", total=None)
+        task = progress.add_task("Scanning", total=None)
+
+        def next_stage(name: str) -> None:
+            progress.update(task, description=name, completed=0, total=None)
+
         report = gc.find_garbage(
             pcloud.blobs,
             grace_period,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            stage=next_stage,
         )
+        progress.update(task, description="Scanned", completed=1, total=1)
     _print_report(report)
     if report.empty:
         console.print(f"Nothing to collect ({report.blobs_scanned} blob(s) checked).")
@@ -75,7 +81,7 @@ def collect_garbage(
             f"{len(report.expired_uploads) + len(report.orphan_resumables)} "
             "resumable upload(s) and "
             f"{len(report.broken_files)} file record(s) without content; "
-            f"{human_size(report.reclaimable_bytes)} reclaimed."
+            f"{format_size(report.reclaimable_bytes)} reclaimed."
         )
     if not dry_run:
         days = pcloud.settings.trash_days
@@ -105,16 +111,16 @@ def _print_report(report: gc.GarbageReport) -> None:
     table.add_column("What")
     table.add_column("Size", justify="right")
     for entry in report.orphan_blobs:
-        table.add_row("orphan blob", entry.key, human_size(entry.size))
+        table.add_row("orphan blob", text(entry.key), format_size(entry.size))
     for entry in report.stale_partials:
-        table.add_row("partial upload", entry.key, human_size(entry.size))
+        table.add_row("partial upload", text(entry.key), format_size(entry.size))
     for upload in report.expired_uploads:
-        size = human_size(report.resumable_sizes.get(upload.upload_id, 0))
-        table.add_row("expired upload", f"{upload.username}: {upload.name}", size)
+        size = format_size(report.resumable_sizes.get(upload.upload_id, 0))
+        table.add_row("expired upload", text(f"{upload.username}: {upload.name}"), size)
     for entry in report.orphan_resumables:
-        table.add_row("abandoned upload", entry.key, human_size(entry.size))
+        table.add_row("abandoned upload", text(entry.key), format_size(entry.size))
     for broken in report.broken_files:
-        table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
+        table.add_row("file without content", text(f"{broken.username}: {broken.name}"), "-")
     print_table(table)
 
 
@@ -143,7 +149,12 @@ def verify_blobs(ctx: typer.Context) -> None:
     for column in ("Blob", "Expected SHA-256", "Found", "Files"):
         table.add_column(column, overflow="fold")
     for blob in damaged:
-        found = blob.actual_sha256 or "[red]missing[/red]"
-        table.add_row(blob.store_key, blob.expected_sha256, found, "\n".join(blob.files))
+        found = text(blob.actual_sha256) if blob.actual_sha256 else "[red]missing[/red]"
+        table.add_row(
+            text(blob.store_key),
+            text(blob.expected_sha256),
+            found,
+            text("\n".join(blob.files)),
+        )
     print_table(table)
     raise typer.Exit(1)

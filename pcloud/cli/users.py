@@ -5,16 +5,17 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
+from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.services import app_passwords, audit, quota, sessions, users
+from pcloud.sizes import format_size
 
-app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
 
 
 @app.command("list")
 @reports_errors
 def list_users(ctx: typer.Context) -> None:
-    """Show every user with their file count and storage used."""
+    """Show every user with their file count, storage used and quota."""
     pcloud = open_pcloud(ctx)
     rows = users.list_users()
     table = Table(title=f"{len(rows)} user(s)")
@@ -26,18 +27,20 @@ def list_users(ctx: typer.Context) -> None:
         ("Status", "left"),
         ("Files", "right"),
         ("Used", "right"),
+        ("Quota", "right"),
         ("Created (UTC)", "left"),
     ):
         table.add_column(column, justify=justify, overflow="fold")
     for row in rows:
         table.add_row(
             str(row.id),
-            row.username,
-            row.email,
+            text(row.username),
+            text(row.email),
             "yes" if row.google_linked else "no",
             "[red]disabled[/red]" if row.disabled else "active",
             str(row.file_count),
-            human_size(row.bytes_used),
+            format_size(row.bytes_used),
+            "none" if row.quota_bytes is None else format_size(row.quota_bytes),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     print_table(table)
@@ -65,7 +68,7 @@ def create(
     user = users.create_user(
         pcloud.settings, username, email, _new_password(password), actor=audit.ADMIN_ACTOR
     )
-    console.print(f"Created user [bold]{user.username}[/bold] (id {user.id}).")
+    console.print(f"Created user [bold]{text(user.username)}[/bold] (id {user.id}).")
     pcloud.close()
 
 
@@ -82,7 +85,7 @@ def passwd(
     pcloud = open_pcloud(ctx)
     user = users.set_password(pcloud.settings, username, _new_password(password))
     console.print(
-        f"Password of [bold]{user.username}[/bold] changed; their devices must sign in again."
+        f"Password of [bold]{text(user.username)}[/bold] changed; their devices must sign in again."
     )
     pcloud.close()
 
@@ -102,7 +105,7 @@ def delete(
             f"Delete user '{user.username}' ({user.email}) and all their files?", abort=True
         )
     user, file_count = users.delete_user(pcloud.blobs, user.username)
-    console.print(f"Deleted user [bold]{user.username}[/bold] and {file_count} file(s).")
+    console.print(f"Deleted user [bold]{text(user.username)}[/bold] and {file_count} file(s).")
     pcloud.close()
 
 
@@ -119,19 +122,19 @@ def list_sessions(
     pcloud = open_pcloud(ctx)
     user = users.find_user(username)
     rows = sessions.list_sessions(user.id, include_ended=include_ended)
-    table = Table(title=f"{len(rows)} session(s) of {user.username}")
+    table = Table(title=f"{len(rows)} session(s) of {text(user.username)}")
     for column in ("ID", "Device", "Via", "IP", "Signed in (UTC)", "Last seen (UTC)", "Status"):
         table.add_column(column, overflow="fold")
     for row in rows:
         if row.revoked_at is not None:
-            status = f"[red]revoked[/red] ({row.revoked_reason})"
+            status = f"[red]revoked[/red] ({text(row.revoked_reason)})"
         else:
             status = "live" if row.live else "expired"
         table.add_row(
-            row.id,
-            row.device_name or row.user_agent or "-",
-            row.method,
-            row.ip_address or "-",
+            text(row.id),
+            text(row.device_name or row.user_agent or "-"),
+            text(row.method),
+            text(row.ip_address or "-"),
             row.created_at.strftime("%Y-%m-%d %H:%M"),
             row.last_seen_at.strftime("%Y-%m-%d %H:%M"),
             status,
@@ -175,10 +178,10 @@ def revoke(
     user = users.find_user(username)
     if everywhere:
         count = sessions.revoke_all(user, sessions.ADMIN, actor=audit.ADMIN_ACTOR)
-        console.print(f"Revoked {count} session(s) of [bold]{user.username}[/bold].")
+        console.print(f"Revoked {count} session(s) of [bold]{text(user.username)}[/bold].")
     else:
         sessions.revoke(user, session_id, sessions.ADMIN, actor=audit.ADMIN_ACTOR)
-        console.print(f"Revoked session {session_id} of [bold]{user.username}[/bold].")
+        console.print(f"Revoked session {text(session_id)} of [bold]{text(user.username)}[/bold].")
     pcloud.close()
 
 
@@ -190,8 +193,11 @@ def disable(
 ) -> None:
     """Stop a user from signing in; every token of theirs stops working at once."""
     pcloud = open_pcloud(ctx)
-    user = users.set_disabled(username, True)
-    console.print(f"Disabled [bold]{user.username}[/bold]; all their sessions ended.")
+    user, changed = users.set_disabled(username, True)
+    if changed:
+        console.print(f"Disabled [bold]{text(user.username)}[/bold]; all their sessions ended.")
+    else:
+        console.print(f"[bold]{text(user.username)}[/bold] is already disabled; nothing changed.")
     pcloud.close()
 
 
@@ -203,8 +209,11 @@ def enable(
 ) -> None:
     """Let a disabled user sign in again."""
     pcloud = open_pcloud(ctx)
-    user = users.set_disabled(username, False)
-    console.print(f"Enabled [bold]{user.username}[/bold]; they can sign in again.")
+    user, changed = users.set_disabled(username, False)
+    if changed:
+        console.print(f"Enabled [bold]{text(user.username)}[/bold]; they can sign in again.")
+    else:
+        console.print(f"[bold]{text(user.username)}[/bold] is not disabled; nothing changed.")
     pcloud.close()
 
 
@@ -218,7 +227,7 @@ def set_quota(
     """Limit how many bytes a user's files (trash included) may take; 'none' lifts it."""
     pcloud = open_pcloud(ctx)
     user = quota.set_quota(username, size)
-    used = human_size(quota.usage(user.id))
-    limit = "no limit" if user.quota_bytes is None else human_size(user.quota_bytes)
-    console.print(f"Quota of [bold]{user.username}[/bold]: {limit} ({used} used).")
+    used = format_size(quota.usage(user.id))
+    limit = "no limit" if user.quota_bytes is None else format_size(user.quota_bytes)
+    console.print(f"Quota of [bold]{text(user.username)}[/bold]: {limit} ({used} used).")
     pcloud.close()

@@ -64,9 +64,15 @@ def find_garbage(
     grace: timedelta = DEFAULT_GRACE,
     progress: Progress | None = None,
     now: datetime | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> GarbageReport:
-    """Compare the database with the store. Changes nothing."""
+    """Compare the database with the store. Changes nothing.
+
+    `stage` is told the name of each scan as it starts; `progress` (done, total) how far
+    the check of the blobs found is."""
     cutoff = (now or utc_now()) - grace
+    if stage is not None:
+        stage("Reading the database")
     # The database is read before the disk: a file committed during the scan then shows
     # up as a young blob (spared by the grace period), never as a row with no blob.
     # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
@@ -78,6 +84,8 @@ def find_garbage(
         )
     ):
         referenced.setdefault(key, []).append((file_id, username, name))
+    if stage is not None:
+        stage("Scanning blobs")
     found = list(blobs.scan())
     report = GarbageReport(blobs_scanned=len(found))
     present = set()
@@ -92,7 +100,11 @@ def find_garbage(
             report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
             if key in blob_keys:
                 report.broken_blobs.append(key)
+    if stage is not None:
+        stage("Scanning partial uploads")
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
+    if stage is not None:
+        stage("Scanning resumable uploads")
     # Rows before files again: an upload created during the scan is young, so spared.
     report.expired_uploads = resumable.expired_uploads(now)
     known_uploads = resumable.upload_ids()

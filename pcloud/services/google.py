@@ -20,15 +20,17 @@ from google.auth import jwt as google_jwt
 
 from pcloud.config import Settings
 from pcloud.db import rows
-from pcloud.errors import BadRequest, Conflict, ServiceUnavailable, Unauthorized
+from pcloud.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
 from pcloud.models import User, database_proxy
-from pcloud.services import tree
+from pcloud.services import tree, users
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_MAX_AGE = 3600
 MIN_REFETCH_INTERVAL = 60
 CLOCK_SKEW_SECONDS = 10
-NOT_CONFIGURED = "Google sign-in is not configured on this server (GOOGLE_CLIENT_ID is not set)"
+NOT_ENABLED = (
+    "Google sign-in is not enabled on this server (its admin has not set GOOGLE_CLIENT_ID)"
+)
 
 
 class GoogleCertificates:
@@ -110,13 +112,15 @@ def username_base(email: str) -> str:
 
 
 def sign_in(settings: Settings, certificates: GoogleCertificates, token: object) -> User:
-    """The user a Google ID token belongs to, creating the account on first sign-in."""
-    if not settings.google_enabled:
-        raise ServiceUnavailable(NOT_CONFIGURED)
+    """The user a Google ID token belongs to, creating the account on first sign-in (if
+    registration allows). The request is checked first (400), then whether Google sign-in
+    is on at all (403)."""
     if token in (None, ""):
         raise BadRequest("Missing field: google_token")
     if not isinstance(token, str):
         raise BadRequest("'google_token' must be a string")
+    if not settings.google_enabled:
+        raise Forbidden(NOT_ENABLED)
     claims = verify_id_token(settings, certificates, token)
     google_sub = str(claims["sub"])
     user = User.get_or_none(User.google_sub == google_sub)
@@ -138,6 +142,7 @@ def sign_in(settings: Settings, certificates: GoogleCertificates, token: object)
             message="An account with this email already exists. Sign in with your "
             "password; Google sign-in is not linked to it.",
         )
+    users.check_registration(settings, email)
     return _create_google_user(email, google_sub)
 
 

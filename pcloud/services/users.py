@@ -9,9 +9,9 @@ from datetime import datetime
 import peewee
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from pcloud.config import Settings
+from pcloud.config import Settings, email_matches
 from pcloud.db import rows
-from pcloud.errors import BadRequest, Conflict, NotFound, Unauthorized
+from pcloud.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from pcloud.models import (
     Change,
     DeletedContent,
@@ -34,6 +34,8 @@ MAX_EMAIL_LENGTH = 254
 MAX_PASSWORD_BYTES = 4096  # refused above, never truncated
 USERNAME_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f@/\\]")
 EMAIL_SHAPE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
+REGISTRATION_CLOSED = "Registration is closed on this server: ask its admin for an account"
+EMAIL_NOT_ALLOWED = "This server does not take registrations from this email address"
 # Checked against when no account matches, so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("pcloud-dummy-password", method="scrypt")
 
@@ -57,12 +59,47 @@ def normalize_email(email: object) -> str:
     return email
 
 
-def validate_password(password: object) -> str:
+def validate_password(
+    settings: Settings,
+    password: object,
+    username: str,
+    email: str,
+    field_name: str = "password",
+) -> str:
+    """The password, if it meets the policy: at least PASSWORD_MIN_LENGTH characters, at
+    most MAX_PASSWORD_BYTES, and neither the account's username nor its email. Raises
+    BadRequest naming the field."""
     if not isinstance(password, str) or password == "":
-        raise BadRequest("'password' must be a non-empty string")
+        raise BadRequest(f"'{field_name}' must be a non-empty string")
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
-        raise BadRequest(f"'password' is longer than {MAX_PASSWORD_BYTES} bytes")
+        raise BadRequest(f"'{field_name}' is longer than {MAX_PASSWORD_BYTES} bytes")
+    if len(password) < settings.password_min_length:
+        raise BadRequest(
+            f"'{field_name}' is too short: use at least {settings.password_min_length} characters"
+        )
+    if password.strip().lower() in (username.lower(), email.lower()):
+        raise BadRequest(f"'{field_name}' may not be the username or the email address")
     return password
+
+
+def check_registration(settings: Settings, email: str) -> None:
+    """Whether someone may make an account for themselves (POST /register, a first Google
+    sign-in) with this email: REGISTRATION and REGISTRATION_EMAILS. Raises Forbidden.
+    The admin's `pcloud users create` is not asked."""
+    if not settings.registration_open:
+        raise Forbidden(REGISTRATION_CLOSED)
+    if settings.registration_emails and not email_matches(email, settings.registration_emails):
+        raise Forbidden(EMAIL_NOT_ALLOWED)
+
+
+def register(
+    settings: Settings, username: object, email: object, password: object, client: Client
+) -> User:
+    """Someone makes an account for themselves: the registration policy, then create_user."""
+    username = validate_username(username)
+    email = normalize_email(email)
+    check_registration(settings, email)
+    return create_user(settings, username, email, password, client=client)
 
 
 def hash_password(settings: Settings, password: str) -> str:
@@ -83,7 +120,9 @@ def create_user(
     email = normalize_email(email)
     password_hash = None
     if password is not None or google_sub is None:
-        password_hash = hash_password(settings, validate_password(password))
+        password_hash = hash_password(
+            settings, validate_password(settings, password, username, email)
+        )
     _refuse_taken(username, email)
     try:
         with database_proxy.atomic():
@@ -149,7 +188,9 @@ def find_user(username_or_email: str) -> User:
 def set_password(settings: Settings, username: str, password: object) -> User:
     """The admin sets a new password: every session of the user ends."""
     user = find_user(username)
-    password_hash = hash_password(settings, validate_password(password))
+    password_hash = hash_password(
+        settings, validate_password(settings, password, user.username, user.email)
+    )
     with database_proxy.atomic():
         User.update(password_hash=password_hash).where(User.id == user.id).execute()
         sessions.revoke_all(
@@ -174,12 +215,14 @@ def change_own_password(
     a way to guess the password)."""
     if not isinstance(old_password, str):
         raise BadRequest("'old_password' must be a string")
-    new_password = validate_password(new_password)
     user = get_user(user_id)
     if user is None:
         raise Unauthorized("User no longer exists")
     if user.password_hash is None:
         raise BadRequest("This account signs in with Google and has no password to change")
+    new_password = validate_password(
+        settings, new_password, user.username, user.email, field_name="new_password"
+    )
     keys = throttle.keys_for(throttle.account_key(user, user.username), client.ip_address)
     throttle.check(keys)
     if not password_matches(user, old_password):
@@ -198,11 +241,15 @@ def change_own_password(
     return ended
 
 
-def set_disabled(username: str, disabled: bool) -> User:
-    """Disable an account (no sign-in, every token refused at once) or enable it again.
+def set_disabled(username: str, disabled: bool) -> tuple[User, bool]:
+    """Disable an account (no sign-in, every token refused at once) or enable it again;
+    returns the user and whether anything changed.
 
-    Disabling also ends every session, so enabling the account brings none of them back."""
+    Disabling also ends every session, so enabling the account brings none of them back.
+    An account already so is left alone, and nothing is written to the audit log."""
     user = find_user(username)
+    if (user.disabled_at is not None) == disabled:
+        return user, False
     with database_proxy.atomic():
         User.update(disabled_at=utc_now() if disabled else None).where(User.id == user.id).execute()
         if disabled:
@@ -214,7 +261,7 @@ def set_disabled(username: str, disabled: bool) -> User:
             user=user,
             actor=audit.ADMIN_ACTOR,
         )
-    return User.get_by_id(user.id)
+    return User.get_by_id(user.id), True
 
 
 def delete_user(blobs: BlobStore, username: str) -> tuple[User, int]:
@@ -262,6 +309,7 @@ class UserUsage:
     disabled: bool
     file_count: int
     bytes_used: int
+    quota_bytes: int | None
     created_at: datetime
 
 
@@ -284,6 +332,7 @@ def list_users() -> list[UserUsage]:
             user.disabled_at is not None,
             int(user.file_count),  # type: ignore[attr-defined]  # (selected aggregates)
             int(user.bytes_used),  # type: ignore[attr-defined]
+            user.quota_bytes,
             user.created_at,
         )
         for user in query
