@@ -608,6 +608,7 @@ def test_devices_can_be_signed_out_and_so_can_the_browser(page, served):
 
 
 def test_the_app_page_runs_no_inline_script_and_logs_no_errors(page, served):
+    page.get_log("browser")  # what earlier tests left
     sign_in(page, served)
     errors = [
         entry["message"]
