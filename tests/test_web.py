@@ -114,8 +114,14 @@ def test_without_the_cookie_refresh_is_401(client):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Pcloud-Web": "0"}, {**WEB, "Origin": "https://evil.example"}],
-    ids=["no header", "wrong header", "other origin"],
+    [
+        {},
+        {"Pcloud-Web": "0"},
+        {**WEB, "Origin": "https://evil.example"},
+        {**WEB, "Origin": "http://localhost.evil.example"},
+        {**WEB, "Origin": "null"},
+    ],
+    ids=["no header", "wrong header", "other origin", "lookalike origin", "opaque origin"],
 )
 def test_a_cross_site_request_cannot_use_the_session(client, auth, headers):
     web_sign_in(client, auth)
@@ -129,11 +135,10 @@ def test_a_cross_site_request_cannot_use_the_session(client, auth, headers):
     assert signed_in.status_code == 403
 
 
-def test_the_same_origin_is_let_in(client, auth):
+@pytest.mark.parametrize("origin", ["http://localhost", "https://localhost"])
+def test_the_same_origin_is_let_in_also_through_a_tls_proxy(client, auth, origin):
     web_sign_in(client, auth)
-    answer = client.post(
-        "/api/v1/web/session/refresh", headers={**WEB, "Origin": "http://localhost"}
-    )
+    answer = client.post("/api/v1/web/session/refresh", headers={**WEB, "Origin": origin})
     assert answer.status_code == 200
 
 

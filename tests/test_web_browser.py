@@ -274,13 +274,21 @@ def answer_dialog(browser, text: str | None = None, button: str | None = None) -
 
 
 def screenshot(browser, name: str) -> None:
-    """Save the screen at desktop and phone sizes (test-artifacts/web/<name>-*.png)."""
+    """Save the screen at desktop and phone sizes, light and dark
+    (test-artifacts/web/<name>-<size>[-dark].png)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     size = browser.get_window_size()
-    for label, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
-        browser.set_window_size(width, height)
-        time.sleep(0.3)
-        browser.save_screenshot(str(ARTIFACTS / f"{name}-{label}.png"))
+    for scheme in ("light", "dark"):
+        browser.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+        )
+        for label, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
+            browser.set_window_size(width, height)
+            time.sleep(0.3)
+            suffix = "-dark" if scheme == "dark" else ""
+            browser.save_screenshot(str(ARTIFACTS / f"{name}-{label}{suffix}.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     browser.set_window_size(size["width"], size["height"])
 
 
@@ -469,6 +477,12 @@ def test_upload_by_picker_list_download_and_organise(page, served, tmp_path, dow
     ).json()["entries"]
     assert "note 1.txt" in [entry["name"] for entry in inside]
 
+    # Copy, into the same folder: the copy gets a numbered name.
+    select(page, "big video.mp4")
+    click_button(page, "Copy", "#selectionbar")
+    answer_dialog(page)
+    wait_listed(page, "big video_1.mp4")
+
     # Delete to the trash, and restore.
     select(page, "note 2.txt")
     click_button(page, "Delete", "#selectionbar")
@@ -618,3 +632,95 @@ def test_the_app_page_runs_no_inline_script_and_logs_no_errors(page, served):
         and "/api/v1/web/session/refresh" not in entry["message"]
     ]
     assert errors == []
+
+
+def make_webm(path: Path, seconds: int = 4) -> None:
+    """A VP8 WebM (which every Chromium plays) of noise, a few MB: too big to be read at
+    one go, so that a seek asks the server for a range."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.bit_rate = 8_000_000
+        for number in range(seconds * 10):
+            frame = av.VideoFrame(320, 240, "yuv420p")
+            for plane in frame.planes:
+                plane.update(os.urandom(plane.buffer_size))
+            frame.pts = number
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    """A real (tiny, red) PNG picture."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\x00" + b"\xd0\x30\x30" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + (chunk(b"IEND", b""))
+    )
+
+
+def test_photos_open_inline_and_a_video_plays_and_seeks(page, served, tmp_path):
+    name = served.new_user()
+    headers = served.headers(name)
+    make_webm(tmp_path / "clip.webm")
+    for file_name, data in (
+        ("red.png", png()),
+        ("clip.webm", (tmp_path / "clip.webm").read_bytes()),
+    ):
+        answer = requests.post(
+            f"{served.url}/api/v1/folders/root/files",
+            headers=headers,
+            files={"file": (file_name, data)},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
+    sign_in(page, served, name)
+    on_row(page, "red.png", ".open")
+    wait_for(
+        page,
+        lambda d: (
+            d.execute_script(
+                "const i = document.querySelector('dialog[open] .stage img');"
+                "return i && i.complete && i.naturalWidth"
+            )
+            == 40
+        ),
+    )
+    click_button(page, "Next", "dialog[open]")
+    wait_for(
+        page,
+        lambda d: (
+            d.execute_script(
+                "const v = document.querySelector('dialog[open] video');"
+                "return v && v.readyState >= 1 && v.duration"
+            )
+            > 3
+        ),
+    )
+    page.execute_script(
+        "const v = document.querySelector('dialog[open] video'); v.pause();"
+        "window.seeked = false; v.addEventListener('seeked', () => { window.seeked = true; });"
+        "v.currentTime = 3.2;"
+    )
+    wait_for(page, lambda d: d.execute_script("return window.seeked"))
+    assert (
+        abs(
+            page.execute_script("return document.querySelector('dialog[open] video').currentTime")
+            - 3.2
+        )
+        < 0.5
+    )
+    screenshot(page, "viewer")
+    assert serious_violations(page) == []

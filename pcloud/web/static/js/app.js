@@ -1,6 +1,6 @@
 // The pcloud web app: sign in, browse, upload, download, organise, trash, account.
 
-import { ApiError, api, authorizedFetch, contentUrl, onSessionChange, refresh, register, signIn, signOut, zipUrl } from "./api.js";
+import { ApiError, api, authorizedFetch, call, contentUrl, onSessionChange, refresh, register, signIn, signOut, zipUrl } from "./api.js";
 import { askText, clear, confirmAction, dialog, formatDate, formatSize, h, toast } from "./dom.js";
 import { FolderData, VirtualList } from "./listing.js";
 import { UploadQueue, forgetUpload, unfinishedUploads } from "./upload.js";
@@ -412,8 +412,11 @@ function toolbar() {
     queuePicked([...folderInput.files].map((file) => ({ file, path: folderOf(file.webkitRelativePath) })));
     folderInput.value = "";
   });
+  // "Date taken" once the server knows photos' dates (its entries then carry taken_at).
+  const sample = state.data.entries.find((entry) => entry && entry.type === "file");
+  const sorts = sample && "taken_at" in sample ? [...SORTS, ["taken_at", "Date taken"]] : SORTS;
   const sortSelect = h("select", { id: "sort", onchange: (event) => changeSort(event.target.value) },
-    SORTS.flatMap(([key, label]) => [
+    sorts.flatMap(([key, label]) => [
       h("option", { value: `${key}:asc`, selected: state.sort === key && state.order === "asc" }, `${label} ↑`),
       h("option", { value: `${key}:desc`, selected: state.sort === key && state.order === "desc" }, `${label} ↓`),
     ]));
@@ -471,7 +474,7 @@ function renderSelectionBar() {
     one && h("button", { type: "button", onclick: () => renameEntry(one) }, "Rename"),
     h("button", { type: "button", onclick: () => pickFolder("Move to", (target) => moveEntries(chosen, target)) }, "Move"),
     h("button", { type: "button", onclick: () => pickFolder("Copy to", (target) => copyEntries(chosen, target)) }, "Copy"),
-    one && one.type === "file" && h("button", { type: "button", onclick: () => shareEntry(one) }, "Share link"),
+    one && h("button", { type: "button", onclick: () => shareEntry(one) }, "Share link"),
     h("button", { type: "button", class: "danger", onclick: () => trashEntries(chosen) }, "Delete"),
     h("button", { type: "button", onclick: () => { state.selection.clear(); renderSelectionBar(); state.list.redraw(); } }, "Clear selection"));
 }
@@ -574,27 +577,29 @@ async function trashEntries(chosen) {
   reloadFolder();
 }
 
-/** Share links come from the share API; until a server has it, say so. */
+/** A share link (POST /api/v1/shares, when the server has share links): copy or revoke. */
 async function shareEntry(entry) {
   const made = await authorizedFetch("/api/v1/shares", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ file_id: entry.id }),
+    body: JSON.stringify(entry.type === "folder" ? { folder_id: entry.id } : { file_id: entry.id }),
   }).catch(() => null);
   if (!made || made.status === 404 || made.status === 405) {
     return toast("Share links are not available on this server yet", "error");
   }
   const answer = await made.json().catch(() => ({}));
   if (!made.ok) return toast(answer.error || "Could not make a share link", "error");
-  const link = new URL(answer.url || `/s/${answer.token}`, location.href).href;
+  const link = new URL(answer.url || answer.path, location.href).href;
   const input = h("input", { id: "share-link", value: link, readonly: true });
-  const choice = await dialog("Share link", h("p", {}, h("label", { for: "share-link" }, "Anyone with this link can download the file"), input), [
+  const choice = await dialog(`Share ${entry.name}`, h("p", {}, h("label", { for: "share-link" }, "Anyone with this link can see it"), input), [
     { label: "Revoke link", value: "revoke", danger: true },
+    { label: "Done", value: null },
     { label: "Copy link", value: "copy", primary: true },
   ]);
-  if (choice === "copy") await navigator.clipboard.writeText(link).then(() => toast("Link copied"), () => toast("Select the link and copy it", "error"));
-  if (choice === "revoke" && answer.id !== undefined) {
-    await attempt(() => authorizedFetch(`/api/v1/shares/${answer.id}`, { method: "DELETE" }), "Link revoked");
+  if (choice === "copy") {
+    await navigator.clipboard.writeText(link).then(() => toast("Link copied"), () => toast("Select the link and copy it", "error"));
+  } else if (choice === "revoke") {
+    await attempt(() => call("DELETE", `/api/v1/shares/${answer.id}`), "The link no longer works");
   }
 }
 
@@ -747,6 +752,7 @@ async function renderAccount() {
   state.data = null;
   const me = state.me;
   const sessionsBox = h("div", {}, h("p", {}, "Loading…"));
+  const sharesBox = h("section", { class: "card", "aria-labelledby": "shares-title", hidden: true });
   const message = h("p", { class: "form-error", role: "alert" });
   const form = h("form", { class: "card", "aria-labelledby": "password-title" },
     h("h2", { id: "password-title" }, "Change password"),
@@ -779,6 +785,7 @@ async function renderAccount() {
       h("p", {}, me.email),
       h("p", {}, me.quota_bytes ? `${formatSize(me.usage_bytes)} of ${formatSize(me.quota_bytes)} used` : `${formatSize(me.usage_bytes)} used`)),
     me.has_password && form,
+    sharesBox,
     h("section", { class: "card", "aria-labelledby": "sessions-title" },
       h("div", { class: "page-head" }, h("h2", { id: "sessions-title" }, "Signed-in devices"),
         h("button", { type: "button", onclick: async () => {
@@ -790,6 +797,24 @@ async function renderAccount() {
       sessionsBox));
   focusHeading();
   renderSessions(sessionsBox);
+  renderShares(sharesBox);
+}
+
+/** The account's live share links, each with a way to revoke it (hidden on a server
+ * without share links). */
+async function renderShares(box) {
+  const response = await authorizedFetch("/api/v1/shares").catch(() => null);
+  if (!response || !response.ok) return;
+  const live = (await response.json()).shares.filter((share) => share.state === "active");
+  box.hidden = false;
+  clear(box, h("h2", { id: "shares-title" }, "Share links"),
+    live.length === 0 ? h("p", { class: "muted" }, "No links: select a file or folder and choose Share link.")
+      : h("ul", { class: "rows" }, live.map((share) => h("li", { class: "row session" },
+        h("span", { class: "name" }, share.name),
+        h("span", { class: "meta" }, `${share.type} · made ${formatDate(share.created_at)} · ${share.downloads} download(s)${share.expires_at ? ` · until ${formatDate(share.expires_at)}` : ""}`),
+        h("button", { type: "button", "aria-label": `Revoke the link to ${share.name}`, onclick: async () => {
+          if (await attempt(() => call("DELETE", `/api/v1/shares/${share.id}`), "The link no longer works")) renderShares(box);
+        } }, "Revoke")))));
 }
 
 async function renderSessions(box) {
