@@ -693,18 +693,18 @@ def test_photos_open_inline_and_a_video_plays_and_seeks(page, served, tmp_path):
         lambda d: (
             d.execute_script(
                 "const i = document.querySelector('dialog[open] .stage img');"
-                "return i && i.complete && i.naturalWidth"
+                "return i && i.complete && i.naturalWidth || 0"
             )
             == 40
         ),
     )
-    click_button(page, "Next", "dialog[open]")
+    click_button(page, "Previous", "dialog[open]")  # clip.webm sorts before red.png
     wait_for(
         page,
         lambda d: (
             d.execute_script(
                 "const v = document.querySelector('dialog[open] video');"
-                "return v && v.readyState >= 1 && v.duration"
+                "return v && v.readyState >= 1 && v.duration || 0"
             )
             > 3
         ),

@@ -16,6 +16,7 @@ const SORTS = [
 const folderNames = new Map(); // folder id -> {name, parent_id}, for breadcrumbs
 const thumbnails = new Map(); // file id -> blob: URL, or null when there is none
 const THUMBNAILS_KEPT = 600;
+let thumbnailsMissing = false; // a server without the thumbnail API (icons instead)
 
 const state = {
   me: null,
@@ -283,9 +284,10 @@ function makeList(scroller) {
     rowHeight: grid ? 188 : 52,
     cellWidth: grid ? 168 : 0,
     label: "Files and folders",
-    renderItem: (index) => entryElement(state.data.entries[index], index),
+    renderItem: (index) => entryElement(state.data?.entries[index], index),
     need: (start, end) => {
       const data = state.data;
+      if (!data) return;
       let missing = false; // (a loop: some() and slice() skip the holes of unread pages)
       for (let index = start; index < end && !missing; index += 1) missing = !data.entries[index];
       if (missing) data.ensure(start, end).then(() => state.data === data && state.list.redraw()).catch(() => {});
@@ -377,9 +379,14 @@ function thumbnail(entry, kind) {
     clear(box, h("img", { src: known, alt: "", loading: "lazy" }));
     return box;
   }
+  if (thumbnailsMissing) return box;
   authorizedFetch(`/api/v1/files/${entry.id}/thumbnail?size=256`).then(async (response) => {
     if (!response.ok) {
       thumbnails.set(entry.id, null);
+      // The router's own 404 ("Not found"): this server has no thumbnails; stop asking.
+      if (response.status === 404 && (await response.json().catch(() => ({}))).error === "Not found") {
+        thumbnailsMissing = true;
+      }
       return;
     }
     const url = URL.createObjectURL(await response.blob());
@@ -562,6 +569,8 @@ async function copyEntries(chosen, targetId) {
   let copied = 0;
   for (const entry of chosen) if (await attempt(() => api.copy(entry, targetId))) copied += 1;
   if (copied) toast(`Copied ${copied} item${copied === 1 ? "" : "s"}`);
+  state.selection.clear();
+  renderSelectionBar();
   reloadFolder();
   updateQuota();
 }
@@ -720,8 +729,15 @@ function drawUploads() {
 
 // ---- trash ---------------------------------------------------------------------------
 
-async function renderTrash() {
+function leaveFiles() {
   state.data = null;
+  state.selection.clear();
+  if (state.list) state.list.destroy();
+  state.list = null;
+}
+
+async function renderTrash() {
+  leaveFiles();
   const body = h("div", { class: "trash" }, h("p", {}, "Loading…"));
   clear(main, h("div", { class: "page-head" }, h("h1", {}, "Trash"),
     h("button", { type: "button", class: "danger", onclick: emptyTrash }, "Empty trash")), body);
@@ -749,7 +765,7 @@ async function emptyTrash() {
 // ---- account -------------------------------------------------------------------------
 
 async function renderAccount() {
-  state.data = null;
+  leaveFiles();
   const me = state.me;
   const sessionsBox = h("div", {}, h("p", {}, "Loading…"));
   const sharesBox = h("section", { class: "card", "aria-labelledby": "shares-title", hidden: true });

@@ -166,5 +166,7 @@ export class VirtualList {
 
   destroy() {
     this.resizeObserver.disconnect();
+    this.count = 0;
+    this.draw = () => {}; // a frame already asked for draws nothing
   }
 }
