@@ -30,6 +30,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException, TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as expected  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -609,16 +610,27 @@ def test_devices_can_be_signed_out_and_so_can_the_browser(page, served):
         f"{served.url}/token/refresh", json={"refresh_token": other["refresh_token"]}, timeout=10
     )
     assert refused.status_code == 401
+    # Change the password: the new one works, the old one no longer does.
+    css(page, "#old-password").send_keys(PASSWORD)
+    css(page, "#new-password").send_keys("a new long passphrase")
+    css(page, "#repeat-password").send_keys("a new long passphrase")
+    click_button(page, "Change password")
+    wait_for(page, lambda driver: "Password changed" in driver.find_element(By.ID, "toast").text)
+    login = {"login_identifier": name, "password": "a new long passphrase"}
+    assert requests.post(f"{served.url}/login", json=login, timeout=10).status_code == 200
+    login["password"] = PASSWORD
+    assert requests.post(f"{served.url}/login", json=login, timeout=10).status_code == 401
+    page.find_element(By.CSS_SELECTOR, '.topnav a[data-section="account"]').click()
     click_button(page, "Sign out")
     css(page, "#login")
     page.refresh()
     css(page, "#login")  # the cookie went with the session: a reload does not sign back in
-    assert (
-        requests.get(f"{served.url}/sessions", headers=served.headers(name), timeout=10)
-        .json()["sessions"]
-        .__len__()
-        == 1
-    )
+    login["password"] = "a new long passphrase"
+    token = requests.post(f"{served.url}/login", json=login, timeout=10).json()["access_token"]
+    left = requests.get(
+        f"{served.url}/sessions", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()["sessions"]
+    assert "Web browser" not in [session["device_name"] for session in left]
 
 
 def test_the_app_page_runs_no_inline_script_and_logs_no_errors(page, served):
@@ -724,3 +736,31 @@ def test_photos_open_inline_and_a_video_plays_and_seeks(page, served, tmp_path):
     )
     screenshot(page, "viewer")
     assert serious_violations(page) == []
+
+
+def test_the_list_is_used_with_the_keyboard(page, served, tmp_path):
+    name = served.new_user()
+    headers = served.headers(name)
+    for index in range(30):
+        requests.post(
+            f"{served.url}/api/v1/folders/root/files",
+            headers=headers,
+            files={"file": (f"file {index:02d}.txt", b"x" * index)},
+            timeout=10,
+        )
+    sign_in(page, served, name)
+    wait_listed(page, "file 00.txt")
+    page.execute_script("document.querySelector('#files .entry .open').focus()")
+    focused = "return document.activeElement.closest('[data-index]')?.dataset.index"
+    actions = webdriver.ActionChains(page)
+    actions.send_keys(Keys.ARROW_DOWN).send_keys(Keys.ARROW_DOWN).perform()
+    assert page.execute_script(focused) == "2"
+    actions.send_keys(Keys.END).perform()
+    wait_for(page, lambda driver: driver.execute_script(focused) == "29")
+    assert page.execute_script("return document.activeElement.textContent") == "file 29.txt"
+    actions.send_keys(Keys.DELETE).perform()  # asks first, with the focus in the dialog
+    css(page, "dialog[open]")
+    assert page.execute_script("return document.activeElement.closest('dialog') !== null")
+    actions.send_keys(Keys.ESCAPE).perform()
+    wait_for(page, lambda driver: not driver.find_elements(By.CSS_SELECTOR, "dialog[open]"))
+    assert "file 29.txt" in [entry["name"] for entry in served.root_entries(name, headers)]
