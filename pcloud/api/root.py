@@ -1,6 +1,7 @@
 """`GET /`: tells a client that the server is running; sends a browser to the web app."""
 
 from flask import Blueprint, redirect
+from flask.typing import ResponseReturnValue
 
 from pcloud.api.context import quick
 from pcloud.web.pages import APP_PATH, wants_page
@@ -10,7 +11,7 @@ blueprint = Blueprint("root", __name__)
 
 @blueprint.get("/")
 @quick
-def index():
+def index() -> ResponseReturnValue:
     if wants_page():
         response = redirect(APP_PATH, 303)
         response.vary.add("Accept")
