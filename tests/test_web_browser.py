@@ -8,6 +8,7 @@ Screenshots of each main screen, at desktop and phone sizes, go to test-artifact
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -194,6 +195,13 @@ def css(browser, selector: str):
 
 def click(browser, selector: str) -> None:
     wait_for(browser, expected.element_to_be_clickable((By.CSS_SELECTOR, selector))).click()
+
+
+def click_now(browser, selector: str) -> None:
+    """Click `selector` in one step inside the page (for what is redrawn all the time,
+    such as the upload panel, whose elements go stale between finding and clicking)."""
+    script = "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e"
+    wait_for(browser, lambda driver: driver.execute_script(script, selector))
 
 
 def click_button(browser, text: str, within: str = "body") -> None:
@@ -764,3 +772,44 @@ def test_the_list_is_used_with_the_keyboard(page, served, tmp_path):
     actions.send_keys(Keys.ESCAPE).perform()
     wait_for(page, lambda driver: not driver.find_elements(By.CSS_SELECTOR, "dialog[open]"))
     assert "file 29.txt" in [entry["name"] for entry in served.root_entries(name, headers)]
+
+
+def slow_uplink(browser, bytes_per_second: int) -> None:
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": bytes_per_second,
+        },
+    )
+
+
+def test_a_paused_upload_stops_and_goes_on_when_resumed(page, served, tmp_path):
+    name = served.new_user()
+    headers = served.headers(name)
+    path, sha = make_file(tmp_path, "paused.bin", 48 * 1024 * 1024)
+    sign_in(page, served, name)
+    progress = "return document.querySelector('#uploads .upload progress')?.value || 0"
+    slow_uplink(page, 20 * 1024 * 1024)
+    try:
+        page.find_element(By.ID, "pick-files").send_keys(str(path))
+        wait_for(page, lambda driver: driver.execute_script(progress) > 4 * 1024 * 1024, 60)
+        click_now(page, 'button[aria-label="Pause paused.bin"]')
+        wait_for(page, lambda driver: "Paused" in driver.find_element(By.ID, "uploads").text)
+        [saved] = page.execute_script("return Object.values(localStorage)")
+        url = served.url + json.loads(saved)["url"]
+        tus = {**headers, "Tus-Resumable": "1.0.0"}
+        time.sleep(0.5)  # what was under way when paused has settled
+        before = int(requests.head(url, headers=tus, timeout=10).headers["Upload-Offset"])
+        time.sleep(1.5)
+        after = int(requests.head(url, headers=tus, timeout=10).headers["Upload-Offset"])
+        assert before == after < 48 * 1024 * 1024  # nothing more is sent while paused
+        click_now(page, 'button[aria-label="Resume paused.bin"]')
+        wait_uploads_done(page, 60)
+    finally:
+        slow_uplink(page, -1)
+    stored = {entry["name"]: entry for entry in served.root_entries(name, headers)}
+    assert stored["paused.bin"]["sha256"] == sha

@@ -238,7 +238,7 @@ export class UploadQueue {
       this.onStored(item, entry);
     } catch (error) {
       if (error instanceof PausedError) {
-        item.state = "paused";
+        if (item.state !== "failed") item.state = "paused"; // (cancelled: stays so)
         this.onChange();
       } else {
         this.fail(item, error);
@@ -254,10 +254,12 @@ export class UploadQueue {
     this.onChange();
   }
 
+  /** Stop an upload where it is (a request under way is broken off; the server keeps
+   * what arrived of a tus piece). */
   pause(item) {
-    if (item.state === "queued") item.state = "paused";
+    if (["queued", "checking", "uploading"].includes(item.state)) item.state = "paused";
     if (item.request) item.request.abort();
-    else this.onChange();
+    this.onChange();
   }
 
   resume(item) {
@@ -316,8 +318,8 @@ export class UploadQueue {
     item.error = "Connection lost: trying again…";
     this.onChange();
     await sleep(Math.min(MAX_WAIT, 500 * 2 ** attempt));
-    if (item.state !== "uploading") throw new PausedError("paused");
     item.error = null;
+    if (item.state !== "uploading") throw new PausedError("paused");
   }
 
   async sendResumably(item) {
@@ -373,6 +375,7 @@ export class UploadQueue {
       offset = Number(request.getResponseHeader("Upload-Offset"));
       stored = request.getResponseHeader("Pcloud-File");
       this.progress(item, offset);
+      if (item.state !== "uploading" && offset < item.size) throw new PausedError("paused");
     }
     localStorage.removeItem(item.key);
     return stored === null ? null : { name: decodeURIComponent(stored) };
