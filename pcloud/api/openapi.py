@@ -972,9 +972,13 @@ def _version_paths() -> dict[str, Schema]:
                 {"200": _answer("Deleted", MESSAGE_ONLY)},
                 404,
                 parameters=[FILE_ID, VERSION_ID],
+            )
+        },
+    }
+
+
 ZIP = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
 WEB_HEADER = _header("Pcloud-Web", required=True, enum=["1"])
-FILE_ID = {**_path_parameter("file_id", "A file's id"), "schema": {"type": "integer"}}
 
 
 def _web_paths() -> dict[str, Schema]:
