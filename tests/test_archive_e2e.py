@@ -9,13 +9,12 @@ import zipfile
 import pytest
 import requests
 
-from tests.test_e2e import server  # noqa: F401  (the module's running server fixture)
-
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
+SERVER_SETTINGS = {"max_upload_size": 512 * MIB}  # for conftest's `server`
 
 
-def test_a_large_folder_zip_streams_with_flat_memory(server, tmp_path):  # noqa: F811
+def test_a_large_folder_zip_streams_with_flat_memory(server, tmp_path):
     """Three 96 MiB files: a worker's peak memory grows far less than the archive."""
     headers = server.new_user()
     folder = requests.post(

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import start_server, stop_server
+from tests.served import start_server, stop_server
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
