@@ -10,6 +10,7 @@ from werkzeug.routing import BaseConverter
 from pcloud.api import (
     accounts,
     app_passwords,
+    archive,
     bodies,
     errors,
     files,
@@ -27,6 +28,7 @@ from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.dav.app import DavMount
 from pcloud.serving import ServedApp
+from pcloud.web import blueprints as web_blueprints
 
 
 class IdConverter(BaseConverter):
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         tree.blueprint,
         sync.blueprint,
         versions.blueprint,
+        archive.blueprint,
+        *web_blueprints,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

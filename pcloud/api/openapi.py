@@ -989,9 +989,97 @@ def _version_paths() -> dict[str, Schema]:
     }
 
 
+ZIP = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
+WEB_HEADER = _header("Pcloud-Web", required=True, enum=["1"])
+
+
+def _web_paths() -> dict[str, Schema]:
+    """The web app's pages, its cookie-held session, and its cookie-authenticated reads
+    (pcloud.web). The session routes want `Pcloud-Web: 1` and this server's Origin."""
+    access = _object(
+        ["access_token", "expires_in"],
+        {"message": _string(), "access_token": _string(), "expires_in": {"type": "integer"}},
+    )
+    cookie = {"description": "Set-Cookie: the HttpOnly, SameSite=Strict session cookies"}
+    page = {"200": {"description": "A file of the web app", "content": {"text/html": {}}}}
+    return {
+        "/app/": {"get": _operation("The web app", page, auth=False)},
+        "/app/{name}": {
+            "get": _operation(
+                "One of the web app's static files",
+                {"200": {"description": "The file", "content": {"*/*": {}}}},
+                404,
+                auth=False,
+                parameters=[_path_parameter("name", "The file's path below /app/")],
+            )
+        },
+        f"{V1}/web/session": {
+            "post": _operation(
+                "Sign the web app in: the refresh token goes into an HttpOnly cookie",
+                {"200": _answer("Signed in", access, headers={"Set-Cookie": cookie})},
+                400,
+                401,
+                403,
+                429,
+                body=_json_body(
+                    {"login_identifier": _string(), "password": _string()},
+                    ["login_identifier", "password"],
+                ),
+                auth=False,
+                parameters=[WEB_HEADER],
+            ),
+            "delete": _operation(
+                "Sign the web app out: end the cookie's session, clear the cookies",
+                {"200": _answer("Signed out", MESSAGE_ONLY)},
+                403,
+                auth=False,
+                parameters=[WEB_HEADER],
+            ),
+        },
+        f"{V1}/web/session/refresh": {
+            "post": _operation(
+                "A new access token from the session cookie",
+                {"200": _answer("Refreshed", access)},
+                401,
+                403,
+                auth=False,
+                parameters=[WEB_HEADER],
+            )
+        },
+        f"{V1}/web/content/files/{{file_id}}": {
+            "get": _operation(
+                "A file's bytes, for <video>, <img> and links (cookie-authenticated; Range)",
+                {"200": {"description": "The bytes"}, "206": {"description": "A range"}},
+                401,
+                404,
+                auth=False,
+                parameters=[FILE_ID],
+            )
+        },
+        f"{V1}/web/content/folders/{{ref}}/zip": {
+            "get": _operation(
+                "A folder and all below it as a ZIP (cookie-authenticated)",
+                {"200": {"description": "The archive, made as it is sent", "content": ZIP}},
+                401,
+                404,
+                auth=False,
+                parameters=[FOLDER_REF],
+            )
+        },
+        f"{V1}/folders/{{ref}}/zip": {
+            "get": _operation(
+                "A folder and all below it as a ZIP, streamed (stored, not compressed)",
+                {"200": {"description": "The archive, made as it is sent", "content": ZIP}},
+                404,
+                parameters=[FOLDER_REF],
+            )
+        },
+    }
+
+
 def document(metrics: bool = False) -> Schema:
     """The whole document; /metrics appears when it is on."""
-    paths = {**_paths(), **_sync_paths(), **_version_paths()}
+    paths = {**_paths(), **_sync_paths(), **_version_paths(), **_web_paths()}
     if metrics:
         paths["/metrics"] = {
             "get": {

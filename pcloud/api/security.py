@@ -21,6 +21,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-site",
 }
 HEADER_LIST = list(SECURITY_HEADERS.items())
+# For an answer that brings its own Content-Security-Policy (the web app's pages).
+HEADER_LIST_BUT_CSP = [
+    (name, value) for name, value in HEADER_LIST if name != "Content-Security-Policy"
+]
 HSTS = "max-age=31536000"  # only on answers that travelled over HTTPS (through the proxy)
 
 # tus clients in a browser (Uppy, tus-js-client) send and read these.
@@ -86,7 +90,8 @@ def register(app: Flask, settings: Settings) -> None:
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS (and HSTS over HTTPS) to every answer.
+    """Adds SECURITY_HEADERS (and HSTS over HTTPS) to every answer; an answer that set its
+    own Content-Security-Policy keeps it instead of the default one.
 
     WSGI middleware rather than a Flask after_request hook: appending to the header list
     as the answer starts costs a microsecond; werkzeug's per-header checks cost fifteen,
@@ -98,7 +103,8 @@ class SecurityHeaders:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         def start_with_headers(status, headers, exc_info=None):
-            headers.extend(HEADER_LIST)
+            own_policy = any(name == "Content-Security-Policy" for name, _value in headers)
+            headers.extend(HEADER_LIST_BUT_CSP if own_policy else HEADER_LIST)
             if environ.get("wsgi.url_scheme") == "https":
                 headers.append(("Strict-Transport-Security", HSTS))
             return start_response(status, headers, exc_info)
