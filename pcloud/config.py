@@ -86,6 +86,22 @@ def parse_access_log(text: str) -> str:
     return text
 
 
+def parse_storage_url(text: str) -> str:
+    """`file:///absolute/folder` or `s3://BUCKET[/PREFIX]?endpoint_url=...&region=...`."""
+    from pcloud.storage.urls import check_storage_url
+
+    return check_storage_url(text.strip())
+
+
+def parse_flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def parse_workers(text: str) -> int:
     if text.strip().lower() == "auto":
         return max(1, min(os.cpu_count() or 1, 8))
@@ -127,6 +143,35 @@ OPTIONS: tuple[Option, ...] = (
         "upload_folder",
         None,
         "Folder holding the file contents (under generated names). Default: PCLOUD_DATA_DIR/files.",
+    ),
+    Option(
+        "STORAGE_URL",
+        "storage_url",
+        None,
+        "Where file contents live: file:///srv/pcloud/files (a local folder), or "
+        "s3://BUCKET[/PREFIX]?endpoint_url=http://host:port[&region=REGION] for "
+        "S3-compatible object storage (pip install 'pcloud[s3]'), whose credentials come "
+        "from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), never from "
+        "this URL. Change it only after `pcloud files migrate-storage --to URL`. "
+        "Default: file:// and UPLOAD_FOLDER.",
+        parse_storage_url,
+    ),
+    Option(
+        "S3_TIMEOUT",
+        "s3_timeout",
+        "10",
+        "Seconds pcloud waits for the object store to connect or to answer before a "
+        "request gets 503 with Retry-After (S3 storage only).",
+        parse_positive_int,
+    ),
+    Option(
+        "S3_REDIRECT_DOWNLOADS",
+        "s3_redirect_downloads",
+        "false",
+        "true: a download is answered with a redirect to a presigned URL valid for five "
+        "minutes, so the bytes go from the object store to the client without passing "
+        "through pcloud (the store must then be reachable by clients). S3 storage only.",
+        parse_flag,
     ),
     Option(
         "SECRET_KEY",
@@ -338,12 +383,20 @@ class Settings:
     max_connections: int = 10000
     drain_timeout: int = 30
     access_log: str = "stderr"
+    storage_url: str = ""  # "": file:// and upload_folder (see blob_store_url)
+    s3_timeout: int = 10
+    s3_redirect_downloads: bool = False
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def google_enabled(self) -> bool:
         return bool(self.google_client_id)
+
+    @property
+    def blob_store_url(self) -> str:
+        """STORAGE_URL, or the upload folder as a file:// URL when it is not set."""
+        return self.storage_url or f"file://{self.upload_folder}"
 
 
 def load_settings(
@@ -398,9 +451,22 @@ def load_settings(
     values["upload_folder"] = Path(values["upload_folder"]).expanduser().resolve()
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{data_dir / 'pcloud.db'}"
+    if values["storage_url"] is None:
+        values["storage_url"] = f"file://{values['upload_folder']}"
     if values["secret_key"] is None:
+        if values["storage_url"].startswith("s3://"):
+            raise ConfigError(_NODE_LOCAL_SECRET)
         values["secret_key"], sources["secret_key"] = _kept_secret_key(data_dir)
     return Settings(**values, sources=sources)
+
+
+_NODE_LOCAL_SECRET = (
+    "SECRET_KEY is not set, and STORAGE_URL is s3://: with shared storage several pcloud "
+    "nodes may serve the same accounts, and a key generated on this one would refuse "
+    "every token the others signed. Set SECRET_KEY to the same long random value on "
+    "every node (e.g. the output of `python3 -c 'import secrets; "
+    "print(secrets.token_urlsafe(48))'`), and DATABASE_URL to the one PostgreSQL they share."
+)
 
 
 def _kept_secret_key(data_dir: Path) -> tuple[str, str]:

@@ -159,6 +159,8 @@ class LocalResumableWrite(ResumableWrite):
 
 
 class LocalBlobStore(BlobStore):
+    local = True
+
     def __init__(self, root: Path, anonymous_writes: bool | None = None) -> None:
         """anonymous_writes: None to use O_TMPFILE files where the filesystem allows."""
         self.root = Path(root)
