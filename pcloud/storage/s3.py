@@ -102,6 +102,9 @@ def make_client(location: S3Location, timeout: float) -> S3Client:
         read_timeout=timeout,
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=32,
+        # Presigned URLs with response overrides (the download's name) verify only under
+        # SigV4 on SeaweedFS; AWS and MinIO want it anyway.
+        signature_version="s3v4",
         s3={"addressing_style": "path" if location.endpoint_url else "auto"},
         # pcloud hashes every byte with SHA-256 itself; boto3's extra CRC is spared.
         request_checksum_calculation="when_required",
