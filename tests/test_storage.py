@@ -13,6 +13,7 @@ import pytest
 from pcloud.errors import PayloadTooLarge
 from pcloud.storage import BlobStore, LocalBlobStore
 
+
 def s3_store(request, tmp_path) -> BlobStore:
     from pcloud.storage.s3 import S3BlobStore
 

@@ -114,9 +114,7 @@ def _send_from_store(app, stored) -> Response:
     S3_REDIRECT_DOWNLOADS, a redirect to a short-lived URL of the store instead."""
     mimetype = names.mime_type(stored.name)
     if app.settings.s3_redirect_downloads:
-        url = app.blobs.download_url(
-            stored.blob_key, stored.name, mimetype, PRESIGNED_URL_LIFETIME
-        )
+        url = app.blobs.download_url(stored.blob_key, stored.name, mimetype, PRESIGNED_URL_LIFETIME)
         if url is not None:
             return redirect(url, 302)
     # werkzeug writes the headers (Content-Disposition for any name, validators) ...

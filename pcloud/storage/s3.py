@@ -15,6 +15,7 @@ answers with an error of its own, raises StorageUnavailable (503 with Retry-Afte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -229,10 +230,9 @@ class S3BlobWriter(BlobWriter):
         if self._upload_id is not None:
             for future in self._parts:
                 if not future.cancelled():
-                    try:
-                        future.exception()  # wait: a part sent after the abort would linger
-                    except Exception:  # noqa: S110 (cancelled meanwhile)
-                        pass
+                    # Wait for it: a part that lands after the abort would linger.
+                    with contextlib.suppress(Exception):
+                        future.exception()
             try:
                 self._store.client.abort_multipart_upload(
                     Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id
@@ -367,7 +367,8 @@ class S3BlobStore(BlobStore):
                 for item in page.get("Contents", []):
                     key = item["Key"][len(blob_prefix) :]
                     if KEY_PATTERN.fullmatch(key):  # anything else is not ours to claim
-                        yield BlobEntry(key=key, size=item["Size"], modified_at=item["LastModified"])
+                        modified_at = item["LastModified"]
+                        yield BlobEntry(key=key, size=item["Size"], modified_at=modified_at)
         except _store_errors() as error:
             store_error(error, "list blobs")
 

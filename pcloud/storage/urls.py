@@ -1,7 +1,7 @@
 """STORAGE_URL: which BlobStore holds the bytes, from one URL.
 
-    file:///srv/pcloud/files                          a folder on this machine
-    s3://BUCKET[/PREFIX]?endpoint_url=...&region=...  S3-compatible object storage
+file:///srv/pcloud/files                          a folder on this machine
+s3://BUCKET[/PREFIX]?endpoint_url=...&region=...  S3-compatible object storage
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ def open_store(url: str, s3_timeout: float = 10) -> BlobStore:
             return S3BlobStore(url, timeout=s3_timeout)
         except ModuleNotFoundError as error:
             raise ValueError(
-                f"STORAGE_URL is s3:// but {error.name} is not installed: "
-                "pip install 'pcloud[s3]'"
+                f"STORAGE_URL is s3:// but {error.name} is not installed: pip install 'pcloud[s3]'"
             ) from None
     return LocalBlobStore(_folder(url))
 
