@@ -93,6 +93,13 @@ def parse_storage_url(text: str) -> str:
     return check_storage_url(text.strip())
 
 
+def _without_credentials(url: str) -> str:
+    """The URL with any user:password@ taken out, to be repeated in an error."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def parse_flag(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -117,6 +124,8 @@ class Option:
     default: str | None
     help: str
     parse: Callable[[str], Any] = str
+    # How a bad value is repeated in an error (a URL may carry a password).
+    shown: Callable[[str], str] = repr
 
 
 # The one table of options. `.env.example` documents every entry (a test checks it).
@@ -155,6 +164,7 @@ OPTIONS: tuple[Option, ...] = (
         "this URL. Change it only after `pcloud files migrate-storage --to URL`. "
         "Default: file:// and UPLOAD_FOLDER.",
         parse_storage_url,
+        lambda url: repr(_without_credentials(url)),
     ),
     Option(
         "S3_TIMEOUT",
@@ -441,7 +451,9 @@ def load_settings(
             try:
                 values[option.field] = option.parse(raw)
             except ValueError as error:
-                raise ConfigError(f"{option.env}={raw!r} from {source}: {error}.") from None
+                raise ConfigError(
+                    f"{option.env}={option.shown(raw)} from {source}: {error}."
+                ) from None
         sources[option.field] = source
 
     data_dir = Path(values["data_dir"]).expanduser().resolve()
