@@ -183,12 +183,19 @@ class BlobStore(ABC):
     partial_from = 1
 
     @abstractmethod
-    def writer(self, max_size: int | None = None) -> BlobWriter:
-        """Start a new blob. Writing more than `max_size` bytes raises PayloadTooLarge."""
+    def writer(self, max_size: int | None = None, key: str | None = None) -> BlobWriter:
+        """Start a new blob. Writing more than `max_size` bytes raises PayloadTooLarge.
 
-    def put(self, chunks: Iterable[bytes], max_size: int | None = None) -> StoredBlob:
-        """Store an iterable of byte chunks as a new blob."""
-        writer = self.writer(max_size)
+        `key`: commit under this key instead of a new one (a key some store generated:
+        copying a blob from one store to another keeps its database rows true). The
+        caller makes sure the store does not hold that key yet (exists()).
+        """
+
+    def put(
+        self, chunks: Iterable[bytes], max_size: int | None = None, key: str | None = None
+    ) -> StoredBlob:
+        """Store an iterable of byte chunks as a new blob (under `key`, see writer())."""
+        writer = self.writer(max_size, key)
         try:
             writer.write_all(chunks)
             return writer.commit()

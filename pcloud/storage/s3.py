@@ -71,7 +71,9 @@ class S3Location:
         in a valid URL, and the error names only the part that is wrong)."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.hostname:
-            raise ValueError("expected s3://BUCKET[/PREFIX]?endpoint_url=http://host:port")
+            raise ValueError(
+                "expected s3://BUCKET/PREFIX?endpoint_url=http://host:port (PREFIX optional)"
+            )
         if parts.username or parts.password:
             raise ValueError(
                 "credentials do not belong in STORAGE_URL: set AWS_ACCESS_KEY_ID and "
@@ -144,10 +146,10 @@ class S3BlobWriter(BlobWriter):
     caller's thread, the server's event loop, does not wait on the network unless
     PARTS_IN_FLIGHT parts are already on their way)."""
 
-    def __init__(self, store: S3BlobStore, max_size: int | None) -> None:
+    def __init__(self, store: S3BlobStore, max_size: int | None, key: str | None) -> None:
         super().__init__(max_size)
         self._store = store
-        self.key = os.urandom(16).hex()
+        self.key = key or os.urandom(16).hex()
         self._object_key = store.object_key(self.key)
         self._buffer = bytearray()
         self._upload_id: str | None = None
@@ -302,8 +304,8 @@ class S3BlobStore(BlobStore):
         except _store_errors() as error:
             store_error(error, f"find bucket {self.bucket}")
 
-    def writer(self, max_size: int | None = None) -> BlobWriter:
-        return S3BlobWriter(self, max_size)
+    def writer(self, max_size: int | None = None, key: str | None = None) -> BlobWriter:
+        return S3BlobWriter(self, max_size, key)
 
     def open(self, key: str) -> BinaryIO:
         return self.open_range(key)

@@ -25,7 +25,8 @@ def check_storage_url(url: str) -> str:
     else:
         raise ValueError(
             "expected file:///absolute/folder or "
-            "s3://BUCKET[/PREFIX]?endpoint_url=http://host:port[&region=REGION]"
+            "s3://BUCKET/PREFIX?endpoint_url=http://host:port&region=REGION "
+            "(PREFIX and region optional)"
         )
     return url
 
