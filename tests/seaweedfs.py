@@ -78,7 +78,9 @@ def credentials_environment() -> dict[str, str]:
 class SeaweedFS:
     """One `weed server` with master, volume, filer and S3 gateway on loopback."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, enforce_key: bool = True) -> None:
+        """enforce_key False: anyone may read and write (the bench's direct PUTs)."""
+        self.enforce_key = enforce_key
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
@@ -115,7 +117,12 @@ class SeaweedFS:
 
     def start(self) -> None:
         """Start the engine and wait until its S3 gateway answers."""
-        environment = {**os.environ, "TMPDIR": str(self.folder), **credentials_environment()}
+        environment = {**os.environ, "TMPDIR": str(self.folder)}
+        for name, value in credentials_environment().items():
+            if self.enforce_key:
+                environment[name] = value
+            else:
+                environment.pop(name, None)
         with open(self.folder / "weed.log", "ab") as log:
             self.process = subprocess.Popen(
                 self.command(),

@@ -149,7 +149,7 @@ def _chunks(body) -> Iterator[bytes]:
             yield chunk
 
 
-STREAM_CHUNK = 1024 * 1024
+STREAM_CHUNK = 256 * 1024  # below waitress's outbuf_overflow (1 MiB): no temporary file per piece
 
 
 @blueprint.delete("/delete/<path:filename>")

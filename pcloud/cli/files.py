@@ -117,10 +117,21 @@ def _print_report(report: gc.GarbageReport) -> None:
 
 @app.command("verify")
 @reports_errors
-def verify_blobs(ctx: typer.Context) -> None:
+def verify_blobs(
+    ctx: typer.Context,
+    metadata: bool = typer.Option(
+        False,
+        "--metadata",
+        help="Only check that every blob is in the store with its size (one listing, "
+        "no byte read: fast on S3).",
+    ),
+) -> None:
     """Read every stored blob back and check it against its SHA-256 (bit rot, lost
     bytes). Exits 1 when any is damaged."""
     pcloud = open_pcloud(ctx)
+    if metadata:
+        _verify_sizes(pcloud)
+        return
     todo = verify.plan()
     with Progress(
         TextColumn("Verifying blobs"),
@@ -142,6 +153,34 @@ def verify_blobs(ctx: typer.Context) -> None:
     for blob in damaged:
         found = blob.actual_sha256 or "[red]missing[/red]"
         table.add_row(blob.store_key, blob.expected_sha256, found, "\n".join(blob.files))
+    print_table(table)
+    raise typer.Exit(1)
+
+
+def _verify_sizes(pcloud) -> None:
+    with Progress(
+        TextColumn("Listing blobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("list", total=None)
+        damaged = verify.check_sizes(
+            pcloud.blobs,
+            lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    pcloud.close()
+    if not damaged:
+        console.print("Every blob is in the store with its size (bytes not read).")
+        return
+    table = Table(title=f"{len(damaged)} blob(s) missing or of the wrong size")
+    for column in ("Blob", "Found", "Files"):
+        table.add_column(column, overflow="fold")
+    for blob in damaged:
+        found = "[red]missing[/red]" if blob.found_size is None else f"{blob.found_size} bytes"
+        table.add_row(blob.store_key, found, "\n".join(blob.files))
     print_table(table)
     raise typer.Exit(1)
 

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
@@ -385,19 +386,26 @@ class S3BlobStore(BlobStore):
                 for upload in page.get("Uploads", []):
                     key = upload["Key"][len(blob_prefix) :]
                     if KEY_PATTERN.fullmatch(key):
+                        size, last_part_at = self._parts(upload["Key"], upload["UploadId"])
                         yield BlobEntry(
                             key=f"{key}/{upload['UploadId']}",
-                            size=self._parts_size(upload["Key"], upload["UploadId"]),
-                            modified_at=upload["Initiated"],
+                            size=size,
+                            modified_at=max(
+                                upload["Initiated"], last_part_at or upload["Initiated"]
+                            ),
                         )
         except _store_errors() as error:
             store_error(error, "list unfinished uploads")
 
-    def _parts_size(self, object_key: str, upload_id: str) -> int:
+    def _parts(self, object_key: str, upload_id: str) -> tuple[int, datetime | None]:
+        """An unfinished upload's bytes so far, and when its last part arrived: an upload
+        that is still sending parts is young, however long ago it started."""
         pages = self.client.get_paginator("list_parts").paginate(
             Bucket=self.bucket, Key=object_key, UploadId=upload_id
         )
-        return sum(part["Size"] for page in pages for part in page.get("Parts", []))
+        parts = [part for page in pages for part in page.get("Parts", [])]
+        last = max((part["LastModified"] for part in parts), default=None)
+        return sum(part["Size"] for part in parts), last
 
     def delete_partial(self, key: str) -> bool:
         blob_key, _, upload_id = key.partition("/")
