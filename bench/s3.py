@@ -71,7 +71,12 @@ def boto3_client(engine: SeaweedFS):
 
 
 def launch_node(
-    work: Path, name: str, storage_url: str, database_url: str | None, args: list[str]
+    work: Path,
+    name: str,
+    storage_url: str,
+    database_url: str | None,
+    args: list[str],
+    **extra_env: str,
 ) -> run.Server:
     port = run.free_port()
     env = {
@@ -81,6 +86,7 @@ def launch_node(
         "MAX_UPLOAD_SIZE": "8GiB",
         "STORAGE_URL": storage_url,
         **DUMMY_KEY,
+        **extra_env,
     }
     if database_url:
         env["DATABASE_URL"] = database_url
@@ -174,8 +180,21 @@ def measure(options: argparse.Namespace) -> dict:
         with big.open("wb") as out:
             for _ in range(options.size_mib):
                 out.write(os.urandom(MIB))
+        redirecting = launch_node(
+            work,
+            "redirecting",
+            storage_url,
+            None,
+            options.pcloud_args,
+            S3_REDIRECT_DOWNLOADS="true",
+        )
+        servers.append(redirecting)
+        redirecting.headers = run.pcloud_login(redirecting, "redirected")
         for turn in range(options.rounds):
             print(f"round {turn + 1}", flush=True)
+            if "W2" not in options.only and "W1" not in options.only:
+                w3(engine, client, bucket, pcloud, turn, options, note)
+                continue
             # W2: the upload, pcloud then direct (then W1 downloads what was uploaded).
             subprocess.run(["sync"], check=False)
             with run.resource_use(pcloud.pid) as use:
@@ -193,6 +212,21 @@ def measure(options: argparse.Namespace) -> dict:
                 for _ in range(3)
             ]
             note("W1 pcloud MB/s", statistics.median(d.speed_download for d in downloads) / MB)
+            _result, redirected = run.upload(redirecting, big, f"big-{turn}.bin")
+            downloads = [
+                run.curl(
+                    redirecting.url + f"/download/{redirected}",
+                    "-L",
+                    headers=redirecting.headers,
+                    keep_body=False,
+                )
+                for _ in range(3)
+            ]
+            note(
+                "W1 pcloud redirect MB/s",
+                statistics.median(d.speed_download for d in downloads) / MB,
+            )
+            run.remove(redirecting, redirected)
             note(
                 "W1 boto3 direct MB/s",
                 statistics.median(
@@ -207,26 +241,8 @@ def measure(options: argparse.Namespace) -> dict:
             )
             run.remove(pcloud, stored)
             client.delete_object(Bucket=bucket, Key=f"direct-{turn}")
-            # W3
-            prefix = f"w3-{turn}-{uuid.uuid4().hex[:6]}"
-            note(
-                "W3 pcloud uploads/s",
-                wrk_rate(
-                    pcloud.url,
-                    options.seconds,
-                    ["multipart", prefix, str(run.SMALL)],
-                    pcloud.headers,
-                ),
-            )
-            note(
-                "W3 wrk PUT direct uploads/s",
-                wrk_rate(
-                    engine.endpoint_url,
-                    options.seconds,
-                    ["put", f"{bucket}/{prefix}", str(run.SMALL)],
-                ),
-            )
-            note("W3 boto3 direct uploads/s", boto3_small_puts(client, bucket, options.seconds))
+            if "W3" in options.only:
+                w3(engine, client, bucket, pcloud, turn, options, note)
         if options.nodes:
             figures.update(two_nodes(work, engine, client, options, servers))
     finally:
@@ -236,6 +252,23 @@ def measure(options: argparse.Namespace) -> dict:
         if not options.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
     return figures
+
+
+def w3(engine, client, bucket, pcloud, turn, options, note) -> None:
+    prefix = f"w3-{turn}-{uuid.uuid4().hex[:6]}"
+    note(
+        "W3 pcloud uploads/s",
+        wrk_rate(
+            pcloud.url, options.seconds, ["multipart", prefix, str(run.SMALL)], pcloud.headers
+        ),
+    )
+    note(
+        "W3 wrk PUT direct uploads/s",
+        wrk_rate(
+            engine.endpoint_url, options.seconds, ["put", f"{bucket}/{prefix}", str(run.SMALL)]
+        ),
+    )
+    note("W3 boto3 direct uploads/s", boto3_small_puts(client, bucket, options.seconds))
 
 
 def two_nodes(work, engine, client, options, servers) -> dict[str, list[float]]:
@@ -309,6 +342,7 @@ def report(figures: dict[str, list[float]]) -> dict:
     ratios = {
         "W1 pcloud / boto3 direct (target >= 0.8)": ("W1 pcloud MB/s", "W1 boto3 direct MB/s"),
         "W1 pcloud / curl direct": ("W1 pcloud MB/s", "W1 curl direct MB/s"),
+        "W1 pcloud redirect / boto3 direct": ("W1 pcloud redirect MB/s", "W1 boto3 direct MB/s"),
         "W2 pcloud / boto3 direct (target >= 0.7)": ("W2 pcloud MB/s", "W2 boto3 direct MB/s"),
         "W3 pcloud / wrk PUT direct (target >= 0.5)": (
             "W3 pcloud uploads/s",
@@ -339,12 +373,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--nodes", action="store_true", help="also one node against two")
+    parser.add_argument("--only", default="W1,W2,W3", help="W1,W2 (together) and/or W3")
     parser.add_argument("--pcloud-args", default="", help="more `pcloud serve` options")
     parser.add_argument("--tmp", default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     options.pcloud_args = options.pcloud_args.split()
+    options.only = set(options.only.split(","))
     run.raise_on_termination()
     result = report(measure(options))
     if options.json:
