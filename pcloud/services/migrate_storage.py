@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import peewee
 
+from pcloud.db import rows
 from pcloud.models import Blob
 from pcloud.storage import BlobStore
 
@@ -37,7 +38,7 @@ class MigrationReport:
 
 def total_bytes() -> tuple[int, int]:
     """How many blobs the database knows, and their bytes (for a progress bar)."""
-    count = Blob.select().count()
+    count: int = Blob.select().count()
     size = Blob.select(peewee.fn.SUM(Blob.size)).scalar() or 0
     return count, int(size)
 
@@ -47,11 +48,12 @@ def _blob_rows() -> Iterator[tuple[int, str, str, int]]:
     last_id = 0
     while True:
         page = list(
-            Blob.select(Blob.id, Blob.store_key, Blob.sha256, Blob.size)
-            .where(Blob.id > last_id)
-            .order_by(Blob.id)
-            .limit(PAGE)
-            .tuples()
+            rows(
+                Blob.select(Blob.id, Blob.store_key, Blob.sha256, Blob.size)
+                .where(Blob.id > last_id)
+                .order_by(Blob.id)
+                .limit(PAGE)
+            )
         )
         if not page:
             return
@@ -74,7 +76,9 @@ def migrate(
     return report
 
 
-def _copy(source: BlobStore, target: BlobStore, key: str, sha256: str, report: MigrationReport):
+def _copy(
+    source: BlobStore, target: BlobStore, key: str, sha256: str, report: MigrationReport
+) -> None:
     writer = target.writer(key=key)
     try:
         try:

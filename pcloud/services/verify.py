@@ -60,7 +60,7 @@ def check_sizes(blobs: BlobStore, progress: SizeProgress | None = None) -> list[
     on S3, where reading them all back would take hours). Changes nothing."""
     expected = {
         key: (sha256, size)
-        for key, sha256, size in Blob.select(Blob.store_key, Blob.sha256, Blob.size).tuples()
+        for key, sha256, size in rows(Blob.select(Blob.store_key, Blob.sha256, Blob.size))
     }
     total = len(expected)
     damaged = []

@@ -24,17 +24,14 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 from pcloud.errors import PcloudError, StorageUnavailable
 from pcloud.storage.base import BlobEntry, BlobStore, BlobWriter, ResumableWrite, StoredBlob
 from pcloud.storage.local import KEY_PATTERN
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client  # pragma: no cover
-else:
-    S3Client = Any
+S3Client = Any  # boto3's client (boto3 ships no types)
 
 log = logging.getLogger("pcloud.storage")
 
@@ -254,7 +251,8 @@ class S3Body:
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._body.read(None if size < 0 else size)
+            data: bytes = self._body.read(None if size < 0 else size)
+            return data
         except _store_errors() as error:
             store_error(error, self._what)
 
@@ -326,7 +324,7 @@ class S3BlobStore(BlobStore):
         """A presigned URL that serves the blob as `name` for `expires_in` seconds."""
         from urllib.parse import quote
 
-        return self.client.generate_presigned_url(
+        url: str = self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -336,6 +334,7 @@ class S3BlobStore(BlobStore):
             },
             ExpiresIn=expires_in,
         )
+        return url
 
     def exists(self, key: str) -> bool:
         try:
