@@ -31,11 +31,6 @@ def settings(tmp_path: Path, database_url: str, s3_engine: SeaweedFS, s3_bucket:
     )
 
 
-@pytest.fixture
-def headers(auth):
-    return auth.headers()
-
-
 def upload(client, headers, name, content=DIGITS):
     return client.post("/upload", headers=headers, data={"file": (io.BytesIO(content), name)})
 
