@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -284,24 +283,11 @@ class S3BlobStore(BlobStore):
         self.prefix = self.location.prefix
         self.client = client or make_client(self.location, timeout)
         self.senders = ThreadPoolExecutor(SENDING_THREADS, thread_name_prefix="s3-part")
-        self._lock = threading.Lock()
-
-    def describe(self) -> str:
-        """Where the blobs are, for people (never the credentials: the URL has none)."""
-        endpoint = self.location.endpoint_url or "AWS"
-        return f"s3://{self.bucket}/{self.prefix} at {endpoint}"
 
     def object_key(self, key: str) -> str:
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
             raise ValueError(f"not a blob key: {key!r}")
         return f"{self.prefix}blobs/{key}"
-
-    def check(self) -> None:
-        """Raise StorageUnavailable unless the bucket answers (for start-up checks)."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except _store_errors() as error:
-            store_error(error, f"find bucket {self.bucket}")
 
     def writer(self, max_size: int | None = None, key: str | None = None) -> BlobWriter:
         return S3BlobWriter(self, max_size, key)
