@@ -90,7 +90,7 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def pcloud_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pcloud", "--env-file", "/nonexistent/.env", *args]
+    return [sys.executable, "-m", "pcloud", "--env-file", os.devnull, *args]
 
 
 def backup_round(work: Path, settings: Settings, files_added: int) -> dict[str, float]:

@@ -126,6 +126,29 @@ def parse_access_log(text: str) -> str:
     return text
 
 
+def parse_storage_url(text: str) -> str:
+    """`file:///absolute/folder` or `s3://BUCKET[/PREFIX]?endpoint_url=...&region=...`."""
+    from pcloud.storage.urls import check_storage_url
+
+    return check_storage_url(text.strip())
+
+
+def _without_credentials(url: str) -> str:
+    """The URL with any user:password@ taken out, to be repeated in an error."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def parse_flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def parse_workers(text: str) -> int:
     if text.strip().lower() == "auto":
         return max(1, min(os.cpu_count() or 1, 8))
@@ -141,6 +164,8 @@ class Option:
     default: str | None
     help: str
     parse: Callable[[str], Any] = str
+    # How a bad value is repeated in an error (a URL may carry a password).
+    shown: Callable[[str], str] = repr
 
 
 # The one table of options. `.env.example` documents every entry (a test checks it).
@@ -167,6 +192,36 @@ OPTIONS: tuple[Option, ...] = (
         "upload_folder",
         None,
         "Folder holding the file contents (under generated names). Default: PCLOUD_DATA_DIR/files.",
+    ),
+    Option(
+        "STORAGE_URL",
+        "storage_url",
+        None,
+        "Where file contents live: file:///srv/pcloud/files (a local folder), or "
+        "s3://BUCKET[/PREFIX]?endpoint_url=http://host:port[&region=REGION] for "
+        "S3-compatible object storage (pip install 'pcloud[s3]'), whose credentials come "
+        "from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), never from "
+        "this URL. Change it only after `pcloud files migrate-storage --to URL`. "
+        "Default: file:// and UPLOAD_FOLDER.",
+        parse_storage_url,
+        lambda url: repr(_without_credentials(url)),
+    ),
+    Option(
+        "S3_TIMEOUT",
+        "s3_timeout",
+        "10",
+        "Seconds pcloud waits for the object store to connect or to answer before a "
+        "request gets 503 with Retry-After (S3 storage only).",
+        parse_positive_int,
+    ),
+    Option(
+        "S3_REDIRECT_DOWNLOADS",
+        "s3_redirect_downloads",
+        "false",
+        "true: a download is answered with a redirect to a presigned URL valid for five "
+        "minutes, so the bytes go from the object store to the client without passing "
+        "through pcloud (the store must then be reachable by clients). S3 storage only.",
+        parse_flag,
     ),
     Option(
         "SECRET_KEY",
@@ -446,6 +501,9 @@ class Settings:
     max_connections: int = _default("max_connections")
     drain_timeout: int = _default("drain_timeout")
     access_log: str = _default("access_log")
+    storage_url: str = ""  # "": file:// and upload_folder (see blob_store_url)
+    s3_timeout: int = _default("s3_timeout")
+    s3_redirect_downloads: bool = _default("s3_redirect_downloads")
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The .env file read, if one was.
@@ -460,6 +518,11 @@ class Settings:
     @property
     def registration_open(self) -> bool:
         return self.registration == "open"
+
+    @property
+    def blob_store_url(self) -> str:
+        """STORAGE_URL, or the upload folder as a file:// URL when it is not set."""
+        return self.storage_url or f"file://{self.upload_folder}"
 
 
 def load_settings(
@@ -510,7 +573,9 @@ def load_settings(
             try:
                 values[option.field] = option.parse(raw)
             except ValueError as error:
-                raise ConfigError(f"{option.env}={raw!r} from {source}: {error}.") from None
+                raise ConfigError(
+                    f"{option.env}={option.shown(raw)} from {source}: {error}."
+                ) from None
         sources[option.field] = source
 
     data_dir = Path(values["data_dir"]).expanduser().resolve()
@@ -520,7 +585,11 @@ def load_settings(
     values["upload_folder"] = Path(values["upload_folder"]).expanduser().resolve()
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{data_dir / 'pcloud.db'}"
+    if values["storage_url"] is None:
+        values["storage_url"] = f"file://{values['upload_folder']}"
     if values["secret_key"] is None:
+        if values["storage_url"].startswith("s3://"):
+            raise ConfigError(_NODE_LOCAL_SECRET)
         values["secret_key"], sources["secret_key"] = _kept_secret_key(
             data_dir, sources["data_dir"], create
         )
@@ -561,6 +630,15 @@ def unknown_setting_warnings(values: Mapping[str, Any], source: str) -> tuple[st
 
 class MissingDataFolder(ConfigError):
     """A command that must not create one found no data folder (or no secret key in it)."""
+
+
+_NODE_LOCAL_SECRET = (
+    "SECRET_KEY is not set, and STORAGE_URL is s3://: with shared storage several pcloud "
+    "nodes may serve the same accounts, and a key generated on this one would refuse "
+    "every token the others signed. Set SECRET_KEY to the same long random value on "
+    "every node (e.g. the output of `python3 -c 'import secrets; "
+    "print(secrets.token_urlsafe(48))'`), and DATABASE_URL to the one PostgreSQL they share."
+)
 
 
 def _kept_secret_key(data_dir: Path, data_dir_source: str, create: bool) -> tuple[str, str]:

@@ -8,11 +8,13 @@ import peewee
 
 from pcloud.config import Settings
 from pcloud.db import open_database
+from pcloud.errors import ConfigError
 from pcloud.schema import upgrade_schema
 from pcloud.services.google import GoogleCertificates
 from pcloud.services.tokens import AccessTokenCache
 from pcloud.services.uploads.hashes import UploadHashes
-from pcloud.storage import BlobStore, LocalBlobStore
+from pcloud.storage import BlobStore
+from pcloud.storage.urls import open_store
 
 
 @dataclass
@@ -31,12 +33,16 @@ class Pcloud:
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
         """Open the database (creating or upgrading its schema unless told not to) and the store."""
+        try:
+            blobs = open_store(settings.blob_store_url, settings.s3_timeout)
+        except ValueError as error:
+            raise ConfigError(f"STORAGE_URL: {error}.") from None
         database = open_database(settings.database_url, max_connections=settings.threads + 8)
         changes = tuple(upgrade_schema(database)) if create_tables else ()
         return cls(
             settings=settings,
             database=database,
-            blobs=LocalBlobStore(settings.upload_folder),
+            blobs=blobs,
             google_certificates=GoogleCertificates(settings.google_certs_url),
             access_tokens=AccessTokenCache(settings),
             schema_changes=changes,

@@ -111,6 +111,16 @@ class ServiceUnavailable(PcloudError):
     status = 503
 
 
+class StorageUnavailable(ServiceUnavailable):
+    """The blob store (object storage) did not answer in time, or answered with an error
+    of its own: nothing was stored or read; `retry_after` says when to try again."""
+
+    def __init__(self, text: str, /, retry_after: int = 10, **extra: Any) -> None:
+        super().__init__(text, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ConfigError(PcloudError):
     """A setting is wrong; the message names it and where its value came from."""
 

@@ -13,7 +13,8 @@ Two kinds of change keep an existing database working as the models grow:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
@@ -62,7 +63,7 @@ def upgrade_schema(database: peewee.Database) -> list[str]:
     """
     models = (*ALL_MODELS, SchemaMigration)
     changes: list[str] = []
-    with database.connection_context():
+    with database.connection_context(), _schema_lock(database):
         with database.atomic():
             existing_tables = set(database.get_tables())
             for model in models:
@@ -75,6 +76,26 @@ def upgrade_schema(database: peewee.Database) -> list[str]:
                 model._schema.create_indexes(safe=True)
         changes.extend(_run_data_migrations(database))
     return changes
+
+
+# Any 64-bit number no other program on the database uses for an advisory lock: "pcloud".
+SCHEMA_LOCK = int.from_bytes(b"pcloud", "big")
+
+
+@contextmanager
+def _schema_lock(database: peewee.Database) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock for the schema while it is compared and changed:
+    several nodes starting together on one database take turns, and each after the first
+    finds the schema made (without it, two CREATE TABLEs of one name collide in
+    pg_type and a node crashes). SQLite needs none: one machine, and its write lock."""
+    if not isinstance(database, peewee.PostgresqlDatabase):
+        yield
+        return
+    database.execute_sql("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
 
 def _add_missing_columns(database: peewee.Database, model: type[peewee.Model]) -> list[str]:

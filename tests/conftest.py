@@ -21,6 +21,7 @@ from pcloud.api import create_app
 from pcloud.cli import app as cli_app
 from pcloud.config import Settings
 from pcloud.core import Pcloud
+from tests.seaweedfs import s3_bucket, s3_engine  # noqa: F401 (fixtures: a real S3 engine)
 
 TEST_DATABASE = os.environ.get("PCLOUD_TEST_DATABASE", "sqlite")
 POSTGRES_URL = os.environ.get(

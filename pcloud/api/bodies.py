@@ -118,9 +118,10 @@ class RequestPreviews:
             endpoint, arguments = self._match(method, path)
             view = self._views.get(endpoint)
             limit, too_large = self._body_limit(view)
-            preview = Preview(
-                quick=getattr(view, QUICK, False), body_limit=limit, too_large=too_large
-            )
+            # A store across the network (S3) is never quick: every view then runs in a
+            # thread, so that no request waits on the store in the event loop.
+            quick = getattr(view, QUICK, False) and self._pcloud.blobs.local
+            preview = Preview(quick=quick, body_limit=limit, too_large=too_large)
             if body_length == 0 or (body_length is not None and body_length > limit):
                 return preview  # no body; or one the server refuses (413) unread
             kind = getattr(view, RECEIVES_BODY, None)

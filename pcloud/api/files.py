@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Iterator
 
-from flask import Blueprint, Response, g, jsonify, request, send_file
+from flask import Blueprint, Response, g, jsonify, redirect, request, send_file
 
 from pcloud.api.context import (
     current_user_id,
@@ -72,20 +74,24 @@ def download(filename: str):
 def send_stored_file(stored) -> Response:
     """A file's bytes as an attachment, with Range, ETag (its SHA-256) and conditional
     answers; NotFound when its blob is missing. Every download route answers with this."""
-    blobs = pcloud().blobs
+    app = pcloud()
+    blobs = app.blobs
     try:
         # A path lets werkzeug answer Range requests and the server use sendfile; a
-        # backend without local files hands over a stream instead.
-        body = blobs.local_path(stored.blob_key) or blobs.open(stored.blob_key)
-        response = send_file(
-            body,
-            mimetype=names.mime_type(stored.name),
-            as_attachment=True,
-            download_name=stored.name,
-            conditional=True,
-            etag=stored.sha256,
-            last_modified=stored.modified_at,
-        )
+        # backend without local files streams the range asked for from where it is.
+        path = blobs.local_path(stored.blob_key)
+        if path is None:
+            response = _send_from_store(app, stored)
+        else:
+            response = send_file(
+                path,
+                mimetype=names.mime_type(stored.name),
+                as_attachment=True,
+                download_name=stored.name,
+                conditional=True,
+                etag=stored.sha256,
+                last_modified=stored.modified_at,
+            )
     except FileNotFoundError:
         log.error(
             "File %r of user %s has no blob %s: run `pcloud files gc`",
@@ -96,6 +102,54 @@ def send_stored_file(stored) -> Response:
         raise NotFound(files.FILE_NOT_FOUND) from None
     response.cache_control.private = True
     return response
+
+
+PRESIGNED_URL_LIFETIME = 300
+
+
+def _send_from_store(app, stored) -> Response:
+    """The answer send_file gives for a file on disk (ETag, Last-Modified, Range with
+    206 and If-Range, 304, 412), its body streamed from the store, which is asked only
+    for the range the client wants, and only when the answer has a body. With
+    S3_REDIRECT_DOWNLOADS, a redirect to a short-lived URL of the store instead."""
+    mimetype = names.mime_type(stored.name)
+    if app.settings.s3_redirect_downloads:
+        url = app.blobs.download_url(stored.blob_key, stored.name, mimetype, PRESIGNED_URL_LIFETIME)
+        if url is not None:
+            return redirect(url, 302)
+    # werkzeug writes the headers (Content-Disposition for any name, validators) ...
+    response = send_file(
+        io.BytesIO(),
+        mimetype=mimetype,
+        as_attachment=True,
+        download_name=stored.name,
+        conditional=False,
+        etag=stored.sha256,
+        last_modified=stored.modified_at,
+    )
+    # ... and decides the status and the range from the size the database knows.
+    response.response = []
+    response.content_length = stored.size
+    response.make_conditional(request.environ, accept_ranges=True, complete_length=stored.size)
+    if response.status_code == 206:
+        byte_range = response.content_range
+        body = app.blobs.open_range(stored.blob_key, byte_range.start, byte_range.stop)
+    elif response.status_code == 200 and request.method != "HEAD":
+        body = app.blobs.open_range(stored.blob_key)
+    else:
+        return response
+    response.response = _chunks(body)
+    response.direct_passthrough = True
+    return response
+
+
+def _chunks(body) -> Iterator[bytes]:
+    with body:
+        while chunk := body.read(STREAM_CHUNK):
+            yield chunk
+
+
+STREAM_CHUNK = 256 * 1024  # below waitress's outbuf_overflow (1 MiB): no temporary file per piece
 
 
 @blueprint.delete("/delete/<path:filename>")

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
-from pcloud.services import changes, gc, trash, verify, versions
+from pcloud.services import changes, gc, migrate_storage, trash, verify, versions
 from pcloud.sizes import format_size
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
@@ -126,10 +126,21 @@ def _print_report(report: gc.GarbageReport) -> None:
 
 @app.command("verify")
 @reports_errors
-def verify_blobs(ctx: typer.Context) -> None:
+def verify_blobs(
+    ctx: typer.Context,
+    metadata: bool = typer.Option(
+        False,
+        "--metadata",
+        help="Only check that every blob is in the store with its size (one listing, "
+        "no byte read: fast on S3).",
+    ),
+) -> None:
     """Read every stored blob back and check it against its SHA-256 (bit rot, lost
     bytes). Exits 1 when any is damaged."""
     pcloud = open_pcloud(ctx)
+    if metadata:
+        _verify_sizes(pcloud)
+        return
     todo = verify.plan()
     with Progress(
         TextColumn("Verifying blobs"),
@@ -158,3 +169,85 @@ def verify_blobs(ctx: typer.Context) -> None:
         )
     print_table(table)
     raise typer.Exit(1)
+
+
+def _verify_sizes(pcloud) -> None:
+    with Progress(
+        TextColumn("Listing blobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("list", total=None)
+        damaged = verify.check_sizes(
+            pcloud.blobs,
+            lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    pcloud.close()
+    if not damaged:
+        console.print("Every blob is in the store with its size (bytes not read).")
+        return
+    table = Table(title=f"{len(damaged)} blob(s) missing or of the wrong size")
+    for column in ("Blob", "Found", "Files"):
+        table.add_column(column, overflow="fold")
+    for blob in damaged:
+        found = "[red]missing[/red]" if blob.found_size is None else f"{blob.found_size} bytes"
+        table.add_row(blob.store_key, found, "\n".join(blob.files))
+    print_table(table)
+    raise typer.Exit(1)
+
+
+@app.command("migrate-storage")
+@reports_errors
+def migrate_to(
+    ctx: typer.Context,
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="The new store's URL, as STORAGE_URL takes it: file:///folder or "
+        "s3://BUCKET[/PREFIX]?endpoint_url=...",
+    ),
+) -> None:
+    """Copy every blob to another store (local folder <-> S3) under the same keys,
+    checking each one's SHA-256; run it again after an interruption to go on where it
+    stopped. Then set STORAGE_URL to the new store and restart pcloud."""
+    from pcloud.errors import ConfigError
+    from pcloud.storage.urls import check_storage_url, describe_store, open_store
+
+    pcloud = open_pcloud(ctx)
+    if to == pcloud.settings.blob_store_url:
+        raise ConfigError("--to names the store pcloud uses now (STORAGE_URL): nothing to do.")
+    try:
+        target = open_store(check_storage_url(to), pcloud.settings.s3_timeout)
+    except ValueError as error:
+        raise ConfigError(f"--to {describe_store(to)!r}: {error}.") from None
+    count, size = migrate_storage.total_bytes()
+    with Progress(
+        TextColumn(f"Copying {count} blob(s)"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("copy", total=size)
+        report = migrate_storage.migrate(
+            pcloud.blobs, target, progress=lambda done: progress.advance(task, done)
+        )
+    target.close()
+    pcloud.close()
+    console.print(
+        f"Copied {report.copied} blob(s) ({format_size(report.copied_bytes)}); "
+        f"{report.skipped} were there already."
+    )
+    for key in report.missing:
+        console.print(f"[red]missing from the current store:[/red] {key}")
+    for key in report.damaged:
+        console.print(f"[red]bytes differ from their SHA-256, not copied:[/red] {key}")
+    if not report.complete:
+        console.print("Run `pcloud files verify` and `pcloud files gc` on the current store.")
+        raise typer.Exit(1)
+    console.print("Done: set STORAGE_URL to the --to URL on every node and restart pcloud.")

@@ -4,9 +4,11 @@ expired or lost their row."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import peewee
 
 from pcloud.db import rows
 from pcloud.models import Blob, FileVersion, StoredFile, User, database_proxy, utc_now
@@ -19,7 +21,8 @@ from pcloud.storage import BlobEntry, BlobStore
 # written to while it runs: anything touched more recently than this is left alone.
 DEFAULT_GRACE = timedelta(hours=1)
 
-Progress = Callable[[int, int], None]  # (done, total)
+# (done, total): total is what the database expects, or more once the scan finds more.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -73,33 +76,29 @@ def find_garbage(
     cutoff = (now or utc_now()) - grace
     if stage is not None:
         stage("Reading the database")
-    # The database is read before the disk: a file committed during the scan then shows
+    # The database is read before the store: a file committed during the scan then shows
     # up as a young blob (spared by the grace period), never as a row with no blob.
     # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
-    blob_keys = {key for (key,) in rows(Blob.select(Blob.store_key))}
-    referenced: dict[str, list[tuple[int, str, str]]] = {key: [] for key in blob_keys}
-    for key, file_id, username, name in rows(
-        StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name).join(
-            User
-        )
-    ):
-        referenced.setdefault(key, []).append((file_id, username, name))
+    # Only keys are held, one per content, never a row per file: a million files of a
+    # few thousand contents cost a few thousand keys here.
+    referenced = {key for (key,) in rows(Blob.select(Blob.store_key))}
+    blob_keys = frozenset(referenced)
+    referenced.update(_keys_of_files_without_blob_rows())
+    report = GarbageReport()
+    present: set[str] = set()
+    expected = len(referenced)
     if stage is not None:
         stage("Scanning blobs")
-    found = list(blobs.scan())
-    report = GarbageReport(blobs_scanned=len(found))
-    present = set()
-    for done, entry in enumerate(found, start=1):
+    for done, entry in enumerate(blobs.scan(), start=1):
         present.add(entry.key)
         if entry.key not in referenced and entry.modified_at < cutoff:
             report.orphan_blobs.append(entry)
         if progress is not None:
-            progress(done, len(found))
-    for key, users_files in referenced.items():
-        if key not in present:
-            report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
-            if key in blob_keys:
-                report.broken_blobs.append(key)
+            progress(done, max(expected, done))
+    report.blobs_scanned = len(present)
+    missing = sorted(referenced - present)
+    report.broken_blobs = [key for key in missing if key in blob_keys]
+    report.broken_files = list(_files_using(missing))
     if stage is not None:
         stage("Scanning partial uploads")
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
@@ -113,6 +112,30 @@ def find_garbage(
         if entry.key not in known_uploads and entry.modified_at < cutoff:
             report.orphan_resumables.append(entry)
     return report
+
+
+def _keys_of_files_without_blob_rows() -> set[str]:
+    """Keys files name that no Blob row does (rows older than Blob; normally none)."""
+    query = (
+        StoredFile.select(StoredFile.blob_key)
+        .join(Blob, peewee.JOIN.LEFT_OUTER, on=(StoredFile.blob_key == Blob.store_key))
+        .where(Blob.id.is_null())
+        .distinct()
+    )
+    return {key for (key,) in rows(query)}
+
+
+def _files_using(keys: list[str]) -> Iterator[BrokenFile]:
+    """The files whose bytes are under these (missing) keys, a batch of keys at a time."""
+    for start in range(0, len(keys), 500):
+        query = (
+            StoredFile.select(StoredFile.id, User.username, StoredFile.name, StoredFile.blob_key)
+            .join(User)
+            .where(StoredFile.blob_key.in_(keys[start : start + 500]))
+            .order_by(StoredFile.id)
+        )
+        for file_id, username, name, key in rows(query):
+            yield BrokenFile(file_id, username, name, key)
 
 
 def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:

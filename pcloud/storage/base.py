@@ -94,6 +94,30 @@ class BlobWriter(ABC):
         """Discard everything written. Safe to call more than once, and after commit()."""
 
 
+class _Limited:
+    """At most `remaining` bytes of a stream."""
+
+    def __init__(self, stream: BinaryIO, remaining: int) -> None:
+        self._stream = stream
+        self._remaining = remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self._stream.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _Limited:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 class ResumableBusy(Exception):
     """Another writer (thread or process) holds this resumable write right now."""
 
@@ -152,13 +176,26 @@ class ResumableWrite(ABC):
 class BlobStore(ABC):
     """Where the bytes of files live."""
 
-    @abstractmethod
-    def writer(self, max_size: int | None = None) -> BlobWriter:
-        """Start a new blob. Writing more than `max_size` bytes raises PayloadTooLarge."""
+    # The store answers in the time of a local disk access (never waiting on the
+    # network), so requests that touch it may be served in the server's event loop.
+    local = False
+    # How many bytes an unfinished write holds before scan_partials() lists it.
+    partial_from = 1
 
-    def put(self, chunks: Iterable[bytes], max_size: int | None = None) -> StoredBlob:
-        """Store an iterable of byte chunks as a new blob."""
-        writer = self.writer(max_size)
+    @abstractmethod
+    def writer(self, max_size: int | None = None, key: str | None = None) -> BlobWriter:
+        """Start a new blob. Writing more than `max_size` bytes raises PayloadTooLarge.
+
+        `key`: commit under this key instead of a new one (a key some store generated:
+        copying a blob from one store to another keeps its database rows true). The
+        caller makes sure the store does not hold that key yet (exists()).
+        """
+
+    def put(
+        self, chunks: Iterable[bytes], max_size: int | None = None, key: str | None = None
+    ) -> StoredBlob:
+        """Store an iterable of byte chunks as a new blob (under `key`, see writer())."""
+        writer = self.writer(max_size, key)
         try:
             writer.write_all(chunks)
             return writer.commit()
@@ -171,6 +208,21 @@ class BlobStore(ABC):
 
     def local_path(self, key: str) -> Path | None:
         """The blob's path on this machine, when the backend has one (for send_file)."""
+        return None
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        """The bytes from `start` up to, not including, `end` (None: to the last), as a
+        stream to read in order; a backend passes the range on to where the bytes are.
+        Raises FileNotFoundError for an unknown key."""
+        stream = self.open(key)
+        stream.seek(start)
+        if end is None:
+            return stream
+        return _Limited(stream, end - start)  # type: ignore[return-value]
+
+    def download_url(self, key: str, name: str, mimetype: str, expires_in: int) -> str | None:
+        """A URL a client may fetch the blob from directly, for `expires_in` seconds, as
+        a download called `name`; None when the backend has no such thing."""
         return None
 
     def exists(self, key: str) -> bool:

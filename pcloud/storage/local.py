@@ -46,8 +46,11 @@ class LocalBlobWriter(BlobWriter):
     /proc), it falls back to a named `partial/*.part` file, renamed into place at commit.
     """
 
-    def __init__(self, store: LocalBlobStore, max_size: int | None) -> None:
+    def __init__(self, store: LocalBlobStore, max_size: int | None, key: str | None) -> None:
         super().__init__(max_size)
+        if key is not None:
+            store.blob_path(key)  # a ValueError now for a key no store makes
+        self._key = key
         self._store = store
         self._partial_path: str | None = None
         if store.anonymous_writes:
@@ -65,7 +68,7 @@ class LocalBlobWriter(BlobWriter):
             view = view[os.write(self._descriptor, view) :]
 
     def commit(self) -> StoredBlob:
-        key = os.urandom(16).hex()
+        key = self._key or os.urandom(16).hex()
         shard_and_key = f"{key[:2]}/{key}"
         try:
             self._store.name_blob(self._descriptor, self._partial_path, shard_and_key)
@@ -159,6 +162,8 @@ class LocalResumableWrite(ResumableWrite):
 
 
 class LocalBlobStore(BlobStore):
+    local = True
+
     def __init__(self, root: Path, anonymous_writes: bool | None = None) -> None:
         """anonymous_writes: None to use O_TMPFILE files where the filesystem allows."""
         self.root = Path(root)
@@ -215,8 +220,8 @@ class LocalBlobStore(BlobStore):
         with contextlib.suppress(OSError):
             os.close(self._blob_dir_descriptor)
 
-    def writer(self, max_size: int | None = None) -> BlobWriter:
-        return LocalBlobWriter(self, max_size)
+    def writer(self, max_size: int | None = None, key: str | None = None) -> BlobWriter:
+        return LocalBlobWriter(self, max_size, key)
 
     def open(self, key: str) -> BinaryIO:
         return open(self.blob_path(key), "rb")
