@@ -130,6 +130,8 @@ def parse_storage_url(text: str) -> str:
     """`file:///absolute/folder` or `s3://BUCKET[/PREFIX]?endpoint_url=...&region=...`."""
     from pcloud.storage.urls import check_storage_url
 
+    if not text.strip():
+        return ""  # the upload folder (Settings.blob_store_url)
     return check_storage_url(text.strip())
 
 
@@ -196,7 +198,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "STORAGE_URL",
         "storage_url",
-        None,
+        "",
         "Where file contents live: file:///srv/pcloud/files (a local folder), or "
         "s3://BUCKET[/PREFIX]?endpoint_url=http://host:port[&region=REGION] for "
         "S3-compatible object storage (pip install 'pcloud[s3]'), whose credentials come "
@@ -501,7 +503,7 @@ class Settings:
     max_connections: int = _default("max_connections")
     drain_timeout: int = _default("drain_timeout")
     access_log: str = _default("access_log")
-    storage_url: str = ""  # "": file:// and upload_folder (see blob_store_url)
+    storage_url: str = _default("storage_url")  # "": the upload folder (blob_store_url)
     s3_timeout: int = _default("s3_timeout")
     s3_redirect_downloads: bool = _default("s3_redirect_downloads")
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
@@ -585,8 +587,6 @@ def load_settings(
     values["upload_folder"] = Path(values["upload_folder"]).expanduser().resolve()
     if values["database_url"] is None:
         values["database_url"] = f"sqlite:///{data_dir / 'pcloud.db'}"
-    if values["storage_url"] is None:
-        values["storage_url"] = f"file://{values['upload_folder']}"
     if values["secret_key"] is None:
         if values["storage_url"].startswith("s3://"):
             raise ConfigError(_NODE_LOCAL_SECRET)

@@ -21,7 +21,7 @@ def settings_from(tmp_path: Path, **environ: str):
 
 def test_without_storage_url_files_stay_in_the_upload_folder(tmp_path):
     settings = settings_from(tmp_path)
-    assert settings.storage_url == f"file://{tmp_path / 'files'}"
+    assert settings.blob_store_url == f"file://{tmp_path / 'files'}"
     store = open_store(settings.blob_store_url)
     assert isinstance(store, LocalBlobStore) and store.root == tmp_path / "files"
 
