@@ -21,8 +21,8 @@ import requests
 
 from pcloud.config import load_settings
 from tests.conftest import fresh_database_url, make_settings, settings_environment
+from tests.served import start_server, stop_server
 from tests.test_backup import empty_database
-from tests.test_e2e import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 

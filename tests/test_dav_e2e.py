@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from tests.conftest import fresh_database_url, make_settings
-from tests.test_e2e import SERVER_LIMIT, Server, start_server, stop_server
+from tests.served import Server, start_server, stop_server
+from tests.test_e2e import SERVER_LIMIT
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
