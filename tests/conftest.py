@@ -201,7 +201,9 @@ def server(request, tmp_path_factory):
             folder, url, **getattr(request.module, "SERVER_SETTINGS", {})
         )
         process, address = start_server(
-            served_settings, getattr(request.module, "SERVER_ENV", None)
+            served_settings,
+            getattr(request.module, "SERVER_ENV", None),
+            workers=getattr(request.module, "SERVER_WORKERS", 2),
         )
         try:
             yield Server(process, address, served_settings)
