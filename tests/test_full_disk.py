@@ -147,7 +147,8 @@ def test_a_full_disk_is_507_for_every_write_loses_nothing_and_passes(full_disk_s
         statuses = {
             f"Full {n}": make_folder(server, headers, f"Full {n}", client) for n in range(100)
         }
-    assert {answer.status_code for answer in statuses.values()} == {201, 507}
+    codes = {answer.status_code for answer in statuses.values()}
+    assert codes <= {201, 507} and 507 in codes
     for answer in statuses.values():
         if answer.status_code == 507:
             assert_storage_full(answer)

@@ -44,7 +44,7 @@ def _bar(label: str) -> Iterator[backups.Progress]:
 def backup_command(
     ctx: typer.Context,
     target: str = typer.Argument(
-        ..., metavar="DEST | verify DEST", help="The backup folder (or `verify`, then it)."
+        ..., metavar="DEST | VERIFY DEST", help="The backup folder (or `verify`, then it)."
     ),
     dest: Path | None = typer.Argument(None, metavar="", show_default=False),
     quick: bool = typer.Option(
