@@ -244,6 +244,16 @@ OPTIONS: tuple[Option, ...] = (
         "`Authorization: Bearer <this token>`. Empty: /metrics is off.",
         str,
     ),
+    Option(
+        "THUMBNAIL_WORKERS",
+        "thumbnail_workers",
+        "1",
+        "Processes per `pcloud serve` process that decode pictures and videos for "
+        "thumbnails and photo details (each a separate process with a memory limit, so "
+        "a hostile file costs one of them, never the server). 0: thumbnails are made "
+        "only on request, never in the background after an upload.",
+        parse_count,
+    ),
 )
 
 
@@ -271,6 +281,7 @@ class Settings:
     trusted_proxies: int = 0
     cors_origins: tuple[str, ...] = ()
     metrics_token: str = ""
+    thumbnail_workers: int = 1
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

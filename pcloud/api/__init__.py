@@ -17,6 +17,7 @@ from pcloud.api import (
     security,
     sessions,
     sync,
+    thumbnails,
     tree,
     tus,
 )
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         tus.blueprint,
         tree.blueprint,
         sync.blueprint,
+        thumbnails.blueprint,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

@@ -71,6 +71,7 @@ def run_worker(settings: Settings, sock: socket.socket) -> None:
     try:
         pcloud = Pcloud.open(settings, create_tables=False)
         pcloud.checkpoint_in_background()
+        pcloud.thumbnails_in_background()
         server = build_server(create_app(pcloud=pcloud), settings, sock, settings.threads)
         # The tens of thousands of objects made at start-up live as long as the worker:
         # the collector need not walk them again and again while it serves.

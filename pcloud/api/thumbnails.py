@@ -1,0 +1,46 @@
+"""Thumbnails of a signed-in user's files: `GET /api/v1/files/<id>/thumbnail?size=S`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request, send_file
+
+from pcloud.api.context import current_user_id, login_required, pcloud
+from pcloud.api.tree import PREFIX
+from pcloud.errors import NotFound
+from pcloud.services import folders, thumbnails
+
+blueprint = Blueprint("thumbnails", __name__, url_prefix=PREFIX)
+YEAR = 365 * 86400
+
+
+@blueprint.get("/files/<id:file_id>/thumbnail")
+@login_required
+def file_thumbnail(file_id: int):
+    stored = folders.file_of(current_user_id(), file_id)
+    return send_thumbnail(stored.sha256, stored.blob_key, private=True)
+
+
+def send_thumbnail(sha256: str, blob_key: str, private: bool) -> Response:
+    """The content's thumbnail of `?size=` in WebP when the client accepts it (else
+    JPEG), with an ETag and a year's Cache-Control: a content's thumbnail never changes.
+    (Also the public share pages' thumbnails.)"""
+    app = pcloud()
+    size = thumbnails.parse_size(request.args.get("size"))
+    image_format = thumbnails.choose_format("image/webp" in request.headers.get("Accept", ""))
+    assert app.thumbnailer is not None
+    ref = thumbnails.thumbnail(
+        app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
+    )
+    try:
+        body = app.blobs.local_path(ref.store_key) or app.blobs.open(ref.store_key)
+        response = send_file(body, mimetype=ref.mime_type, etag=ref.etag, conditional=True)
+    except FileNotFoundError:
+        raise NotFound("The thumbnail's bytes are missing: run `pcloud files gc`") from None
+    response.cache_control.max_age = YEAR
+    response.cache_control.immutable = True
+    if private:
+        response.cache_control.private = True
+    else:
+        response.cache_control.public = True
+    response.vary.add("Accept")
+    return response
