@@ -323,3 +323,21 @@ def test_new_content_gets_details_and_a_thumbnail_in_the_background(client, auth
     assert Thumbnail.select().count() == 1
     listed = client.get("/api/v1/folders/root", headers=headers).get_json()["entries"]
     assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None]
+
+
+def test_gc_keeps_thumbnails_and_reclaims_them_when_their_content_goes(client, auth, runner):
+    headers = auth.headers()
+    entry = upload(client, headers, picture(), "a.jpg")
+    assert thumb(client, headers, entry["id"]).status_code == 200
+    key = Thumbnail.get().store_key
+    result = runner.invoke("files", "gc", "--grace", "0")
+    assert result.exit_code == 0, result.output
+    assert Thumbnail.select().count() == 1  # in use: not an orphan blob
+    assert client.application.extensions["pcloud"].blobs.exists(key)
+    assert client.delete(f"/delete/{entry['name']}", headers=headers).status_code == 200
+    result = runner.invoke("files", "gc", "--grace", "0")
+    assert result.exit_code == 0, result.output
+    assert "1 thumbnail(s)" in result.output
+    assert Thumbnail.select().count() == 0
+    assert MediaInfo.select().count() == 0
+    assert not client.application.extensions["pcloud"].blobs.exists(key)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pcloud.cli.common import console, human_size, open_pcloud, print_table, reports_errors
 from pcloud.config import parse_duration
-from pcloud.services import changes, gc, trash, verify
+from pcloud.services import changes, gc, thumbnails, trash, verify
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True)
 
@@ -74,7 +74,8 @@ def collect_garbage(
             f"{len(report.stale_partials)} partial upload(s), "
             f"{len(report.expired_uploads) + len(report.orphan_resumables)} "
             "resumable upload(s) and "
-            f"{len(report.broken_files)} file record(s) without content; "
+            f"{len(report.broken_files)} file record(s) without content, "
+            f"{report.unused_thumbnails} thumbnail(s) of content no file uses; "
             f"{human_size(report.reclaimable_bytes)} reclaimed."
         )
     if not dry_run:
@@ -82,6 +83,7 @@ def collect_garbage(
         purged = trash.purge_older_than(pcloud.blobs, days)
         if purged:
             console.print(f"Purged {purged} trash item(s) deleted over {days} day(s) ago.")
+            thumbnails.forget_unused(pcloud.blobs)  # of the content the purge freed
         forgotten = changes.purge()
         if forgotten:
             console.print(f"Forgot {forgotten} change feed entry(ies) older than 90 days.")
@@ -112,6 +114,8 @@ def _print_report(report: gc.GarbageReport) -> None:
         table.add_row("abandoned upload", entry.key, human_size(entry.size))
     for broken in report.broken_files:
         table.add_row("file without content", f"{broken.username}: {broken.name}", "-")
+    if report.unused_thumbnails:
+        table.add_row("unused thumbnails", f"{report.unused_thumbnails} thumbnail(s)", "-")
     print_table(table)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from pcloud.db import rows
 from pcloud.models import Blob, StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, changes, sessions, throttle, tree
+from pcloud.services import audit, changes, sessions, throttle, thumbnails, tree
 from pcloud.services.uploads import resumable
 from pcloud.services.uploads.resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
@@ -39,6 +39,7 @@ class GarbageReport:
     expired_uploads: list[ExpiredUpload] = field(default_factory=list)
     orphan_resumables: list[BlobEntry] = field(default_factory=list)  # bytes with no row
     resumable_sizes: dict[str, int] = field(default_factory=dict)  # upload id -> bytes held
+    unused_thumbnails: int = 0  # thumbnails of content no file uses any more
     blobs_scanned: int = 0
 
     @property
@@ -50,6 +51,7 @@ class GarbageReport:
             or self.stale_partials
             or self.expired_uploads
             or self.orphan_resumables
+            or self.unused_thumbnails
         )
 
     @property
@@ -72,6 +74,8 @@ def find_garbage(
     # A key is in use when a Blob row names it (or, for rows older than Blob, a file).
     blob_keys = {key for (key,) in rows(Blob.select(Blob.store_key))}
     referenced: dict[str, list[tuple[int, str, str]]] = {key: [] for key in blob_keys}
+    # Thumbnails are blobs too; those of content that is gone go in collect_garbage.
+    thumbnail_keys = thumbnails.thumbnail_keys()
     for key, file_id, username, name in rows(
         StoredFile.select(StoredFile.blob_key, StoredFile.id, User.username, StoredFile.name).join(
             User
@@ -83,7 +87,11 @@ def find_garbage(
     present = set()
     for done, entry in enumerate(found, start=1):
         present.add(entry.key)
-        if entry.key not in referenced and entry.modified_at < cutoff:
+        if (
+            entry.key not in referenced
+            and entry.key not in thumbnail_keys
+            and entry.modified_at < cutoff
+        ):
             report.orphan_blobs.append(entry)
         if progress is not None:
             progress(done, len(found))
@@ -92,6 +100,7 @@ def find_garbage(
             report.broken_files.extend(BrokenFile(*file, key) for file in users_files)
             if key in blob_keys:
                 report.broken_blobs.append(key)
+    report.unused_thumbnails = thumbnails.count_unused()
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
     # Rows before files again: an upload created during the scan is young, so spared.
     report.expired_uploads = resumable.expired_uploads(now)
@@ -112,6 +121,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
     resumable.delete_uploads(blobs, [u.upload_id for u in report.expired_uploads])
     for entry in report.orphan_resumables:
         blobs.delete_resumable(entry.key)
+    thumbnails.forget_unused(blobs)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
         _forget_broken_files(broken_ids)
@@ -123,6 +133,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             orphan_blobs=len(report.orphan_blobs),
             partial_uploads=len(report.stale_partials),
             broken_files=len(broken_ids),
+            thumbnails=report.unused_thumbnails,
             bytes=report.reclaimable_bytes,
         )
 

@@ -316,6 +316,11 @@ def forget_unused(blobs: BlobStore) -> tuple[int, int]:
     return len(rows), details
 
 
+def count_unused() -> int:
+    """How many thumbnails belong to content no Blob row names (what gc will forget)."""
+    return Thumbnail.select().where(Thumbnail.sha256.not_in(Blob.select(Blob.sha256))).count()
+
+
 def thumbnail_keys() -> set[str]:
     """Every store key a thumbnail uses (gc must not take them for orphans)."""
     return {key for (key,) in Thumbnail.select(Thumbnail.store_key).tuples()}
