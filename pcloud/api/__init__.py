@@ -16,6 +16,8 @@ from pcloud.api import (
     root,
     security,
     sessions,
+    share_pages,
+    shares,
     sync,
     thumbnails,
     tree,
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         tree.blueprint,
         sync.blueprint,
         thumbnails.blueprint,
+        shares.blueprint,
+        share_pages.blueprint,
     ):
         app.register_blueprint(blueprint)
     app.wsgi_app = tus.method_override(app.wsgi_app)  # type: ignore[method-assign]

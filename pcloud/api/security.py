@@ -21,6 +21,19 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-site",
 }
 HEADER_LIST = list(SECURITY_HEADERS.items())
+# The public share pages (pcloud.api.share_pages) are pages: they run this server's own
+# scripts and styles and show its pictures and videos, and nothing from anywhere else.
+# A view marks its answer as a page by setting this key in the WSGI environ.
+PAGE = "pcloud.page"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADER_LIST = [
+    (name, PAGE_CSP if name == "Content-Security-Policy" else value)
+    for name, value in SECURITY_HEADERS.items()
+]
 HSTS = "max-age=31536000"  # only on answers that travelled over HTTPS (through the proxy)
 
 # tus clients in a browser (Uppy, tus-js-client) send and read these.
@@ -98,7 +111,7 @@ class SecurityHeaders:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         def start_with_headers(status, headers, exc_info=None):
-            headers.extend(HEADER_LIST)
+            headers.extend(PAGE_HEADER_LIST if environ.get(PAGE) else HEADER_LIST)
             if environ.get("wsgi.url_scheme") == "https":
                 headers.append(("Strict-Transport-Security", HSTS))
             return start_response(status, headers, exc_info)

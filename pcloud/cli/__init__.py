@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import audit, files, serve, users
+from pcloud.cli import audit, files, serve, shares, users
 from pcloud.cli.common import CliState, console, database_label, open_pcloud, reports_errors
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(users.app, name="users")
 app.add_typer(files.app, name="files")
+app.add_typer(shares.app, name="shares")
 app.command()(serve.serve)
 app.command("audit")(audit.show_audit)
 
