@@ -35,11 +35,12 @@ def app_operations(app) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
         explicit = set(rule.methods) - AUTOMATIC
-        if rule.endpoint.startswith("tus."):  # tus declares HEAD and OPTIONS itself
+        # tus declares HEAD and OPTIONS itself (also under a file drop link)
+        if rule.endpoint.startswith(("tus.", "share_pages.drop_")):
             explicit = set(rule.methods) - (
-                {"OPTIONS"} if rule.endpoint != "tus.discover" else set()
+                {"OPTIONS"} if not rule.endpoint.endswith("discover") else set()
             )
-            explicit -= {"HEAD"} if rule.endpoint != "tus.status" else set()
+            explicit -= {"HEAD"} if not rule.endpoint.endswith("status") else set()
         operations |= {(path, method) for method in explicit}
     return operations
 

@@ -133,14 +133,17 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     texts = {
         400: "Missing or malformed field, or malformed JSON",
         401: "No valid access token (or credentials)",
-        403: "The account is disabled",
+        403: "The account is disabled (share links: not what this link is for)",
         404: "Not found (also anything of another user's)",
         405: "Method not allowed",
         409: "Conflict",
-        410: "Gone (an expired upload; an unknown or too old cursor: list again)",
+        410: "Gone (an expired upload; an unknown or too old cursor: list again; a share "
+        "link expired, revoked or used up)",
         412: "Precondition failed (If-Match; tus: Tus-Resumable missing or not 1.0.0)",
         413: "Too large",
-        415: "Wrong Content-Type",
+        415: "Wrong Content-Type (thumbnails: not a picture or a video)",
+        416: "Range not satisfiable",
+        422: "A picture or video that cannot be decoded (broken, too large, no frame)",
         423: "Another request is writing this upload",
         429: "Too many failed sign-ins",
         460: "Upload-Checksum does not match",
@@ -611,7 +614,7 @@ def _sync_paths() -> dict[str, Schema]:
                     FOLDER_REF,
                     _query("offset", type="integer", minimum=0),
                     _query("limit", type="integer", minimum=0),
-                    _query("sort", type="string", enum=["name", "modified_at", "size"]),
+                    _query("sort", type="string", enum=["name", "modified_at", "size", "taken_at"]),
                     _query("order", type="string", enum=["asc", "desc"]),
                 ],
             )
@@ -863,7 +866,11 @@ def _sync_paths() -> dict[str, Schema]:
 
 def document(metrics: bool = False) -> Schema:
     """The whole document; /metrics appears when it is on."""
-    paths = {**_paths(), **_sync_paths()}
+    from pcloud.api import openapi_shares  # it builds on this module's helpers
+
+    paths = {**_paths(), **_sync_paths(), **openapi_shares.paths()}
+    openapi_shares.add_media_fields(SCHEMAS)
+    SCHEMAS.update(openapi_shares.schemas())
     if metrics:
         paths["/metrics"] = {
             "get": {
