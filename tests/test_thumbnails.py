@@ -314,15 +314,18 @@ def test_new_content_gets_details_and_a_thumbnail_in_the_background(client, auth
     upload(client, headers, b"words", "a.txt")
     pool = DecoderPool(1, niceness=19)
     try:
-        assert thumbnails.scan_new_content(pcloud.blobs, pool) == 2
-        assert thumbnails.scan_new_content(pcloud.blobs, pool) == 0  # each content once
+        handled, after_id = thumbnails.scan_new_content(pcloud.blobs, pool)
+        assert handled == 2
+        assert thumbnails.scan_new_content(pcloud.blobs, pool)[0] == 0  # each content once
+        upload(client, headers, picture(320, 240), "b.jpg")
+        assert thumbnails.scan_new_content(pcloud.blobs, pool, after_id)[0] == 1
     finally:
         pool.close()
     statuses = sorted(info.status for info in MediaInfo.select())
-    assert statuses == ["image", "none"]
-    assert Thumbnail.select().count() == 1
+    assert statuses == ["image", "image", "none"]
+    assert Thumbnail.select().count() == 2
     listed = client.get("/api/v1/folders/root", headers=headers).get_json()["entries"]
-    assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None]
+    assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None, None]
 
 
 def test_gc_keeps_thumbnails_and_reclaims_them_when_their_content_goes(client, auth, runner):

@@ -101,15 +101,16 @@ class Thumbnailer:
             return
 
         def work() -> None:
+            after_id = 0
             while not self._stop.is_set():
+                done = 0
                 try:
-                    done = scan_new_content(blobs, self.background)
+                    done, after_id = scan_new_content(blobs, self.background, after_id)
                 except Exception:
                     log.exception("Making thumbnails in the background failed")
-                    done = 0
                 finally:
                     release()
-                self._stop.wait(0.2 if done else 3.0)
+                self._stop.wait(0.05 if done else 3.0)
 
         self._thread = threading.Thread(target=work, name="pcloud-thumbnails", daemon=True)
         self._thread.start()
@@ -238,23 +239,33 @@ def _local_copy(blobs: BlobStore, key: str) -> Iterator[str]:
         yield copy.name
 
 
-def scan_new_content(blobs: BlobStore, pool: DecoderPool, batch: int = 20) -> int:
+def scan_new_content(
+    blobs: BlobStore, pool: DecoderPool, after_id: int = 0, batch: int = 20
+) -> tuple[int, int]:
     """Make the details and the background thumbnail of content that has none yet, a
-    few at a time; returns how many were handled. Each content is claimed first (its
-    MediaInfo row, inserted as pending), so that the workers of every process and node
-    share the work without doing any twice."""
+    few at a time, in the order it was stored, from after the Blob id `after_id`;
+    returns (how many were handled, the id to go on after). A caller that keeps the id
+    reads only new content from then on, not the whole table each time. Each content
+    is claimed first (its MediaInfo row, inserted as pending), so that the workers of
+    every process and node share the work without doing any twice."""
+    stale = utc_now() - CLAIM_EXPIRES
     candidates = list(
-        Blob.select(Blob.sha256, Blob.store_key)
+        Blob.select(Blob.id, Blob.sha256, Blob.store_key)
         .join(MediaInfo, peewee.JOIN.LEFT_OUTER, on=(MediaInfo.sha256 == Blob.sha256))
         .where(
-            MediaInfo.id.is_null()
-            | ((MediaInfo.status == PENDING) & (MediaInfo.claimed_at < utc_now() - CLAIM_EXPIRES))
+            (Blob.id > after_id)
+            & (
+                MediaInfo.id.is_null()
+                | ((MediaInfo.status == PENDING) & (MediaInfo.claimed_at < stale))
+            )
         )
+        .order_by(Blob.id)
         .limit(batch)
         .tuples()
     )
     handled = 0
-    for sha256, key in candidates:
+    for blob_id, sha256, key in candidates:
+        after_id = blob_id
         if not _claim(sha256):
             continue
         handled += 1
@@ -264,7 +275,7 @@ def scan_new_content(blobs: BlobStore, pool: DecoderPool, batch: int = 20) -> in
             pass  # recorded: its requests are answered at once from now on
         except ServiceUnavailable:
             _unclaim(sha256)
-    return handled
+    return handled, after_id
 
 
 def _claim(sha256: str) -> bool:
