@@ -392,3 +392,14 @@ def test_the_admin_lists_and_revokes_links(client, auth, runner):
     assert revoked.exit_code == 0, revoked.output
     assert client.get(link["path"]).status_code == 410
     assert runner.invoke("shares", "revoke", "12345").exit_code == 1
+
+
+def test_a_folder_below_a_password_link_asks_for_the_password_too(client, auth):
+    headers = auth.headers()
+    shared = folder(client, headers, "Shared")
+    inner = folder(client, headers, "Inner", shared["id"])
+    path = share(client, headers, folder_id=shared["id"], password="pw")["path"]
+    page = client.get(f"{path}/d/{inner['id']}")
+    assert page.status_code == 401
+    assert 'type="password"' in page.text and "Inner" not in page.text
+    assert client.get(f"{path}/zip").status_code == 401

@@ -19,7 +19,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Response,
-    g,
     make_response,
     redirect,
     render_template,
@@ -33,7 +32,7 @@ from pcloud.api.context import pcloud, receives_body
 from pcloud.api.files import send_stored_file
 from pcloud.api.security import PAGE
 from pcloud.api.thumbnails import send_thumbnail
-from pcloud.errors import BadRequest, NotFound, PcloudError
+from pcloud.errors import BadRequest, NotFound, PcloudError, Unauthorized
 from pcloud.models import Folder, Share, ShareUpload, database_proxy
 from pcloud.services import archive, names, shares, uploads_resumable
 from pcloud.sizes import format_size
@@ -59,6 +58,11 @@ def page(view: Callable[..., Any]) -> Callable[..., Any]:
         request.environ[PAGE] = True
         try:
             response = make_response(view(*args, **kwargs))
+        except _Locked:
+            token = kwargs["token"]
+            response = make_response(
+                render_template("share/password.html", token=token, wrong=False), 401
+            )
         except PcloudError as error:
             response = make_response(
                 render_template("share/error.html", status=error.status, message=error.message),
@@ -76,16 +80,14 @@ def unlocked_share(token: str) -> Share:
     share = shares.open_link(token)
     cookie = request.cookies.get(cookie_name(share))
     if not shares.is_unlocked(share, cookie, pcloud().settings.secret_key):
-        g.locked = share
-        raise _Locked()
+        raise _Locked("This link needs its password")
     return share
 
 
 class _Locked(PcloudError):
-    status = 401
+    """The link has a password, and this visitor has not given it yet."""
 
-    def __init__(self) -> None:
-        super().__init__("This link needs its password")
+    status = 401
 
 
 def cookie_name(share: Share) -> str:
@@ -95,10 +97,7 @@ def cookie_name(share: Share) -> str:
 @blueprint.get("/s/<token>")
 @page
 def share_page(token: str):
-    try:
-        share = unlocked_share(token)
-    except _Locked:
-        return render_template("share/password.html", token=token, wrong=False), 401
+    share = unlocked_share(token)
     if share.mode == shares.UPLOAD:
         return render_template(
             "share/drop.html",
@@ -186,10 +185,6 @@ def static_file(name: str):
 # Bytes ----------------------------------------------------------------------------
 
 
-class _JsonLocked(PcloudError):
-    status = 401
-
-
 @blueprint.get("/s/<token>/download")
 @blueprint.get("/s/<token>/file/<id:file_id>")
 def download(token: str, file_id: int | None = None):
@@ -245,7 +240,7 @@ def _open_for_bytes(token: str) -> Share:
     try:
         return unlocked_share(token)
     except _Locked:
-        raise _JsonLocked("This link needs its password: open its page first") from None
+        raise Unauthorized("This link needs its password: open its page first") from None
 
 
 # The file drop: tus, under the link -----------------------------------------------
