@@ -297,6 +297,7 @@ class Share(BaseModel):
     is kept: the database alone never yields a working link."""
 
     owner = ForeignKeyField(User, backref="shares", on_delete="CASCADE")
+    owner_id: int
     token_hash = CharField(max_length=64, unique=True)
     file_id = BigIntegerField(null=True)  # exactly one of file_id and folder_id is set
     folder_id = BigIntegerField(null=True)
@@ -316,6 +317,7 @@ class ShareUpload(BaseModel):
 
     upload_id = CharField(max_length=64, unique=True)
     share = ForeignKeyField(Share, backref="+", on_delete="CASCADE")
+    share_id: int
 
 
 ALL_MODELS = (

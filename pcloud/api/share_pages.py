@@ -27,14 +27,15 @@ from flask import (
     stream_with_context,
 )
 
-from pcloud.api import tus
+from pcloud.api import tus, tus_headers
 from pcloud.api.context import pcloud, receives_body
 from pcloud.api.files import send_stored_file
 from pcloud.api.security import PAGE
 from pcloud.api.thumbnails import send_thumbnail
 from pcloud.errors import BadRequest, NotFound, PcloudError, Unauthorized
 from pcloud.models import Folder, Share, ShareUpload, database_proxy
-from pcloud.services import archive, names, shares, uploads_resumable
+from pcloud.services import archive, names, shares
+from pcloud.services.uploads import resumable
 from pcloud.sizes import format_size
 
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -257,11 +258,11 @@ def drop_create(token: str):
     tus._check_version()
     share = _drop(token)
     app = pcloud()
-    length = tus._length_header(required=True)
+    length = tus_headers.upload_length(request.headers, required=True)
+    resumable.check_length(app.settings, length)
     metadata = _drop_metadata(request.headers.get("Upload-Metadata", ""), share.folder_id)
-    state = uploads_resumable.create_upload(
-        app.blobs, app.settings, share.owner_id, length, metadata
-    )
+    new = tus_headers.new_upload(length, metadata)
+    state = resumable.create_upload(app.blobs, app.settings, share.owner_id, new)
     with database_proxy.atomic():
         ShareUpload.create(upload_id=state.id, share=share.id)
     if length == 0:
@@ -275,7 +276,7 @@ def drop_create(token: str):
 def drop_status(token: str, upload_id: str):
     tus._check_version()
     share = _drop(token, upload_id)
-    state = uploads_resumable.get_upload(share.owner_id, upload_id)
+    state = resumable.get_upload(share.owner_id, upload_id)
     response = tus._answer(state, 200)
     if state.length is not None:
         response.headers["Upload-Length"] = str(state.length)
@@ -288,7 +289,7 @@ def drop_status(token: str, upload_id: str):
 def drop_patch(token: str, upload_id: str):
     tus._check_version()
     share = _drop(token, upload_id)
-    offset = tus._offset_header()
+    offset = tus_headers.upload_offset(request.headers)
     state = _drop_append(share, upload_id, offset, tus._body(patch=True), tus._checksum())
     return _tus(tus._answer(state, 204))
 
@@ -298,7 +299,7 @@ def drop_terminate(token: str, upload_id: str):
     tus._check_version()
     share = _drop(token, upload_id)
     app = pcloud()
-    uploads_resumable.terminate(app.blobs, app.upload_hashes, share.owner_id, upload_id)
+    resumable.terminate(app.blobs, app.upload_hashes, share.owner_id, upload_id)
     return _tus(Response(status=204))
 
 
@@ -318,7 +319,7 @@ def _drop(token: str, upload_id: str | None = None) -> Share:
 
 def _drop_append(share: Share, upload_id: str, offset: int, body, checksum):
     app = pcloud()
-    state = uploads_resumable.append(
+    state = resumable.append(
         app.blobs,
         app.upload_hashes,
         app.settings,
@@ -336,7 +337,7 @@ def _drop_append(share: Share, upload_id: str, offset: int, body, checksum):
 def _drop_metadata(header: str, folder_id: int) -> str:
     """The visitor's Upload-Metadata with its folder forced to the link's: only the
     file's name, modification time and type are taken from them."""
-    sent = uploads_resumable.parse_metadata(header)
+    sent = tus_headers.parse_metadata(header)
     kept = {
         key: sent[key]
         for key in ("filename", "name", "modified_at", "lastModified", "filetype")

@@ -11,9 +11,9 @@ from pcloud.api.context import current_user_id, json_body, login_required, pclou
 from pcloud.api.tree import PREFIX
 from pcloud.errors import BadRequest
 from pcloud.models import Share, utc_now
+from pcloud.moments import parse_moment
 from pcloud.services import shares
 from pcloud.services.entries import iso_millis
-from pcloud.services.uploads_resumable import parse_moment
 
 blueprint = Blueprint("shares", __name__, url_prefix=PREFIX)
 
@@ -69,7 +69,7 @@ def _expiry(body: dict):
         raise BadRequest("'expires_at' must be ISO 8601 text")
     try:
         return parse_moment(text)
-    except Exception:
+    except ValueError:
         raise BadRequest("'expires_at' must be ISO 8601, e.g. 2026-12-31T23:59:00Z") from None
 
 

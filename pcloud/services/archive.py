@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from zipstream import ZIP_STORED, ZipStream
+from zipstream import ZIP_STORED, ZipStream  # type: ignore[import-untyped]
 
 from pcloud.models import Folder, StoredFile
 from pcloud.services import tree
@@ -41,7 +41,7 @@ def _files_below(folder: Folder) -> Iterator[tuple[str, StoredFile]]:
     """(path inside the archive, file) of every live file at or below the folder."""
     folder_ids = tree.descendants(folder.id)
     rows = {f.id: f for f in Folder.select().where(Folder.id.in_(folder_ids))}
-    paths: dict[int, str] = {folder.id: ""}
+    paths: dict[int, str | None] = {folder.id: ""}
 
     def path_of(folder_id: int) -> str | None:
         if folder_id in paths:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import peewee
 
@@ -99,7 +99,7 @@ class FeedPage:
     has_more: bool
     # The photo details of the files the page names, as they are now, by file id (a row
     # of entries.MEDIA_COLUMNS; absent: not looked at yet, not media, or gone).
-    media: dict[int, tuple] = field(default_factory=dict)
+    media: dict[int, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def parse_cursor(text: object) -> int:
@@ -146,9 +146,8 @@ def _media_of_files(found: list[ChangeRow]) -> dict[int, tuple[Any, ...]]:
             StoredFile.select(StoredFile.id, *MEDIA_COLUMNS)
             .join(MediaInfo, on=(MediaInfo.sha256 == StoredFile.sha256))
             .where(StoredFile.id.in_(file_ids[start : start + 500]))
-            .tuples()
         )
-        for file_id, *details in query:
+        for file_id, *details in rows(query):
             media[file_id] = tuple(details)
     return media
 

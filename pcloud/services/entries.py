@@ -8,9 +8,12 @@ from typing import Any, NamedTuple
 
 import peewee
 
+from pcloud.db import rows
 from pcloud.errors import PreconditionFailed
 from pcloud.models import Folder, MediaInfo, StoredFile, micros
 from pcloud.services import names
+
+Media = tuple[Any, ...]  # a row of MEDIA_COLUMNS (taken_at, offset, width, height, duration)
 
 
 class Entry(NamedTuple):  # a tuple: made ten thousand times a listing, cheaply
@@ -22,7 +25,7 @@ class Entry(NamedTuple):  # a tuple: made ten thousand times a listing, cheaply
     modified_micros: int  # microseconds since the epoch: cheap to sort and to format
     sha256: str | None  # None for folders
     etag: str  # a file's SHA-256; a folder's changes whenever anything below it does
-    media: tuple | None = None  # a file's MEDIA_COLUMNS, when its content has been looked at
+    media: Media | None = None  # a file's MEDIA_COLUMNS, when its content has been looked at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +55,7 @@ MEDIA_COLUMNS = (
 NO_MEDIA = {"taken_at": None, "width": None, "height": None, "duration": None}
 
 
-def media_json(media: tuple | None) -> dict:
+def media_json(media: Media | None) -> dict[str, Any]:
     """{"taken_at", "width", "height", "duration"} of a row of MEDIA_COLUMNS."""
     if media is None:
         return NO_MEDIA
@@ -106,7 +109,7 @@ FILE_COLUMNS = (
 )
 
 
-def with_media(query):
+def with_media(query: Any) -> Any:
     """A query of FILE_COLUMNS from StoredFile, joined to its content's MediaInfo."""
     return query.join(MediaInfo, peewee.JOIN.LEFT_OUTER, on=(MediaInfo.sha256 == StoredFile.sha256))
 
@@ -161,7 +164,7 @@ def require_etag(expected: str | None, actual: str) -> None:
         )
 
 
-def of_file(stored: StoredFile, media: tuple | None = None) -> Entry:
+def of_file(stored: StoredFile, media: Media | None = None) -> Entry:
     """The entry of a file; its photo details only when given (`media_of` reads them)."""
     return Entry(
         "file",
@@ -176,9 +179,10 @@ def of_file(stored: StoredFile, media: tuple | None = None) -> Entry:
     )
 
 
-def media_of(sha256: str) -> tuple | None:
+def media_of(sha256: str) -> Media | None:
     """The MEDIA_COLUMNS of a content, if pcloud has looked at it."""
-    return MediaInfo.select(*MEDIA_COLUMNS).where(MediaInfo.sha256 == sha256).tuples().first()
+    query = MediaInfo.select(*MEDIA_COLUMNS).where(MediaInfo.sha256 == sha256)
+    return next(rows(query), None)
 
 
 def of_folder(folder: Folder) -> Entry:

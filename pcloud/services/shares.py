@@ -94,7 +94,7 @@ def create(
             target = {"file_id": stored.id}
             what = stored.name
         else:
-            folder = folders.get(owner_id, None if folder_id == "root" else folder_id)
+            folder = folders.get(owner_id, _folder_ref(folder_id))
             target = {"folder_id": folder.id}
             what = folder.name or "/"
         share = Share.create(
@@ -120,6 +120,22 @@ def create(
     return NewShare(share, token)
 
 
+def _folder_ref(folder_id: object) -> int | None:
+    """'root' -> None (the root); a folder id as sent -> the id. NotFound otherwise."""
+    if folder_id == "root":
+        return None
+    if isinstance(folder_id, bool) or not isinstance(folder_id, int):
+        raise NotFound(tree.FOLDER_NOT_FOUND)
+    return folder_id
+
+
+def shared_folder_id(share: Share) -> int:
+    """The folder of a folder link (every link names a file or a folder)."""
+    if share.folder_id is None:
+        raise NotFound("Folder not found")
+    return share.folder_id
+
+
 def list_of(owner_id: int | None = None) -> list[tuple[Share, str]]:
     """Links (of one owner, or everyone's) newest first, each with its owner's name."""
     query = (
@@ -143,7 +159,7 @@ def revoke(
         query = Share.select().where(Share.id == share_id)
         if owner_id is not None:
             query = query.where(Share.owner == owner_id)
-        share = query.first()
+        share: Share | None = query.first()
         if share is None:
             raise NotFound("No such share link")
         if share.revoked_at is None:
@@ -164,8 +180,9 @@ def item_of(share: Share) -> tuple[str, int, str | None]:
     if share.file_id is not None:
         name = StoredFile.select(StoredFile.name).where(StoredFile.id == share.file_id).scalar()
         return "file", share.file_id, name
-    name = Folder.select(Folder.name).where(Folder.id == share.folder_id).scalar()
-    return "folder", share.folder_id, name
+    folder_id = shared_folder_id(share)
+    name = Folder.select(Folder.name).where(Folder.id == folder_id).scalar()
+    return "folder", folder_id, name
 
 
 def state(share: Share, now: datetime | None = None) -> str:
@@ -195,7 +212,7 @@ def open_link(token: str) -> Share:
         stored = StoredFile.get_or_none(StoredFile.id == share.file_id)
         if stored is None or stored.folder_id is None or not tree.is_live(stored.folder_id):
             raise Gone("The shared file is no longer there")
-    elif not tree.is_live(share.folder_id):
+    elif not tree.is_live(shared_folder_id(share)):
         raise Gone("The shared folder is no longer there")
     return share
 
@@ -373,10 +390,6 @@ def count_upload(share: Share, name: str, size: int, ip_address: str | None) -> 
 def require_upload(share: Share) -> None:
     if share.mode != UPLOAD:
         raise Forbidden("This link does not take uploads")
-
-
-def owner_quota(share: Share) -> int | None:
-    return User.select(User.quota_bytes).where(User.id == share.owner_id).scalar()
 
 
 def expires_in(share: Share) -> int | None:

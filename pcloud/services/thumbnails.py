@@ -25,6 +25,7 @@ from typing import Any
 
 import peewee
 
+from pcloud.db import rows
 from pcloud.errors import (
     BadRequest,
     ServiceUnavailable,
@@ -250,18 +251,19 @@ def scan_new_content(
     every process and node share the work without doing any twice."""
     stale = utc_now() - CLAIM_EXPIRES
     candidates = list(
-        Blob.select(Blob.id, Blob.sha256, Blob.store_key)
-        .join(MediaInfo, peewee.JOIN.LEFT_OUTER, on=(MediaInfo.sha256 == Blob.sha256))
-        .where(
-            (Blob.id > after_id)
-            & (
-                MediaInfo.id.is_null()
-                | ((MediaInfo.status == PENDING) & (MediaInfo.claimed_at < stale))
+        rows(
+            Blob.select(Blob.id, Blob.sha256, Blob.store_key)
+            .join(MediaInfo, peewee.JOIN.LEFT_OUTER, on=(MediaInfo.sha256 == Blob.sha256))
+            .where(
+                (Blob.id > after_id)
+                & (
+                    MediaInfo.id.is_null()
+                    | ((MediaInfo.status == PENDING) & (MediaInfo.claimed_at < stale))
+                )
             )
+            .order_by(Blob.id)
+            .limit(batch)
         )
-        .order_by(Blob.id)
-        .limit(batch)
-        .tuples()
     )
     handled = 0
     for blob_id, sha256, key in candidates:
@@ -313,9 +315,9 @@ def forget_unused(blobs: BlobStore) -> tuple[int, int]:
     unused = Thumbnail.select(Thumbnail.id, Thumbnail.store_key).where(
         Thumbnail.sha256.not_in(Blob.select(Blob.sha256))
     )
-    rows = list(unused.tuples())
-    for start in range(0, len(rows), 500):
-        part = rows[start : start + 500]
+    found = list(rows(unused))
+    for start in range(0, len(found), 500):
+        part = found[start : start + 500]
         with database_proxy.atomic():
             Thumbnail.delete().where(Thumbnail.id.in_([row_id for row_id, _ in part])).execute()
         for _row_id, key in part:
@@ -324,7 +326,7 @@ def forget_unused(blobs: BlobStore) -> tuple[int, int]:
         details = (
             MediaInfo.delete().where(MediaInfo.sha256.not_in(Blob.select(Blob.sha256))).execute()
         )
-    return len(rows), details
+    return len(found), details
 
 
 def count_unused() -> int:
@@ -334,4 +336,4 @@ def count_unused() -> int:
 
 def thumbnail_keys() -> set[str]:
     """Every store key a thumbnail uses (gc must not take them for orphans)."""
-    return {key for (key,) in Thumbnail.select(Thumbnail.store_key).tuples()}
+    return {key for (key,) in rows(Thumbnail.select(Thumbnail.store_key))}
