@@ -344,3 +344,23 @@ def test_gc_keeps_thumbnails_and_reclaims_them_when_their_content_goes(client, a
     assert Thumbnail.select().count() == 0
     assert MediaInfo.select().count() == 0
     assert not client.application.extensions["pcloud"].blobs.exists(key)
+
+
+def test_made_thumbnails_are_sent_from_the_event_loop_new_ones_made_in_a_thread(app, client, auth):
+    from pcloud.api.bodies import RequestPreviews
+
+    previews = RequestPreviews(app)
+    headers = auth.headers()
+    entry = upload(client, headers, picture(), "a.jpg")
+    path = f"/api/v1/files/{entry['id']}/thumbnail"
+    webp = {"ACCEPT": WEBP["Accept"]}
+    assert not previews.preview("GET", path, webp, False).quick
+    assert thumb(client, headers, entry["id"], 256, WEBP).status_code == 200
+    assert previews.preview("GET", path, webp, False).quick
+    assert previews.preview("GET", path, webp, False, query="size=256").quick
+    assert not previews.preview("GET", path, webp, False, query="size=1024").quick
+    assert not previews.preview("GET", path, {"ACCEPT": "image/jpeg"}, False).quick
+    share = client.post("/api/v1/shares", headers=headers, json={"file_id": entry["id"]})
+    link = share.get_json()["path"]
+    assert previews.preview("GET", f"{link}/thumbnail", webp, False).quick
+    assert not previews.preview("GET", "/s/unknown/thumbnail", webp, False).quick

@@ -33,6 +33,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -82,10 +83,16 @@ class RequestPreviews:
         self._matches: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def preview(
-        self, method: str, path: str, headers: Mapping[str, str], has_body: bool
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        has_body: bool,
+        query: str = "",
     ) -> Preview:
         """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE).
-        Without a body (`has_body` False) no receiver is made."""
+        Without a body (`has_body` False) no receiver is made. `query`: the URL's query
+        string, for views quick for some requests only (@quick_when)."""
         receiver = None
         try:
             method = tus.effective_method(method, path, headers.get("X_HTTP_METHOD_OVERRIDE", ""))
@@ -96,7 +103,10 @@ class RequestPreviews:
                 receiver = self._multipart(headers)
             elif kind == "tus":
                 receiver = self._tus_piece(arguments, headers)
-            return Preview(receiver, getattr(view, QUICK, False))
+            quick = getattr(view, QUICK, False)
+            if callable(quick):  # @quick_when: quick for some of its requests
+                quick = bool(quick(arguments, headers, parse_qs(query)))
+            return Preview(receiver, quick)
         except (HTTPException, RoutingException):
             return NO_PREVIEW  # no such route: the view (or the 404) reads the body as usual
         except Exception:

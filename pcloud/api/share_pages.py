@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ from flask import (
 )
 
 from pcloud.api import tus, tus_headers
-from pcloud.api.context import pcloud, receives_body
+from pcloud.api.context import pcloud, quick, quick_when, receives_body
 from pcloud.api.files import send_stored_file
 from pcloud.api.security import PAGE
-from pcloud.api.thumbnails import send_thumbnail
+from pcloud.api.thumbnails import made_already, send_thumbnail
 from pcloud.errors import BadRequest, NotFound, PcloudError, Unauthorized
 from pcloud.models import Folder, Share, ShareUpload, database_proxy
 from pcloud.services import archive, names, shares
@@ -96,6 +96,7 @@ def cookie_name(share: Share) -> str:
 
 
 @blueprint.get("/s/<token>")
+@quick
 @page
 def share_page(token: str):
     share = unlocked_share(token)
@@ -121,6 +122,7 @@ def share_page(token: str):
 
 
 @blueprint.get("/s/<token>/d/<id:folder_id>")
+@quick
 @page
 def folder_page(token: str, folder_id: int):
     share = unlocked_share(token)
@@ -174,6 +176,7 @@ def unlock(token: str):
 
 
 @blueprint.get("/s/static/<name>")
+@quick
 def static_file(name: str):
     """The pages' own stylesheets and script (the web app's base.css among them)."""
     if name not in STATIC_FILES:
@@ -188,6 +191,7 @@ def static_file(name: str):
 
 @blueprint.get("/s/<token>/download")
 @blueprint.get("/s/<token>/file/<id:file_id>")
+@quick
 def download(token: str, file_id: int | None = None):
     """A file of the link as an attachment; each request counts as a download."""
     share = _open_for_bytes(token)
@@ -198,6 +202,7 @@ def download(token: str, file_id: int | None = None):
 
 @blueprint.get("/s/<token>/raw")
 @blueprint.get("/s/<token>/raw/<id:file_id>")
+@quick
 def inline(token: str, file_id: int | None = None):
     """A picture or video of the link to show in the page (Range, so video seeks).
     Not for links with a download limit: their every byte goes through download."""
@@ -212,10 +217,24 @@ def inline(token: str, file_id: int | None = None):
 
 @blueprint.get("/s/<token>/thumbnail")
 @blueprint.get("/s/<token>/thumbnail/<id:file_id>")
+@quick_when(lambda arguments, headers, query: _thumbnail_made(arguments, headers, query))
 def thumbnail(token: str, file_id: int | None = None):
     share = _open_for_bytes(token)
     stored = shares.shared_file(share, file_id)
     return send_thumbnail(stored.sha256, stored.blob_key, private=share.password_hash is not None)
+
+
+def _thumbnail_made(
+    arguments: dict[str, Any], headers: Mapping[str, str], query: dict[str, list[str]]
+) -> bool:
+    file_id = arguments.get("file_id")
+    if file_id is None:  # a file link's own thumbnail
+        file_id = (
+            Share.select(Share.file_id)
+            .where(Share.token_hash == shares.token_hash(arguments["token"]))
+            .scalar()
+        )
+    return file_id is not None and made_already(file_id, headers, query)
 
 
 @blueprint.get("/s/<token>/zip")

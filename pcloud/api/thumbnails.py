@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Blueprint, Response, request, send_file
 
-from pcloud.api.context import current_user_id, login_required, pcloud
+from pcloud.api.context import current_user_id, login_required, pcloud, quick_when
 from pcloud.api.tree import PREFIX
-from pcloud.errors import NotFound
+from pcloud.errors import NotFound, PcloudError
+from pcloud.models import StoredFile
 from pcloud.services import folders, thumbnails
 
 blueprint = Blueprint("thumbnails", __name__, url_prefix=PREFIX)
 YEAR = 365 * 86400
 
 
+def accepted_format(accept: str) -> str:
+    return thumbnails.choose_format("image/webp" in accept)
+
+
+def made_already(file_id: int, headers: Mapping[str, str], query: dict[str, list[str]]) -> bool:
+    """@quick_when's test: the file's thumbnail of the size asked for is made already,
+    in the format Accept picks."""
+    try:
+        size = thumbnails.parse_size((query.get("size") or [None])[0])
+    except PcloudError:
+        return True  # a 400, at once
+    sha256 = StoredFile.select(StoredFile.sha256).where(StoredFile.id == file_id).scalar()
+    return sha256 is not None and thumbnails.is_made(
+        sha256, size, accepted_format(headers.get("ACCEPT", ""))
+    )
+
+
 @blueprint.get("/files/<id:file_id>/thumbnail")
+@quick_when(lambda arguments, headers, query: made_already(arguments["file_id"], headers, query))
 @login_required
 def file_thumbnail(file_id: int):
     stored = folders.file_of(current_user_id(), file_id)
@@ -26,7 +47,7 @@ def send_thumbnail(sha256: str, blob_key: str, private: bool) -> Response:
     (Also the public share pages' thumbnails.)"""
     app = pcloud()
     size = thumbnails.parse_size(request.args.get("size"))
-    image_format = thumbnails.choose_format("image/webp" in request.headers.get("Accept", ""))
+    image_format = accepted_format(request.headers.get("Accept", ""))
     assert app.thumbnailer is not None
     ref = thumbnails.thumbnail(
         app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format

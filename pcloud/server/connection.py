@@ -79,7 +79,9 @@ class PcloudRequestParser(HTTPRequestParser):
             self.body_rcv is not None
             and self.content_length < self.adj.max_request_body_size  # else refused anyway
         )
-        preview = previews.preview(self.command, self.path, self.headers, has_body)
+        preview = previews.preview(
+            self.command, self.path, self.headers, has_body, query=self.query
+        )
         self.quick = preview.quick
         if preview.receiver is not None:
             self.receiver = preview.receiver

@@ -152,6 +152,11 @@ def thumbnail(
     return _store_thumbnail(blobs, sha256, size, image_format, decoded.thumbnail)
 
 
+def is_made(sha256: str, size: int, image_format: str) -> bool:
+    """Whether the content's thumbnail of that size and format is made already."""
+    return _stored_thumbnail(sha256, size, image_format) is not None
+
+
 def _refuse_unless_media(status: str | None, error: str | None) -> None:
     if status == NOT_MEDIA:
         raise UnsupportedMediaType(NOT_MEDIA_TEXT)
