@@ -9,8 +9,8 @@ from flask import Blueprint, Response, request, send_file
 from pcloud.api.context import current_user_id, login_required, pcloud, quick_when
 from pcloud.api.tree import PREFIX
 from pcloud.errors import NotFound, PcloudError
-from pcloud.models import StoredFile
-from pcloud.services import folders, thumbnails
+from pcloud.services import thumbnails, tree
+from pcloud.services.files import FILE_NOT_FOUND
 
 blueprint = Blueprint("thumbnails", __name__, url_prefix=PREFIX)
 YEAR = 365 * 86400
@@ -27,29 +27,32 @@ def made_already(file_id: int, headers: Mapping[str, str], query: dict[str, list
         size = thumbnails.parse_size((query.get("size") or [None])[0])
     except PcloudError:
         return True  # a 400, at once
-    sha256 = StoredFile.select(StoredFile.sha256).where(StoredFile.id == file_id).scalar()
-    return sha256 is not None and thumbnails.is_made(
-        sha256, size, accepted_format(headers.get("ACCEPT", ""))
-    )
+    return thumbnails.is_made_for_file(file_id, size, accepted_format(headers.get("ACCEPT", "")))
 
 
 @blueprint.get("/files/<id:file_id>/thumbnail")
 @quick_when(lambda arguments, headers, query: made_already(arguments["file_id"], headers, query))
 @login_required
 def file_thumbnail(file_id: int):
-    stored = folders.file_of(current_user_id(), file_id)
-    return send_thumbnail(stored.sha256, stored.blob_key, private=True)
+    size = thumbnails.parse_size(request.args.get("size"))
+    image_format = accepted_format(request.headers.get("Accept", ""))
+    found = thumbnails.file_thumbnail(current_user_id(), file_id, size, image_format)
+    if found is None or found.folder_id is None or not tree.is_live(found.folder_id):
+        raise NotFound(FILE_NOT_FOUND)
+    return send_thumbnail(found.sha256, found.blob_key, private=True, made=found.made)
 
 
-def send_thumbnail(sha256: str, blob_key: str, private: bool) -> Response:
+def send_thumbnail(
+    sha256: str, blob_key: str, private: bool, made: thumbnails.ThumbnailRef | None = None
+) -> Response:
     """The content's thumbnail of `?size=` in WebP when the client accepts it (else
-    JPEG), with an ETag and a year's Cache-Control: a content's thumbnail never changes.
-    (Also the public share pages' thumbnails.)"""
+    JPEG), made now unless `made`, with an ETag and a year's Cache-Control: a content's
+    thumbnail never changes. (Also the public share pages' thumbnails.)"""
     app = pcloud()
     size = thumbnails.parse_size(request.args.get("size"))
     image_format = accepted_format(request.headers.get("Accept", ""))
     assert app.thumbnailer is not None
-    ref = thumbnails.thumbnail(
+    ref = made or thumbnails.thumbnail(
         app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
     )
     try:
