@@ -116,11 +116,6 @@ def test_an_idle_keep_alive_connection_is_closed(server):
     assert 1.5 < time.monotonic() - started < 5
 
 
-@pytest.mark.skip(
-    reason="open defect (issue 14): since the merges of 2026-12-02 the workers hold almost "
-    "none of the 5,000 hostile connections (2 of 5000), on SQLite and PostgreSQL; "
-    "bench/hostile.py measured the same case at 0.88x before them"
-)
 def test_others_are_served_while_thousands_of_hostile_connections_are_open(server):
     """5,000 connections from 100 other addresses (127.0.0.2-101: within the per-address
     limit), half idle, half sending a header byte now and then: 127.0.0.1 is answered
