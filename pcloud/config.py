@@ -446,6 +446,16 @@ OPTIONS: tuple[Option, ...] = (
         "`Authorization: Bearer <this token>`. Empty: /metrics is off.",
         str,
     ),
+    Option(
+        "THUMBNAIL_WORKERS",
+        "thumbnail_workers",
+        "1",
+        "Processes per `pcloud serve` process that decode pictures and videos for "
+        "thumbnails and photo details (each a separate process with a memory limit, so "
+        "a hostile file costs one of them, never the server). 0: thumbnails are made "
+        "only on request, never in the background after an upload.",
+        parse_count,
+    ),
 )
 
 
@@ -506,6 +516,7 @@ class Settings:
     storage_url: str = _default("storage_url")  # "": the upload folder (blob_store_url)
     s3_timeout: int = _default("s3_timeout")
     s3_redirect_downloads: bool = _default("s3_redirect_downloads")
+    thumbnail_workers: int = _default("thumbnail_workers")
     # Where each value came from ("default", "environment", ".env (/path)", "generated ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The .env file read, if one was.

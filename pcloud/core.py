@@ -11,6 +11,7 @@ from pcloud.db import open_database
 from pcloud.errors import ConfigError
 from pcloud.schema import upgrade_schema
 from pcloud.services.google import GoogleCertificates
+from pcloud.services.thumbnails import Thumbnailer
 from pcloud.services.tokens import AccessTokenCache
 from pcloud.services.uploads.hashes import UploadHashes
 from pcloud.storage import BlobStore
@@ -29,6 +30,7 @@ class Pcloud:
 
     schema_changes: tuple[str, ...] = ()
     upload_hashes: UploadHashes = field(default_factory=UploadHashes)
+    thumbnailer: Thumbnailer | None = None  # its decoder processes start on first need
 
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
@@ -46,6 +48,7 @@ class Pcloud:
             google_certificates=GoogleCertificates(settings.google_certs_url),
             access_tokens=AccessTokenCache(settings),
             schema_changes=changes,
+            thumbnailer=Thumbnailer(settings.thumbnail_workers),
         )
 
     def checkpoint_in_background(self) -> None:
@@ -55,6 +58,12 @@ class Pcloud:
         if start is not None:
             start()
 
+    def thumbnails_in_background(self) -> None:
+        """For a server: details and thumbnails of new uploads are made in a thread of
+        this process, by a decoder at the lowest priority (pcloud.services.thumbnails)."""
+        if self.thumbnailer is not None:
+            self.thumbnailer.start_background(self.blobs, self.release_connection)
+
     def release_connection(self) -> None:
         """Give this thread's database connection back to the pool, if it holds one (at
         the end of a request)."""
@@ -62,7 +71,9 @@ class Pcloud:
             self.database.close()
 
     def close(self) -> None:
-        """Close every pooled connection, and the blob store."""
+        """Stop the decoders; close every pooled connection, and the blob store."""
+        if self.thumbnailer is not None:
+            self.thumbnailer.close()
         self.blobs.close()
         close_all = getattr(self.database, "close_all", None)
         if close_all is not None:

@@ -75,6 +75,12 @@ class UnsupportedMediaType(PcloudError):
     status = 415
 
 
+class UnprocessableEntity(PcloudError):
+    """The request was understood, but its content cannot be used (a broken picture)."""
+
+    status = 422
+
+
 class Locked(PcloudError):
     """Someone else is writing the resource right now; try again shortly."""
 

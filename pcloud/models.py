@@ -317,6 +317,68 @@ class DavProperty(BaseModel):
         indexes = ((("owner_id",), False),)
 
 
+class MediaInfo(BaseModel):
+    """What a content is as a picture or a video, once per blob (by SHA-256), whoever owns
+    it: made by the thumbnailer (pcloud.services.media) on first need or in the
+    background after an upload; forgotten by gc when no file uses the content any more."""
+
+    sha256 = CharField(max_length=64, unique=True)
+    status = CharField(max_length=16)  # pending, image, video, none (not media), bad
+    claimed_at = UtcDateTimeField(default=utc_now)  # when a worker took it (for pending)
+    width = IntegerField(null=True)  # as shown (EXIF orientation applied)
+    height = IntegerField(null=True)
+    duration = FloatField(null=True)  # seconds, for videos
+    # Capture time in UTC microseconds: EXIF DateTimeOriginal (with OffsetTimeOriginal
+    # when the camera wrote one; else its local time taken as UTC) or a video's
+    # creation_time.
+    taken_at = UtcDateTimeField(null=True, index=True)
+    taken_offset = IntegerField(null=True)  # minutes east of UTC, when known
+    error = CharField(max_length=255, null=True)  # why it is bad (for status "bad")
+
+
+class Thumbnail(BaseModel):
+    """A small picture of a content, stored as a blob of its own (so it lives wherever
+    the store keeps bytes). Content never changes, so neither does its thumbnail."""
+
+    sha256 = CharField(max_length=64)
+    size = IntegerField()  # pixels on the long side
+    format = CharField(max_length=8)  # webp or jpeg
+    store_key = CharField(max_length=64, unique=True)
+    bytes = IntegerField()
+    created_at = UtcDateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = ((("sha256", "size", "format"), True),)
+
+
+class Share(BaseModel):
+    """A public link to one file or one folder (`/s/<token>`). Only the token's SHA-256
+    is kept: the database alone never yields a working link."""
+
+    owner = ForeignKeyField(User, backref="shares", on_delete="CASCADE")
+    owner_id: int
+    token_hash = CharField(max_length=64, unique=True)
+    file_id = BigIntegerField(null=True)  # exactly one of file_id and folder_id is set
+    folder_id = BigIntegerField(null=True)
+    mode = CharField(max_length=16)  # "view" (see and download) or "upload" (a file drop)
+    password_hash = CharField(max_length=255, null=True)
+    expires_at = UtcDateTimeField(null=True)
+    max_downloads = IntegerField(null=True)
+    downloads = IntegerField(default=0)
+    uploads = IntegerField(default=0)
+    created_at = UtcDateTimeField(default=utc_now)
+    revoked_at = UtcDateTimeField(null=True)
+
+
+class ShareUpload(BaseModel):
+    """A resumable upload started through a file-drop link: only that link may go on
+    with it (the upload itself is the owner's TusUpload)."""
+
+    upload_id = CharField(max_length=64, unique=True)
+    share = ForeignKeyField(Share, backref="+", on_delete="CASCADE")
+    share_id: int
+
+
 ALL_MODELS = (
     User,
     Folder,
@@ -334,4 +396,8 @@ ALL_MODELS = (
     AppPassword,
     DavLock,
     DavProperty,
+    MediaInfo,
+    Thumbnail,
+    Share,
+    ShareUpload,
 )

@@ -71,14 +71,14 @@ class Preview:
 class ServedApp:
     """What one worker process serves, made in that process (after the fork): the WSGI
     app, its previews (called with the method, the path, the headers as waitress keeps
-    them, upper case with `_` for `-`, and the body's length: None when chunked), and
-    what to call when the worker stops."""
+    them, upper case with `_` for `-`, the body's length: None when chunked, and the
+    query string), and what to call when the worker stops."""
 
     __slots__ = ("wsgi", "previews", "close")
 
     def __init__(self, wsgi: object, previews: object, close: object) -> None:
         self.wsgi = wsgi  # a WSGI callable
-        self.previews = previews  # (method, path, headers, body_length) -> Preview
+        self.previews = previews  # (method, path, headers, body_length, query) -> Preview
         self.close = close  # () -> None
 
 

@@ -18,7 +18,10 @@ from pcloud.api import (
     root,
     security,
     sessions,
+    share_pages,
+    shares,
     sync,
+    thumbnails,
     tree,
     tus,
     versions,
@@ -75,6 +78,9 @@ def create_app(settings: Settings | None = None, pcloud: Pcloud | None = None) -
         sync.blueprint,
         versions.blueprint,
         archive.blueprint,
+        thumbnails.blueprint,
+        shares.blueprint,
+        share_pages.blueprint,
         *web_blueprints,
     ):
         app.register_blueprint(blueprint)
@@ -92,6 +98,7 @@ def served_app(settings: Settings) -> ServedApp:
     pcloud = Pcloud.open(settings, create_tables=False)
     try:
         pcloud.checkpoint_in_background()
+        pcloud.thumbnails_in_background()
         app = create_app(pcloud=pcloud)
     except BaseException:
         pcloud.close()

@@ -38,6 +38,7 @@ import json
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -106,10 +107,17 @@ class RequestPreviews:
         self._matches: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def __call__(
-        self, method: str, path: str, headers: Mapping[str, str], body_length: int | None
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body_length: int | None,
+        query: str = "",
     ) -> Preview:
         """`headers` as waitress keeps them: upper case, `-` as `_` (CONTENT_TYPE);
-        `body_length` from Content-Length (None: chunked, length unknown; 0: no body)."""
+        `body_length` from Content-Length (None: chunked, length unknown; 0: no body);
+        `query`: the URL's query string, for views quick for some requests only
+        (@quick_when)."""
         receiver = None
         if path == DAV_PREFIX or path.startswith(DAV_PREFIX + "/"):
             return self._dav(method, path, headers, body_length)
@@ -120,7 +128,10 @@ class RequestPreviews:
             limit, too_large = self._body_limit(view)
             # A store across the network (S3) is never quick: every view then runs in a
             # thread, so that no request waits on the store in the event loop.
-            quick = getattr(view, QUICK, False) and self._pcloud.blobs.local
+            quick = getattr(view, QUICK, False)
+            if callable(quick):  # @quick_when: quick for some of its requests
+                quick = bool(quick(arguments, headers, parse_qs(query)))
+            quick = quick and self._pcloud.blobs.local
             preview = Preview(quick=quick, body_limit=limit, too_large=too_large)
             if body_length == 0 or (body_length is not None and body_length > limit):
                 return preview  # no body; or one the server refuses (413) unread

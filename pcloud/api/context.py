@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -63,6 +63,23 @@ def quick(view: View) -> View:
     worker thread (see pcloud.server.loop.LoopDispatcher). Unmarked views run in threads."""
     setattr(view, QUICK, True)
     return view
+
+
+QuickTest = Callable[[dict[str, Any], Mapping[str, str], dict[str, list[str]]], bool]
+
+
+def quick_when(test: QuickTest) -> Callable[[View], View]:
+    """Mark a view quick for the requests that `test(route arguments, headers, query)`
+    says are (headers as waitress keeps them: `ACCEPT`; the query string parsed, as
+    urllib's parse_qs gives it): a thumbnail already made is sent from the disk, one not
+    made yet waits on a decoder, in a thread. The test runs before the request's body
+    arrives, so it must itself be quick (a lookup or two)."""
+
+    def mark(view: View) -> View:
+        setattr(view, QUICK, test)
+        return view
+
+    return mark
 
 
 def received_body() -> Any | None:

@@ -148,14 +148,18 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         400: "Missing or malformed field, or malformed JSON",
         401: "No valid access token (or credentials)",
         403: "Refused on this server: the account is disabled, registration is closed "
-        "(or not open to this email), or Google sign-in is not enabled",
+        "(or not open to this email), or Google sign-in is not enabled (share links: not "
+        "what this link is for)",
         404: "Not found (also anything of another user's)",
         405: "Method not allowed",
         409: "Conflict",
-        410: "Gone (an expired upload; an unknown or too old cursor: list again)",
+        410: "Gone (an expired upload; an unknown or too old cursor: list again; a share "
+        "link expired, revoked or used up)",
         412: "Precondition failed (If-Match; tus: Tus-Resumable missing or not 1.0.0)",
         413: "Too large",
-        415: "Wrong Content-Type",
+        415: "Wrong Content-Type (thumbnails: not a picture or a video)",
+        416: "Range not satisfiable",
+        422: "A picture or video that cannot be decoded (broken, too large, no frame)",
         423: "Another request is writing this upload",
         429: "Too many failed sign-ins",
         460: "Upload-Checksum does not match",
@@ -657,7 +661,7 @@ def _sync_paths() -> dict[str, Schema]:
                     FOLDER_REF,
                     _query("offset", type="integer", minimum=0),
                     _query("limit", type="integer", minimum=0),
-                    _query("sort", type="string", enum=["name", "modified_at", "size"]),
+                    _query("sort", type="string", enum=["name", "modified_at", "size", "taken_at"]),
                     _query("order", type="string", enum=["asc", "desc"]),
                 ],
             )
@@ -1079,7 +1083,17 @@ def _web_paths() -> dict[str, Schema]:
 
 def document(metrics: bool = False) -> Schema:
     """The whole document; /metrics appears when it is on."""
-    paths = {**_paths(), **_sync_paths(), **_version_paths(), **_web_paths()}
+    from pcloud.api import openapi_shares  # it builds on this module's helpers
+
+    paths = {
+        **_paths(),
+        **_sync_paths(),
+        **_version_paths(),
+        **_web_paths(),
+        **openapi_shares.paths(),
+    }
+    openapi_shares.add_media_fields(SCHEMAS)
+    SCHEMAS.update(openapi_shares.schemas())
     if metrics:
         paths["/metrics"] = {
             "get": {

@@ -9,7 +9,7 @@ from pcloud.api.context import current_user_id, json_body, login_required, pclou
 from pcloud.api.tree import PREFIX, on_conflict, query_int
 from pcloud.errors import BadRequest
 from pcloud.services import changes, content, from_content, trash, upload_check
-from pcloud.services.entries import Entry, iso_millis, iso_of_micros
+from pcloud.services.entries import Entry, iso_millis, iso_of_micros, media_json
 
 blueprint = Blueprint("sync", __name__, url_prefix=PREFIX)
 # 10,000 quoted hashes and their commas, with room for whitespace.
@@ -125,6 +125,9 @@ def change_feed():
                     "parent_id": change.parent_id,
                     "name": change.name,
                     "at": iso_of_micros(change.at_micros),
+                    **media_json(
+                        page.media.get(change.item_id) if change.item_type == "file" else None
+                    ),
                 }
                 for change in page.changes
             ],

@@ -184,7 +184,7 @@ def upload_into(ref: str):
 @login_required
 def get_file(file_id: int):
     stored = folders.file_of(current_user_id(), file_id)
-    return jsonify(entries.of_file(stored).to_json())
+    return jsonify(entries.of_file(stored, entries.media_of(stored.sha256)).to_json())
 
 
 @blueprint.get("/files/<id:file_id>/content")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import audit, backup, files, serve, systemd, users
+from pcloud.cli import audit, backup, files, serve, shares, systemd, users
 from pcloud.cli.common import (
     EXIT_USAGE,
     HELP_MARKUP,
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(users.app, name="users")
 app.add_typer(files.app, name="files")
+app.add_typer(shares.app, name="shares")
 app.command()(serve.serve)
 app.command("audit")(audit.show_audit)
 app.command("backup")(backup.backup_command)

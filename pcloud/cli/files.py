@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
-from pcloud.services import changes, gc, migrate_storage, trash, verify, versions
+from pcloud.services import changes, gc, migrate_storage, thumbnails, trash, verify, versions
 from pcloud.sizes import format_size
 
 app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
@@ -80,7 +80,8 @@ def collect_garbage(
             f"{len(report.stale_partials)} partial upload(s), "
             f"{len(report.expired_uploads) + len(report.orphan_resumables)} "
             "resumable upload(s) and "
-            f"{len(report.broken_files)} file record(s) without content; "
+            f"{len(report.broken_files)} file record(s) without content, "
+            f"{report.unused_thumbnails} thumbnail(s) of content no file uses; "
             f"{format_size(report.reclaimable_bytes)} reclaimed."
         )
     if not dry_run:
@@ -91,6 +92,8 @@ def collect_garbage(
         pruned = versions.prune_by_settings(pcloud.blobs, pcloud.settings)
         if pruned:
             console.print(f"Deleted {pruned} file version(s) past the retention rules.")
+        if purged or pruned:
+            thumbnails.forget_unused(pcloud.blobs)  # of the content the purge freed
         forgotten = changes.purge()
         if forgotten:
             console.print(f"Forgot {forgotten} change feed entry(ies) older than 90 days.")
@@ -121,6 +124,8 @@ def _print_report(report: gc.GarbageReport) -> None:
         table.add_row("abandoned upload", text(entry.key), format_size(entry.size))
     for broken in report.broken_files:
         table.add_row("file without content", text(f"{broken.username}: {broken.name}"), "-")
+    if report.unused_thumbnails:
+        table.add_row("unused thumbnails", f"{report.unused_thumbnails} thumbnail(s)", "-")
     print_table(table)
 
 

@@ -122,7 +122,7 @@ class PcloudRequestParser(HTTPRequestParser):
         if previews is None:
             return
         length = None if self.chunked else self.content_length
-        preview: Preview = previews(self.command, self.path, self.headers, length)
+        preview: Preview = previews(self.command, self.path, self.headers, length, self.query)
         self.quick = preview.quick
         if preview.body_limit is not None:
             self.adj = self.server.adjustments_for(preview.body_limit)

@@ -122,7 +122,7 @@ INTERNALS: tuple[Internal, ...] = (
     Internal(
         "waitress.parser.HTTPRequestParser.parse_header",
         "extended: asks the app's previews once the headers are parsed",
-        "the attributes it sets (command, path, headers, chunked, content_length, body_rcv)",
+        "the attributes it sets (command, path, query, headers, chunked, content_length, body_rcv)",
         "c2c093b901782da6",
     ),
     Internal(

@@ -8,15 +8,23 @@ purge gets 410, and the client lists its tree again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import peewee
 
 from pcloud.db import PreparedQuery, rows
 from pcloud.errors import BadRequest, Gone
-from pcloud.models import Change, FeedHorizon, database_proxy, micros, utc_now
+from pcloud.models import (
+    Change,
+    FeedHorizon,
+    MediaInfo,
+    StoredFile,
+    database_proxy,
+    micros,
+    utc_now,
+)
 
 RETENTION = timedelta(days=90)
 CREATED = "created"
@@ -89,6 +97,9 @@ class FeedPage:
     changes: list[ChangeRow]
     cursor: int  # pass it back for the next page
     has_more: bool
+    # The photo details of the files the page names, as they are now, by file id (a row
+    # of entries.MEDIA_COLUMNS; absent: not looked at yet, not media, or gone).
+    media: dict[int, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def parse_cursor(text: object) -> int:
@@ -130,7 +141,23 @@ def feed(owner_id: int, cursor: int, limit: int, with_versions: bool = False) ->
     found = [ChangeRow(*row) for row in database_proxy.execute(query).fetchall()]
     has_more = len(found) > limit
     found = found[:limit]
-    return FeedPage(found, found[-1].id if found else cursor, has_more)
+    return FeedPage(found, found[-1].id if found else cursor, has_more, _media_of_files(found))
+
+
+def _media_of_files(found: list[ChangeRow]) -> dict[int, tuple[Any, ...]]:
+    from pcloud.services.entries import MEDIA_COLUMNS  # entries imports models only
+
+    file_ids = list({row.item_id for row in found if row.item_type == FILE})
+    media: dict[int, tuple[Any, ...]] = {}
+    for start in range(0, len(file_ids), 500):
+        query = (
+            StoredFile.select(StoredFile.id, *MEDIA_COLUMNS)
+            .join(MediaInfo, on=(MediaInfo.sha256 == StoredFile.sha256))
+            .where(StoredFile.id.in_(file_ids[start : start + 500]))
+        )
+        for file_id, *details in rows(query):
+            media[file_id] = tuple(details)
+    return media
 
 
 def purge(now: datetime | None = None) -> int:

@@ -12,7 +12,7 @@ from pcloud.services import changes, entries, names, tree
 from pcloud.services.entries import Entry
 from pcloud.services.files import FILE_NOT_FOUND
 
-SORT_KEYS = ("name", "modified_at", "size")
+SORT_KEYS = ("name", "modified_at", "size", "taken_at")
 MAX_PAGE = 10_000
 
 
@@ -64,7 +64,8 @@ def listing(
     descending: bool = False,
 ) -> Listing:
     """One page of what the folder holds: folders first, then files, each sorted by
-    `sort` (name case-insensitively, modified_at or size)."""
+    `sort` (name case-insensitively, modified_at, size, or taken_at: files without a
+    capture time after the others, folders by name)."""
     if sort not in SORT_KEYS:
         raise BadRequest(f"'sort' must be one of {', '.join(SORT_KEYS)}")
     if not 1 <= limit <= MAX_PAGE or offset < 0:
@@ -75,11 +76,13 @@ def listing(
     folder = get(owner_id, folder_id)
     subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
     rows = database_proxy.execute(
-        StoredFile.select(*entries.FILE_COLUMNS).where(StoredFile.folder == folder)
+        entries.with_media(StoredFile.select(*entries.FILE_COLUMNS)).where(
+            StoredFile.folder == folder
+        )
     ).fetchall()
     # Sorted and paged as raw rows; only the page becomes JSON (a listing may hold 10,000).
     subfolders.sort(key=_sort_key(sort, entries.Entry), reverse=descending)
-    rows.sort(key=_sort_key(sort, entries.FILE_ROW), reverse=descending)
+    rows.sort(key=_sort_key(sort, entries.FILE_ROW, descending), reverse=descending)
     total = len(subfolders) + len(rows)
     page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
     first_row = max(0, offset - len(subfolders))
@@ -89,11 +92,19 @@ def listing(
     return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
 
 
-def _sort_key(sort: str, shape: Any) -> Callable[[Any], Any]:
+def _sort_key(sort: str, shape: Any, descending: bool = False) -> Callable[[Any], Any]:
     """A sort key over entries or raw file rows, both of whose fields `shape` names."""
     name = shape._fields.index("name")
-    if sort == "name":
+    if sort == "name" or (sort == "taken_at" and "taken_micros" not in shape._fields):
         return lambda item: (item[name].casefold(), item[name])
+    if sort == "taken_at":
+        taken = shape._fields.index("taken_micros")
+        # Files without a capture time come last, in either order.
+        return lambda item: (
+            (item[taken] is None) != descending,
+            item[taken] or 0,
+            item[name].casefold(),
+        )
     column = shape._fields.index("size" if sort == "size" else "modified_micros")
     return lambda item: (item[column] or 0, item[name].casefold())
 

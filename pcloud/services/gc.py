@@ -12,7 +12,7 @@ import peewee
 
 from pcloud.db import rows
 from pcloud.models import Blob, FileVersion, StoredFile, User, database_proxy, utc_now
-from pcloud.services import audit, changes, content, sessions, throttle, tree, versions
+from pcloud.services import audit, changes, content, sessions, throttle, thumbnails, tree, versions
 from pcloud.services.uploads import resumable
 from pcloud.services.uploads.resumable import ExpiredUpload
 from pcloud.storage import BlobEntry, BlobStore
@@ -42,6 +42,7 @@ class GarbageReport:
     expired_uploads: list[ExpiredUpload] = field(default_factory=list)
     orphan_resumables: list[BlobEntry] = field(default_factory=list)  # bytes with no row
     resumable_sizes: dict[str, int] = field(default_factory=dict)  # upload id -> bytes held
+    unused_thumbnails: int = 0  # thumbnails of content no file uses any more
     blobs_scanned: int = 0
 
     @property
@@ -53,6 +54,7 @@ class GarbageReport:
             or self.stale_partials
             or self.expired_uploads
             or self.orphan_resumables
+            or self.unused_thumbnails
         )
 
     @property
@@ -84,6 +86,8 @@ def find_garbage(
     referenced = {key for (key,) in rows(Blob.select(Blob.store_key))}
     blob_keys = frozenset(referenced)
     referenced.update(_keys_of_files_without_blob_rows())
+    # Thumbnails are blobs too; those of content that is gone go in collect_garbage.
+    thumbnail_keys = thumbnails.thumbnail_keys()
     report = GarbageReport()
     present: set[str] = set()
     expected = len(referenced)
@@ -91,7 +95,11 @@ def find_garbage(
         stage("Scanning blobs")
     for done, entry in enumerate(blobs.scan(), start=1):
         present.add(entry.key)
-        if entry.key not in referenced and entry.modified_at < cutoff:
+        if (
+            entry.key not in referenced
+            and entry.key not in thumbnail_keys
+            and entry.modified_at < cutoff
+        ):
             report.orphan_blobs.append(entry)
         if progress is not None:
             progress(done, max(expected, done))
@@ -99,6 +107,7 @@ def find_garbage(
     missing = sorted(referenced - present)
     report.broken_blobs = [key for key in missing if key in blob_keys]
     report.broken_files = list(_files_using(missing))
+    report.unused_thumbnails = thumbnails.count_unused()
     if stage is not None:
         stage("Scanning partial uploads")
     report.stale_partials = [entry for entry in blobs.scan_partials() if entry.modified_at < cutoff]
@@ -147,6 +156,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
     resumable.delete_uploads(blobs, [u.upload_id for u in report.expired_uploads])
     for entry in report.orphan_resumables:
         blobs.delete_resumable(entry.key)
+    thumbnails.forget_unused(blobs)
     broken_ids = [broken.file_id for broken in report.broken_files]
     with database_proxy.atomic():
         freed = _forget_broken_files(broken_ids)
@@ -160,6 +170,7 @@ def collect_garbage(blobs: BlobStore, report: GarbageReport) -> None:
             orphan_blobs=len(report.orphan_blobs),
             partial_uploads=len(report.stale_partials),
             broken_files=len(broken_ids),
+            thumbnails=report.unused_thumbnails,
             bytes=report.reclaimable_bytes,
         )
     for key in freed:
