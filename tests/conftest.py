@@ -89,9 +89,31 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url)
 
 
+# Given on `pcloud serve`'s command line by the tests that start it (tests.served).
+COMMAND_LINE_FIELDS = {"host", "port", "workers", "threads"}
+
+
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """Environment variables that make a `pcloud` process use these settings."""
-    return {
+    """Environment variables that make a `pcloud` process use these settings: the paths
+    and keys always, and every other option whose value is not its default."""
+    from pcloud.config import OPTIONS
+
+    changed = {}
+    for option in OPTIONS:
+        if option.field in COMMAND_LINE_FIELDS or option.default is None:
+            continue
+        value = getattr(settings, option.field)
+        if value == option.parse(option.default):
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        assert option.parse(text) == value, f"{option.env}={text!r} does not read back"
+        changed[option.env] = text
+    return changed | {
         "PCLOUD_DATA_DIR": str(settings.data_dir),
         "DATABASE_URL": settings.database_url,
         "UPLOAD_FOLDER": str(settings.upload_folder),
