@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from pcloud import __version__
 from pcloud.api import create_app
 from pcloud.core import Pcloud
 from pcloud.models import AuditEvent, User
@@ -51,6 +52,22 @@ def test_closed_registration_refuses_with_403_and_makes_no_account(client_with):
     }
     assert User.select().count() == 0
     assert AuditEvent.select().count() == 0
+
+
+def test_the_server_tells_anyone_whether_registration_is_open(client, client_with):
+    """GET /api/v1/server, signed out: what the web app's sign-in page asks before it
+    shows its sign-up link."""
+    answer = client.get("/api/v1/server")
+    assert answer.status_code == 200
+    assert answer.get_json()["registration"] is True
+    assert answer.get_json()["google_sign_in"] is False
+    closed = client_with(registration="closed", google_client_id="id.apps.example")
+    assert closed.get("/api/v1/server").get_json() == {
+        "name": "pcloud",
+        "version": __version__,
+        "registration": False,
+        "google_sign_in": True,
+    }
 
 
 def test_closed_registration_still_validates_the_request_first(client_with):

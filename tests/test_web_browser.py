@@ -813,3 +813,85 @@ def test_a_paused_upload_stops_and_goes_on_when_resumed(page, served, tmp_path):
         slow_uplink(page, -1)
     stored = {entry["name"]: entry for entry in served.root_entries(name, headers)}
     assert stored["paused.bin"]["sha256"] == sha
+
+
+def test_the_photo_grid_shows_thumbnails_and_a_share_link_is_made_copied_and_revoked(page, served):
+    name = served.new_user()
+    headers = served.headers(name)
+    answer = requests.post(
+        f"{served.url}/api/v1/folders/root/files",
+        headers=headers,
+        files={"file": ("wide.png", png(400, 200))},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    sign_in(page, served, name)
+    click_button(page, "Photo grid")
+    # The grid's picture is the server's thumbnail (fetched with the token, as a blob:
+    # URL), not the icon: its proportions are the photo's.
+    wait_for(
+        page,
+        lambda d: (
+            d.execute_script(
+                "const i = document.querySelector('#files .entry .thumb img');"
+                "return i && i.complete && i.src.startsWith('blob:') && i.naturalWidth"
+            )
+            == 256
+        ),
+    )
+    assert (
+        page.execute_script("return document.querySelector('#files .thumb img').naturalHeight")
+        == 128
+    )
+    screenshot(page, "photo-grid")
+
+    select(page, "wide.png")
+    click_button(page, "Share link")
+    field = css(page, "dialog[open] #share-link")
+    link = field.get_attribute("value")
+    assert link.startswith(f"{served.url}/s/")
+    shared = requests.get(link, timeout=10)
+    assert shared.status_code == 200 and "wide.png" in shared.text
+    page.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": served.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    answer_dialog(page, button="Copy link")
+    assert page.execute_script("return navigator.clipboard.readText()") == link
+
+    page.get(f"{served.url}/app/#/account")
+    css(page, "#shares-title")
+    row = wait_for(
+        page,
+        lambda d: d.execute_script(
+            "const b = document.querySelector('[aria-label=\"Revoke the link to wide.png\"]');"
+            "if (b) b.click(); return !!b"
+        ),
+    )
+    assert row
+    wait_for(
+        page,
+        lambda d: (
+            "No links" in d.find_element(By.CSS_SELECTOR, "[aria-labelledby=shares-title]").text
+        ),
+    )
+    assert requests.get(link, timeout=10).status_code == 410
+
+
+def test_the_sign_up_link_shows_only_where_registration_is_open(page, served, tmp_path):
+    css(page, "#login")
+    wait_for(page, lambda d: d.find_element(By.ID, "register-aside").is_displayed())
+    with fresh_database_url(tmp_path) as database_url:
+        closed = Served(make_settings(tmp_path, database_url, registration="closed"), free_port())
+        closed.start()
+        try:
+            page.get(f"{closed.url}/app/")
+            css(page, "#login")
+            wait_for(
+                page,
+                lambda d: d.execute_script(
+                    "return document.getElementById('register-aside').hidden"
+                ),
+            )
+        finally:
+            closed.stop()

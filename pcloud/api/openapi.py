@@ -1006,7 +1006,23 @@ def _web_paths() -> dict[str, Schema]:
     )
     cookie = {"description": "Set-Cookie: the HttpOnly, SameSite=Strict session cookies"}
     page = {"200": {"description": "A file of the web app", "content": {"text/html": {}}}}
+    features = _object(
+        ["name", "version", "registration", "google_sign_in"],
+        {
+            "name": _string(),
+            "version": _string(),
+            "registration": {"type": "boolean"},
+            "google_sign_in": {"type": "boolean"},
+        },
+    )
     return {
+        f"{V1}/server": {
+            "get": _operation(
+                "What this server offers before sign-in: open registration, Google sign-in",
+                {"200": _answer("The server's features", features)},
+                auth=False,
+            )
+        },
         "/app/": {"get": _operation("The web app", page, auth=False)},
         "/app/{name}": {
             "get": _operation(

@@ -98,6 +98,17 @@ export async function signOut() {
   }
 }
 
+let features = null;
+
+/** What the server offers before sign-in (GET /api/v1/server), asked once; {} from a
+ * server that does not say. */
+export function serverFeatures() {
+  features ??= fetch("/api/v1/server")
+    .then((response) => (response.ok ? response.json() : {}))
+    .catch(() => ({}));
+  return features;
+}
+
 export async function register(username, email, password) {
   const response = await fetch("/register", {
     method: "POST",

@@ -1,6 +1,6 @@
 // The pcloud web app: sign in, browse, upload, download, organise, trash, account.
 
-import { ApiError, api, authorizedFetch, call, contentUrl, onSessionChange, refresh, register, signIn, signOut, zipUrl } from "./api.js";
+import { ApiError, api, authorizedFetch, call, contentUrl, onSessionChange, refresh, register, serverFeatures, signIn, signOut, zipUrl } from "./api.js";
 import { askText, clear, confirmAction, dialog, formatDate, formatSize, h, toast } from "./dom.js";
 import { FolderData, VirtualList } from "./listing.js";
 import { UploadQueue, forgetUpload, unfinishedUploads } from "./upload.js";
@@ -149,7 +149,11 @@ function renderSignIn() {
     field("password", "Password", { type: "password", autocomplete: "current-password" }),
     message,
     h("p", { class: "actions" }, h("button", { class: "primary", type: "submit" }, "Sign in")),
-    h("p", { class: "aside" }, "No account yet? ", h("a", { href: "#/register" }, "Create one")));
+    h("p", { class: "aside", id: "register-aside" }, "No account yet? ", h("a", { href: "#/register" }, "Create one")));
+  // Only the admin makes accounts on a server whose registration is closed.
+  serverFeatures().then((offered) => {
+    if (offered.registration === false) form.querySelector("#register-aside").hidden = true;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     message.textContent = "";
