@@ -99,6 +99,18 @@ def test_an_app_password_is_a_session_listed_and_revoked_at_once(client, auth):
     assert propfind(client, "/", basic("ann", secret), "0").status_code == 401
 
 
+def test_a_put_through_an_app_password_records_its_device_on_the_version(client, auth):
+    headers = auth.headers("ann")
+    made = client.post("/api/v1/app-passwords", headers=headers, json={"device_name": "laptop"})
+    laptop = basic("ann", made.get_json()["password"])
+    assert dav(client, "PUT", "/notes.txt", laptop, data=b"first").status_code == 201
+    assert dav(client, "PUT", "/notes.txt", laptop, data=b"second").status_code == 204
+    [entry] = client.get("/api/v1/folders/root", headers=headers).get_json()["entries"]
+    answer = client.get(f"/api/v1/files/{entry['id']}/versions", headers=headers).get_json()
+    [version] = answer["versions"]
+    assert version["replaced_by_session_id"] == made.get_json()["id"]
+
+
 def test_an_app_password_is_stored_hashed_and_only_for_its_user(client, auth):
     headers = auth.headers("ann")
     auth.register("bob")

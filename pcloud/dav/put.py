@@ -177,6 +177,7 @@ class PutTarget:
             on_conflict=tree.REPLACE,
             root_id=self.user.root_folder_id,
             quota_bytes=self.user.quota_bytes,
+            session_id=self.user.session_id,  # an app password's device: the version says so
         )
 
     def abort(self) -> None:
