@@ -73,7 +73,7 @@ def upgrade_schema(database: peewee.Database) -> list[str]:
                     changes.append(f"created table {table}")
                     continue
                 changes.extend(_add_missing_columns(database, model))
-                model._schema.create_indexes(safe=True)
+                changes.extend(_add_missing_indexes(database, model))
         changes.extend(_run_data_migrations(database))
     return changes
 
@@ -96,6 +96,22 @@ def _schema_lock(database: peewee.Database) -> Iterator[None]:
         yield
     finally:
         database.execute_sql("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
+def _add_missing_indexes(database: peewee.Database, model: type[BaseModel]) -> list[str]:
+    """Create the model's indexes the table lacks, and only when it lacks one: even a
+    `CREATE INDEX IF NOT EXISTS` of an index that exists takes PostgreSQL's SHARE lock
+    on the table, and any CLI command next to a live server upgrades the schema, so an
+    index statement each time would queue behind uploads (and deadlock with them)."""
+    table = model._meta.table_name
+    existing = {index.name for index in database.get_indexes(table)}
+    missing = [
+        index._name for index in model._meta.fields_to_index() if index._name not in existing
+    ]
+    if not missing:
+        return []
+    model._schema.create_indexes(safe=True)
+    return [f"created index {name}" for name in missing]
 
 
 def _add_missing_columns(database: peewee.Database, model: type[peewee.Model]) -> list[str]:

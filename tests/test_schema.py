@@ -39,6 +39,26 @@ def test_a_missing_column_and_its_index_come_back_and_keep_the_rows(pcloud, sett
     assert schema.upgrade_schema(pcloud.database) == []
 
 
+def test_a_missing_index_is_created_and_reported(pcloud):
+    with pcloud.database.connection_context():
+        pcloud.database.execute_sql('DROP INDEX "stored_file_owner_id_sha256"')
+    assert schema.upgrade_schema(pcloud.database) == ["created index stored_file_owner_id_sha256"]
+    with pcloud.database.connection_context():
+        names = {index.name for index in pcloud.database.get_indexes("stored_file")}
+    assert "stored_file_owner_id_sha256" in names
+
+
+def test_an_up_to_date_schema_is_left_alone_without_a_lock_on_any_table(pcloud, caplog):
+    """Every CLI command upgrades the schema, next to a live server: it must not so much
+    as `CREATE INDEX IF NOT EXISTS`, which takes PostgreSQL's SHARE lock on the table
+    (blocking uploads, and deadlocking with them)."""
+    with caplog.at_level("DEBUG", logger="peewee"):
+        assert schema.upgrade_schema(pcloud.database) == []
+    statements = [record.getMessage() for record in caplog.records if record.name == "peewee"]
+    assert statements, "peewee logs the statements it runs"
+    assert not [s for s in statements if "CREATE" in s.upper() or "ALTER" in s.upper()]
+
+
 def test_a_missing_table_is_created(pcloud):
     with pcloud.database.connection_context():
         pcloud.database.drop_tables([AuditEvent])
