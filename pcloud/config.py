@@ -408,8 +408,8 @@ OPTIONS: tuple[Option, ...] = (
         "CONNECTIONS_PER_ADDRESS",
         "connections_per_address",
         "64",
-        "Connections one client address may hold open at once (shared out among the "
-        "worker processes); one more is answered 503. 0: no limit. Not applied behind a "
+        "Connections one client address may hold open at once (all worker processes "
+        "together); one more is answered 503. 0: no limit. Not applied behind a "
         "trusted proxy (TRUSTED_PROXIES), where every connection has the proxy's address.",
         parse_count,
     ),

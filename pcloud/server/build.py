@@ -14,7 +14,7 @@ from waitress.task import ThreadedTaskDispatcher
 from pcloud.config import Settings
 from pcloud.server.access_log import AccessLog, answers_kept
 from pcloud.server.connection import PcloudChannel
-from pcloud.server.limits import ConnectionLimits, Limits
+from pcloud.server.limits import AddressCounts, ConnectionLimits, Limits
 from pcloud.server.loop import EventLoop, LoopDispatcher, wake_unless_in
 from pcloud.serving import ServedApp
 
@@ -146,10 +146,16 @@ def _receiving_body(channel: PcloudChannel) -> bool:
 
 
 def build_server(
-    served: ServedApp, settings: Settings, sock: socket.socket, threads: int, workers: int = 1
+    served: ServedApp,
+    settings: Settings,
+    sock: socket.socket,
+    threads: int,
+    workers: int = 1,
+    address_counts: AddressCounts | None = None,
 ) -> PcloudServer:
     """A waitress server for the app on an already listening socket, as one of `workers`
-    processes (they share the connection limits)."""
+    processes: they share out MAX_CONNECTIONS, and count connections per address
+    together in `address_counts` (made before they were forked)."""
     adjustments = PcloudAdjustments(
         threads=threads,
         ident="pcloud",
@@ -172,6 +178,6 @@ def build_server(
         served,
         adjustments,
         sock,
-        ConnectionLimits.shared_by(limits, workers),
+        ConnectionLimits(limits, address_counts),
         AccessLog.open(settings.access_log, clock=time.time),
     )

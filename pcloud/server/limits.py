@@ -9,38 +9,80 @@ complete within HEADER_TIMEOUT of its first byte (or of the connection's opening
 408 and the connection closes; a connection idle between requests closes after
 KEEPALIVE_TIMEOUT; a body that stops arriving for BODY_TIMEOUT is cut (and judged as a
 broken connection: a resumable-upload piece keeps what arrived). A client address may hold at most
-CONNECTIONS_PER_ADDRESS connections (shared out among the worker processes); one more is
-answered 503 and closed at once. Behind a trusted proxy every connection comes from the
+CONNECTIONS_PER_ADDRESS connections, all worker processes together (AddressCounts); one more
+is answered 503 and closed at once. Behind a trusted proxy every connection comes from the
 proxy, so there the per-address limit is the proxy's to keep.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import ctypes
+import hashlib
+import multiprocessing
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from pcloud.server import answers
 
 BODY_TIMEOUT = 300  # seconds without a byte of a body arriving (waitress's channel_timeout)
+# Addresses are counted in this many buckets (by a keyed hash, so that no client can aim
+# at another's). MAX_CONNECTIONS fills at most a few hundred of them to the limit.
+ADDRESS_BUCKETS = 65536
 
 
 @dataclass(frozen=True)
 class Limits:
     header_timeout: float
     keepalive_timeout: float
-    per_address: int  # connections one address may hold in this worker; 0: no limit
+    per_address: int  # connections one address may hold, all workers together; 0: no limit
     body_timeout: float = BODY_TIMEOUT
+
+
+class AddressCounts:
+    """Connections held per client address, by every worker process together.
+
+    Made before the workers are forked, in memory they all share: one row of counters
+    per worker, which only that worker writes (no lock; a worker that dies takes its
+    connections with it, and its replacement starts its row at zero). An address's count
+    is the sum of its bucket over the rows. The kernel hands connections to whichever
+    worker accepts first, so a limit shared out per worker refused an address that held
+    fewer than the limit in all, whenever most of its connections fell to one worker.
+    Two workers admitting one address's connections at the same instant may let it hold
+    one or two past the limit: a bound, not a count to the last connection.
+    """
+
+    def __init__(self, workers: int = 1, buckets: int = ADDRESS_BUCKETS) -> None:
+        self.workers = max(1, workers)
+        self.buckets = buckets
+        self._counts = multiprocessing.RawArray(ctypes.c_int32, self.workers * buckets)
+        self._key = os.urandom(16)
+        self._row = 0
+
+    def become_worker(self, slot: int) -> None:
+        """In a new worker process: count in row `slot` (0 to workers - 1), from zero."""
+        self._row = slot * self.buckets
+        ctypes.memset(ctypes.addressof(self._counts) + self._row * 4, 0, self.buckets * 4)
+
+    def bucket(self, address: str) -> int:
+        digest = hashlib.blake2b(address.encode(), key=self._key, digest_size=4).digest()
+        return int.from_bytes(digest, "little") % self.buckets
+
+    def held(self, bucket: int) -> int:
+        counts = self._counts
+        return sum(counts[row + bucket] for row in range(0, len(counts), self.buckets))
+
+    def add(self, bucket: int, change: int) -> None:
+        self._counts[self._row + bucket] += change
 
 
 class ConnectionLimits:
     """One worker's connections, counted per client address, and the timeouts that
     close them (`maintain`, called by the loop about once a second)."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, counts: AddressCounts | None = None) -> None:
         self.limits = limits
-        self.per_address: Counter[str] = Counter()
+        self.counts = counts or AddressCounts(1)
         self._too_many = answers.raw_answer(
             "503 Service Unavailable",
             answers.TOO_MANY_CONNECTIONS.format(limit=limits.per_address),
@@ -50,19 +92,11 @@ class ConnectionLimits:
             answers.HEADER_TIMEOUT.format(seconds=f"{limits.header_timeout:g}"),
         )
 
-    @classmethod
-    def shared_by(cls, limits: Limits, workers: int) -> ConnectionLimits:
-        """The limits of one of `workers` processes, which share out the per-address one."""
-        per_worker = math.ceil(limits.per_address / max(1, workers)) if limits.per_address else 0
-        return cls(
-            Limits(limits.header_timeout, limits.keepalive_timeout, per_worker, limits.body_timeout)
-        )
-
     def admits(self, conn: Any, address: str) -> bool:
         """Whether a just-accepted connection from `address` may stay; if not, it has
         been answered 503 and closed."""
         limit = self.limits.per_address
-        if not limit or self.per_address[address] < limit:
+        if not limit or self.counts.held(self.counts.bucket(address)) < limit:
             return True
         try:
             conn.setblocking(False)
@@ -74,13 +108,15 @@ class ConnectionLimits:
         return False
 
     def opened(self, channel: Any) -> None:
-        self.per_address[channel.addr[0]] += 1
+        if self.limits.per_address:
+            channel.address_bucket = bucket = self.counts.bucket(channel.addr[0])
+            self.counts.add(bucket, 1)
 
     def closed(self, channel: Any) -> None:
-        address = channel.addr[0]
-        self.per_address[address] -= 1
-        if self.per_address[address] <= 0:
-            del self.per_address[address]
+        bucket = getattr(channel, "address_bucket", None)
+        if bucket is not None:
+            self.counts.add(bucket, -1)
+            channel.address_bucket = None  # closed once, counted once
 
     def maintain(self, channels: list[Any], now: float, event_loop: Any) -> None:
         """Close what has waited too long (`now`: time.time(), as waitress keeps it)."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pcloud.config import Settings
 from pcloud.errors import WorkersFailing
 from pcloud.server.build import build_server
+from pcloud.server.limits import AddressCounts
 from pcloud.server.loop import serve, stop_signals
 from pcloud.serving import ServedApp
 
@@ -45,6 +46,9 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 log = logging.getLogger("pcloud.server")
 
 
+LISTEN_BACKLOG = 4096
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: a free one). Raises OSError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -52,7 +56,10 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        # Room for a burst of new connections while the workers are busy: a connection
+        # that finds the queue full is dropped by the kernel after the client believes it
+        # connected (an idle one never finds out). Linux caps it at net.core.somaxconn.
+        sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -65,17 +72,22 @@ def url_of(sock: socket.socket) -> str:
 
 
 def run_worker(
-    settings: Settings, sock: socket.socket, open_app: OpenApp, workers: int = 1
+    settings: Settings,
+    sock: socket.socket,
+    open_app: OpenApp,
+    workers: int = 1,
+    address_counts: AddressCounts | None = None,
 ) -> None:
-    """Serve on `sock` in this process (one of `workers`) until SIGINT or SIGTERM (even
-    one while starting); then drain for up to DRAIN_TIMEOUT (loop.serve)."""
+    """Serve on `sock` in this process (one of `workers`, counting connections per
+    address with the others in `address_counts`) until SIGINT or SIGTERM (even one while
+    starting); then drain for up to DRAIN_TIMEOUT (loop.serve)."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     _keep_freed_memory()
     served = server = None
     try:
         served = open_app(settings)
-        server = build_server(served, settings, sock, settings.threads, workers)
+        server = build_server(served, settings, sock, settings.threads, workers, address_counts)
         # The tens of thousands of objects made at start-up live as long as the worker:
         # the collector need not walk them again and again while it serves.
         gc.freeze()
@@ -143,7 +155,8 @@ def _forget_worker_metrics(pid: int) -> None:
 
 
 def _supervise(settings: Settings, sock: socket.socket, workers: int, open_app: OpenApp) -> None:
-    children: set[int] = set()
+    children: dict[int, int] = {}  # pid -> its slot, 0 to workers - 1 (AddressCounts' row)
+    address_counts = AddressCounts(workers)
     deaths: list[float] = []
     stopping = failed = False
 
@@ -153,27 +166,34 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int, open_app: 
         for pid in children:
             _signal_quietly(pid, signal.SIGTERM)
 
-    def start_worker() -> None:
+    def start_worker(slot: int) -> None:
         # Signals wait while a worker is forked and recorded: one arriving in between
         # would otherwise miss the new worker, or reach it with the parent's handler.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             if not stopping:
-                children.add(_fork_worker(lambda: run_worker(settings, sock, open_app, workers)))
+
+                def work() -> None:
+                    address_counts.become_worker(slot)
+                    run_worker(settings, sock, open_app, workers, address_counts)
+
+                children[_fork_worker(work)] = slot
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)  # Ctrl-C reaches the workers too; wait for them
     try:
-        for _ in range(workers):
-            start_worker()
+        for slot in range(workers):
+            start_worker(slot)
         while children:
             try:
                 pid, exit_code = os.wait()
             except ChildProcessError:
                 break
-            children.discard(pid)
+            slot = children.pop(pid, None)
+            if slot is None:
+                continue  # not a worker
             _forget_worker_metrics(pid)
             if stopping:
                 continue
@@ -196,7 +216,7 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int, open_app: 
                 pause,
             )
             time.sleep(pause)
-            start_worker()
+            start_worker(slot)
     finally:
         for pid in children:
             _signal_quietly(pid, signal.SIGTERM)
