@@ -96,6 +96,7 @@ class Options:
     pcloud_args: list[str]
     profile_dir: Path | None
     baseline: str | None = None  # a git ref of pcloud to measure beside this checkout
+    baseline_env: dict[str, str] = field(default_factory=dict)  # settings of that build only
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -337,7 +338,11 @@ def launch(name: str, command: list[str], work: Path, port: int, **popen: object
 
 
 def launch_pcloud(
-    work: Path, options: Options, name: str = "pcloud", executable: str | None = None
+    work: Path,
+    options: Options,
+    name: str = "pcloud",
+    executable: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Server:
     port = free_port()
     # Only these settings: none of the caller's (DATABASE_URL, PCLOUD_WORKERS...) leak in.
@@ -346,6 +351,7 @@ def launch_pcloud(
         "PCLOUD_DATA_DIR": str(work / f"{name}-data"),
         "SECRET_KEY": "bench-secret-key-of-a-sensible-length",
         "MAX_UPLOAD_SIZE": "8GiB",
+        **(settings or {}),
     }
     command = [executable or tool_path("pcloud"), "--env-file", os.devnull, "serve"]  # no .env
     command += ["--host", "127.0.0.1", "--port", str(port), *options.pcloud_args]
@@ -368,7 +374,8 @@ def launch_baseline(work: Path, options: Options) -> Server:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return launch_pcloud(work, options, BASELINE, str(venv / "bin" / "pcloud"))
+    executable = str(venv / "bin" / "pcloud")
+    return launch_pcloud(work, options, BASELINE, executable, options.baseline_env)
 
 
 def launch_nginx(work: Path, _options: Options) -> Server:
@@ -1242,6 +1249,14 @@ def parse_args() -> argparse.Namespace:
         help="also measure pcloud as built from this git commit (e.g. to see what a change "
         "cost), with a pcloud/baseline ratio",
     )
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the --baseline build only (repeatable): with --baseline HEAD, "
+        "what one setting costs, e.g. --baseline-env ACCESS_LOG=off",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument(
         "--tmp", type=Path, help="where the temporary folder goes (default: TMPDIR)"
@@ -1254,6 +1269,9 @@ def options_from(args: argparse.Namespace) -> Options:
     unknown = sorted(set(only) - set(WORKLOADS))
     if unknown or not only:
         sys.exit(f"--only: unknown workloads {unknown}; choose from {','.join(WORKLOADS)}")
+    baseline_env = dict(pair.partition("=")[::2] for pair in args.baseline_env)
+    if any(not name for name in baseline_env) or (baseline_env and not args.baseline):
+        sys.exit("--baseline-env: NAME=VALUE, and only with --baseline")
     rounds = args.rounds or (1 if args.quick else 3)
     size_mib = args.size_mib or (256 if args.quick else 1024)
     seconds = args.seconds or (3 if args.quick else 10)
@@ -1267,6 +1285,7 @@ def options_from(args: argparse.Namespace) -> Options:
         pcloud_args=shlex.split(args.pcloud_args),
         profile_dir=args.profile,
         baseline=args.baseline,
+        baseline_env=baseline_env,
     )
 
 
