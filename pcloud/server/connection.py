@@ -231,7 +231,7 @@ class PcloudChannel(HTTPChannel):
     task_class = KeepAliveTask
     _corked = False  # see CORK_FROM
     _counted = False  # in the server's connections per address
-    address_bucket: int | None = None  # where limits.AddressCounts counts its address
+    address_bucket: tuple[int, ...] | None = None  # where limits.AddressCounts counts its address
 
     def __init__(self, server, sock, addr, adj, map=None) -> None:
         super().__init__(server, sock, addr, adj, map)

@@ -26,9 +26,11 @@ from typing import Any
 from pcloud.server import answers
 
 BODY_TIMEOUT = 300  # seconds without a byte of a body arriving (waitress's channel_timeout)
-# Addresses are counted in this many buckets (by a keyed hash, so that no client can aim
-# at another's). MAX_CONNECTIONS fills at most a few hundred of them to the limit.
+# Addresses are counted in ADDRESS_HASHES tables of this many buckets each, by keyed
+# hashes (so that no client can aim at another's). MAX_CONNECTIONS fills at most a few
+# hundred buckets of a table to the limit.
 ADDRESS_BUCKETS = 65536
+ADDRESS_HASHES = 4
 
 
 @dataclass(frozen=True)
@@ -44,36 +46,57 @@ class AddressCounts:
 
     Made before the workers are forked, in memory they all share: one row of counters
     per worker, which only that worker writes (no lock; a worker that dies takes its
-    connections with it, and its replacement starts its row at zero). An address's count
-    is the sum of its bucket over the rows. The kernel hands connections to whichever
-    worker accepts first, so a limit shared out per worker refused an address that held
-    fewer than the limit in all, whenever most of its connections fell to one worker.
-    Two workers admitting one address's connections at the same instant may let it hold
-    one or two past the limit: a bound, not a count to the last connection.
+    connections with it, and its replacement starts its row at zero). The kernel hands
+    connections to whichever worker accepts first, so a limit shared out per worker
+    refused an address that held fewer than the limit in all, whenever most of its
+    connections fell to one worker.
+
+    A row is a count-min sketch: each address adds to one bucket in each of
+    ADDRESS_HASHES tables, and its count is the smallest of those buckets (summed over
+    the rows). One table alone counted two addresses whose buckets collided as one
+    client (1,000 addresses in 65,536 buckets collide almost surely), refusing both
+    below their limit; with four, an address is over-counted only when all four of its
+    buckets are shared. Two workers admitting one address's connections at the same
+    instant may let it hold one or two past the limit: a bound, not a count to the
+    last connection.
     """
 
-    def __init__(self, workers: int = 1, buckets: int = ADDRESS_BUCKETS) -> None:
+    def __init__(
+        self, workers: int = 1, buckets: int = ADDRESS_BUCKETS, hashes: int = ADDRESS_HASHES
+    ) -> None:
         self.workers = max(1, workers)
         self.buckets = buckets
-        self._counts = multiprocessing.RawArray(ctypes.c_int32, self.workers * buckets)
+        self.hashes = hashes
+        self._row_length = buckets * hashes
+        self._counts = multiprocessing.RawArray(ctypes.c_int32, self.workers * self._row_length)
         self._key = os.urandom(16)
         self._row = 0
 
     def become_worker(self, slot: int) -> None:
         """In a new worker process: count in row `slot` (0 to workers - 1), from zero."""
-        self._row = slot * self.buckets
-        ctypes.memset(ctypes.addressof(self._counts) + self._row * 4, 0, self.buckets * 4)
+        self._row = slot * self._row_length
+        ctypes.memset(ctypes.addressof(self._counts) + self._row * 4, 0, self._row_length * 4)
 
-    def bucket(self, address: str) -> int:
-        digest = hashlib.blake2b(address.encode(), key=self._key, digest_size=4).digest()
-        return int.from_bytes(digest, "little") % self.buckets
+    def bucket(self, address: str) -> tuple[int, ...]:
+        """An address's bucket in each table, as offsets within a row."""
+        digest = hashlib.blake2b(
+            address.encode(), key=self._key, digest_size=4 * self.hashes
+        ).digest()
+        return tuple(
+            table * self.buckets
+            + int.from_bytes(digest[4 * table : 4 * table + 4], "little") % self.buckets
+            for table in range(self.hashes)
+        )
 
-    def held(self, bucket: int) -> int:
+    def held(self, bucket: tuple[int, ...]) -> int:
         counts = self._counts
-        return sum(counts[row + bucket] for row in range(0, len(counts), self.buckets))
+        rows = range(0, len(counts), self._row_length)
+        return min(sum(counts[row + offset] for row in rows) for offset in bucket)
 
-    def add(self, bucket: int, change: int) -> None:
-        self._counts[self._row + bucket] += change
+    def add(self, bucket: tuple[int, ...], change: int) -> None:
+        counts, row = self._counts, self._row
+        for offset in bucket:
+            counts[row + offset] += change
 
 
 class ConnectionLimits:
