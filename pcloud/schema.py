@@ -29,6 +29,7 @@ from pcloud.models import (
     StoredFile,
     User,
     UtcDateTimeField,
+    name_sort_key,
     utc_now,
 )
 
@@ -213,6 +214,27 @@ def _drop_indexes_that_repeat_others(database: peewee.Database) -> None:
         "stored_file_blob_key",
     ):
         database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
+@data_migration("listing-sort-keys")
+def _give_each_file_its_sort_key(database: peewee.Database) -> None:
+    """Files written before StoredFile.sort_key get theirs, a thousand rows at a time (a
+    library of a million files is never held in memory at once)."""
+    batch = 1000
+    last_id = 0
+    while True:
+        rows = list(
+            StoredFile.select(StoredFile.id, StoredFile.name)
+            .where(StoredFile.sort_key.is_null() & (StoredFile.id > last_id))
+            .order_by(StoredFile.id)
+            .limit(batch)
+            .tuples()
+        )
+        if not rows:
+            return
+        keyed = [StoredFile(id=file_id, sort_key=name_sort_key(name)) for file_id, name in rows]
+        StoredFile.bulk_update(keyed, fields=[StoredFile.sort_key], batch_size=batch)
+        last_id = rows[-1][0]
 
 
 def _drop_unique_indexes(database: peewee.Database, table: str, column_sets) -> None:

@@ -11,7 +11,7 @@ import peewee
 
 from pcloud.db import PreparedQuery
 from pcloud.errors import BadRequest, Conflict, NotFound
-from pcloud.models import Folder, StoredFile, database_proxy, micros, utc_now
+from pcloud.models import Folder, StoredFile, database_proxy, micros, name_sort_key, utc_now
 from pcloud.moments import iso_utc
 from pcloud.services import audit, changes, content, entries, names, quota, tree, versions
 from pcloud.storage import BlobStore, StoredBlob
@@ -68,19 +68,24 @@ def get_file(owner_id: int, name: object) -> StoredFile:
 
 
 _INSERT_FILE = PreparedQuery(
-    lambda owner_id, folder_id, name, blob_key, size, sha256, created, modified: StoredFile.insert(
-        owner=owner_id,
-        folder=folder_id,
-        name=name,
-        blob_key=blob_key,
-        size=size,
-        sha256=sha256,
-        created_at=created,
-        modified_at=modified,
+    lambda owner_id, folder_id, name, sort_key, blob_key, size, sha256, created, modified: (
+        StoredFile.insert(
+            owner=owner_id,
+            folder=folder_id,
+            name=name,
+            # A placeholder, as it is: the key of the placeholder name would be a constant.
+            sort_key=peewee.Value(sort_key, converter=False),
+            blob_key=blob_key,
+            size=size,
+            sha256=sha256,
+            created_at=created,
+            modified_at=modified,
+        )
     ),
     -7301,
     -7305,
     "\x01name",
+    -7306,
     "\x01key",
     -7302,
     "\x01sha256",
@@ -95,7 +100,15 @@ def insert_row(
     """Insert a file row with the content of `like` (times in microseconds); its id.
     The caller counts the reference to the content."""
     return _INSERT_FILE.insert(
-        owner_id, folder_id, name, like.blob_key, like.size, like.sha256, created, modified
+        owner_id,
+        folder_id,
+        name,
+        name_sort_key(name),
+        like.blob_key,
+        like.size,
+        like.sha256,
+        created,
+        modified,
     )
 
 
@@ -195,6 +208,7 @@ def _insert_file(
         owner_id,
         folder_id,
         name,
+        name_sort_key(name),
         key,
         blob.size,
         blob.sha256,

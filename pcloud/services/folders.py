@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pcloud.errors import BadRequest, NotFound
-from pcloud.models import Folder, StoredFile, database_proxy, utc_now
+from pcloud.models import Folder, MediaInfo, StoredFile, database_proxy, utc_now
 from pcloud.services import changes, entries, names, tree
 from pcloud.services.entries import Entry
 from pcloud.services.files import FILE_NOT_FOUND
@@ -74,39 +73,50 @@ def listing(
     # feed as well, which a client applies harmlessly, instead of in neither.
     cursor = changes.current_cursor(owner_id)
     folder = get(owner_id, folder_id)
+    # A folder's subfolders are few: read whole and sorted here. Its files may be a
+    # hundred thousand: counted, and only the page read, in order, by the database
+    # (from the (folder, sort_key, id) index when sorted by name).
     subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
-    rows = database_proxy.execute(
-        entries.with_media(StoredFile.select(*entries.FILE_COLUMNS)).where(
-            StoredFile.folder == folder
-        )
-    ).fetchall()
-    # Sorted and paged as raw rows; only the page becomes JSON (a listing may hold 10,000).
-    subfolders.sort(key=_sort_key(sort, entries.Entry), reverse=descending)
-    rows.sort(key=_sort_key(sort, entries.FILE_ROW, descending), reverse=descending)
-    total = len(subfolders) + len(rows)
+    subfolders.sort(key=_folder_sort_key, reverse=descending)
+    files = StoredFile.folder == folder
+    total = len(subfolders) + StoredFile.select().where(files).count()
     page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
-    first_row = max(0, offset - len(subfolders))
     rows_wanted = limit - len(page)
-    page += [entries.file_row_json(row) for row in rows[first_row : first_row + rows_wanted]]
+    if rows_wanted and offset + len(page) < total:
+        query = (
+            entries.with_media(StoredFile.select(*entries.FILE_COLUMNS))
+            .where(files)
+            .order_by(*_file_order(sort, descending))
+            .limit(rows_wanted)
+            .offset(max(0, offset - len(subfolders)))
+        )
+        page += [entries.file_row_json(row) for row in database_proxy.execute(query)]
     next_offset = offset + limit if offset + limit < total else None
     return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
 
 
-def _sort_key(sort: str, shape: Any, descending: bool = False) -> Callable[[Any], Any]:
-    """A sort key over entries or raw file rows, both of whose fields `shape` names."""
-    name = shape._fields.index("name")
-    if sort == "name" or (sort == "taken_at" and "taken_micros" not in shape._fields):
-        return lambda item: (item[name].casefold(), item[name])
-    if sort == "taken_at":
-        taken = shape._fields.index("taken_micros")
-        # Files without a capture time come last, in either order.
-        return lambda item: (
-            (item[taken] is None) != descending,
-            item[taken] or 0,
-            item[name].casefold(),
-        )
-    column = shape._fields.index("size" if sort == "size" else "modified_micros")
-    return lambda item: (item[column] or 0, item[name].casefold())
+def _folder_sort_key(entry: Entry) -> tuple[str, str]:
+    """Folders sort by name whatever the files sort by, as files do by name."""
+    return (entry.name.casefold(), entry.name)
+
+
+def _file_order(sort: str, descending: bool) -> list[Any]:
+    """ORDER BY of a folder's files: by `sort`, then by name (case-insensitively: the sort
+    key), then by id, all ascending or all descending; files without a capture time come
+    last in either order."""
+    by_name: list[Any] = [StoredFile.sort_key, StoredFile.id]
+    if sort == "name":
+        columns = by_name
+    elif sort == "taken_at":
+        taken = MediaInfo.taken_at
+        nulls_last = taken.is_null()
+        columns = [taken, *by_name]
+        if descending:
+            return [nulls_last, *(column.desc() for column in columns)]
+        return [nulls_last, *columns]
+    else:
+        columns = [StoredFile.size if sort == "size" else StoredFile.modified_at, *by_name]
+    return [column.desc() for column in columns] if descending else columns
 
 
 def file_of(owner_id: int, file_id: object) -> StoredFile:
