@@ -508,6 +508,71 @@ def test_upload_by_picker_list_download_and_organise(page, served, tmp_path, dow
     assert "note 2.txt" in [entry["name"] for entry in served.root_entries(name)]
 
 
+DROP_FILES = """
+// Drop the files of the hidden input #drop-source on the page, as a drag from the desktop
+// would: WebDriver cannot drag an OS file, but it can pick one, and a DataTransfer holding
+// real File objects goes through the page's own dragover and drop handlers.
+const input = document.getElementById('drop-source');
+const transfer = new DataTransfer();
+for (const file of input.files) transfer.items.add(file);
+const target = document.getElementById('main');
+const how = {dataTransfer: transfer, bubbles: true, cancelable: true};
+const over = new DragEvent('dragover', how);
+target.dispatchEvent(over);
+target.dispatchEvent(new DragEvent('drop', how));
+return over.defaultPrevented;
+"""
+
+
+def drop_files(browser, *paths: Path) -> None:
+    browser.execute_script(
+        "let input = document.getElementById('drop-source');"
+        "if (!input) { input = document.createElement('input'); input.type = 'file';"
+        " input.multiple = true; input.id = 'drop-source'; input.hidden = true;"
+        " document.body.append(input); }"
+        "input.value = '';"
+    )
+    browser.find_element(By.ID, "drop-source").send_keys("\n".join(str(p) for p in paths))
+    assert browser.execute_script(DROP_FILES), "the page took no drop of files"
+
+
+def upload_states(browser) -> dict[str, str]:
+    """What the upload panel shows for each file (nothing while it is hidden)."""
+    return browser.execute_script(
+        "const panel = document.getElementById('uploads');"
+        "if (!panel || panel.hidden) return {};"
+        "return Object.fromEntries([...panel.querySelectorAll('.upload')]"
+        ".map(i => [i.dataset.name, i.querySelector('.state').textContent]))"
+    )
+
+
+def test_dropped_files_are_uploaded_and_a_large_one_dropped_again_is_not_sent_again(
+    page, served, tmp_path
+):
+    """Small and large files dragged onto the page are uploaded; dropping the large one
+    again (same name, size and time) sends nothing, and a small one already there is
+    known by its hash."""
+    name = sign_in(page, served)
+    large, large_sha = make_file(tmp_path, "film.mov", 40 * 1024 * 1024)
+    small, small_sha = make_file(tmp_path, "memo.txt", 3000)
+    drop_files(page, large, small)
+    wait_uploads_done(page)
+    wait_listed(page, "film.mov", "memo.txt")
+    stored = {entry["name"]: entry for entry in served.root_entries(name)}
+    assert (stored["film.mov"]["sha256"], stored["memo.txt"]["sha256"]) == (large_sha, small_sha)
+
+    click_button(page, "Clear", "#uploads")
+    wait_for(page, lambda driver: upload_states(driver) == {})
+    drop_files(page, large, small)
+    expected = {"film.mov": "Already there (same size and time)", "memo.txt": "Already there"}
+    try:
+        wait_for(page, lambda driver: upload_states(driver) == expected)
+    finally:
+        screenshot(page, "uploads-dropped-again")
+    assert upload_states(page) == expected
+    assert sorted(entry["name"] for entry in served.root_entries(name)) == ["film.mov", "memo.txt"]
+
+
 def test_a_large_upload_survives_the_server_going_away_and_resumes(page, served, tmp_path):
     name = sign_in(page, served)
     path, sha = make_file(tmp_path, "long film.mkv", 120 * 1024 * 1024)

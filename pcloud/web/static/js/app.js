@@ -660,9 +660,18 @@ function setupDrop(area) {
     area.classList.remove("dropping");
     if (!event.dataTransfer.types.includes("Files") || !document.getElementById("files")) return;
     event.preventDefault();
-    const roots = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+    // Entries, which folders need; a browser without them (or a drop made by a script)
+    // still gives the files themselves. Both read before the first await: the drop's
+    // items are gone once its handler yields.
+    const dropped = [...event.dataTransfer.items]
+      .filter((item) => item.kind === "file")
+      .map((item) => (item.webkitGetAsEntry && item.webkitGetAsEntry()) || item.getAsFile())
+      .filter(Boolean);
     const picked = [];
-    for (const entry of roots) await collect(entry, "", picked);
+    for (const one of dropped) {
+      if (one instanceof File) picked.push({ file: one, path: "" });
+      else await collect(one, "", picked);
+    }
     queuePicked(picked);
   });
 }

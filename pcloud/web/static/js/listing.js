@@ -52,11 +52,14 @@ export class FolderData {
     return Promise.all(wanted);
   }
 
-  /** "name\nsha256" of every file loaded so far (for the upload-check). */
+  /** Every file loaded so far, as "name\nsha256" and as "name\nsize\nmodified ms" (for
+   * the upload-check, which hashes only small files). */
   knownFiles() {
     const known = new Set();
     for (const entry of this.entries) {
-      if (entry && entry.type === "file") known.add(`${entry.name}\n${entry.sha256}`);
+      if (!entry || entry.type !== "file") continue;
+      known.add(`${entry.name}\n${entry.sha256}`);
+      known.add(`${entry.name}\n${entry.size}\n${Date.parse(entry.modified_at)}`);
     }
     return known;
   }

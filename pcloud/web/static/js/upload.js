@@ -157,12 +157,23 @@ export class UploadQueue {
   }
 
   /** The upload-check: small files whose content the user already has are not sent;
-   * they are made from it (or skipped when the folder already holds them). */
+   * they are made from it (or skipped when the folder already holds them). A large file
+   * is not hashed first (reading it twice would halve the upload's speed): it is skipped
+   * when the folder holds a file of its name, size and modification time, as rsync and
+   * rclone judge a file unchanged. */
   async checkKnownContent(items, topFolderId, knownNames) {
+    for (const item of items) {
+      if (item.size > HASH_LIMIT && item.folderId === topFolderId
+          && knownNames.has(`${item.name}\n${item.size}\n${item.file.lastModified}`)) {
+        item.state = "skipped";
+        item.sent = item.size;
+        item.error = "Already there (same size and time)";
+      }
+    }
     if (!globalThis.crypto || !crypto.subtle) return; // only in a secure context
     const hashed = [];
     for (const item of items) {
-      if (item.size === 0 || item.size > HASH_LIMIT) continue;
+      if (item.state !== "queued" || item.size === 0 || item.size > HASH_LIMIT) continue;
       item.state = "checking";
       this.onChange();
       try {
