@@ -13,7 +13,9 @@ WsgiDAV and written into a blob writer the same way. Memory stays flat either wa
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from werkzeug.datastructures import Authorization
@@ -22,9 +24,15 @@ from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 from pcloud.core import Pcloud
 from pcloud.dav.errors import as_dav_errors
 from pcloud.errors import BadRequest, PcloudError, Unauthorized
-from pcloud.models import StoredFile
+from pcloud.models import StoredFile, database_proxy
 from pcloud.services import files, paths, quota, tree
-from pcloud.services.basic_sign_in import BasicUser, PasswordCache, signed_in_already
+from pcloud.services.basic_sign_in import (
+    INVALID_CREDENTIALS,
+    BasicUser,
+    PasswordCache,
+    account_password_verdict,
+    signed_in_already,
+)
 from pcloud.serving import RECEIVED_BODY
 from pcloud.storage import BlobStore, BlobWriter, StoredBlob
 
@@ -36,15 +44,31 @@ LATEST_MTIME = 253402300799  # 9999-12-31T23:59:59Z
 
 class PutBody:
     """A PUT body received into the store before the view runs (a pcloud.api.bodies
-    BodyReceiver). Errors are kept for the view; what it does not take is undone."""
+    BodyReceiver). Errors are kept for the view; what it does not take is undone.
 
-    def __init__(self, blobs: BlobStore, max_size: int) -> None:
+    `signed_in`, when given, is the answer (coming) to whether the credentials are good:
+    once it says no, what arrived is deleted and the rest is dropped as it comes, so
+    that a client with a wrong password stores at most what it sent while its password
+    was checked (the view then answers 401 through sign_in, which counts the failure)."""
+
+    def __init__(
+        self, blobs: BlobStore, max_size: int, signed_in: Future[bool] | None = None
+    ) -> None:
         self._writer: BlobWriter | None = blobs.writer(max_size)
         self._error: PcloudError | None = None
+        self._signed_in = signed_in
 
     def receive(self, data: bytes) -> None:
         if self._writer is None:
             return
+        verdict = self._signed_in
+        if verdict is not None and verdict.done():
+            self._signed_in = None
+            if verdict.exception() is not None or not verdict.result():
+                self._error = Unauthorized(INVALID_CREDENTIALS)
+                self._writer.abort()
+                self._writer = None
+                return
         try:
             self._writer.write(data)
         except PcloudError as error:  # too large: the bytes are dropped
@@ -78,16 +102,22 @@ def receiver_for_put(
     headers already tell (then the server answers at once, the body unread):
     Unauthorized without Basic credentials, InsufficientStorage when the user is known
     cheaply (an app password, or an account password this worker verified already) and
-    Content-Length, less the size of the file it replaces, is past their quota. Unknown
-    credentials are left to the view (they may be an account password: scrypt does not
-    run in the server's event loop)."""
+    Content-Length, less the size of the file it replaces, is past their quota. Other
+    credentials may be an account password not verified lately: that is checked in a
+    thread (scrypt never runs in the server's event loop) while the body arrives, and a
+    wrong one has what arrived deleted and the rest dropped (see PutBody)."""
     header = headers.get("AUTHORIZATION", "")
     authorization = Authorization.from_header(header) if header else None
     if authorization is None or authorization.type != "basic":
         refusal = Unauthorized("Sign in with your user name and an app password")
         refusal.headers["WWW-Authenticate"] = CHALLENGE
         raise refusal
-    user = signed_in_already(authorization.username or "", authorization.password or "", passwords)
+    login, password = authorization.username or "", authorization.password or ""
+    user = signed_in_already(login, password, passwords)
+    if user is None:  # perhaps an account password not verified lately: in a thread
+        return PutBody(
+            app.blobs, app.settings.max_upload_size, _verify_later(login, password, passwords)
+        )
     length = headers.get("CONTENT_LENGTH", "")
     if user is not None and length.isdigit():
         try:  # waitress's path: decoded, as latin-1 (PEP 3333)
@@ -98,6 +128,23 @@ def receiver_for_put(
         replacing = existing.size if isinstance(existing, paths.FileRow) else 0
         quota.check_within(user.user_id, user.quota_bytes, int(length) - replacing)
     return PutBody(app.blobs, app.settings.max_upload_size)
+
+
+_verifier: ThreadPoolExecutor | None = None  # made in the worker process, when first needed
+_verifier_lock = threading.Lock()
+
+
+def _verify_later(login: str, password: str, passwords: PasswordCache) -> Future[bool]:
+    global _verifier
+    with _verifier_lock:
+        if _verifier is None:
+            _verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pcloud-dav-sign-in")
+    return _verifier.submit(_verdict, login, password, passwords)
+
+
+def _verdict(login: str, password: str, passwords: PasswordCache) -> bool:
+    with database_proxy.connection_context():
+        return account_password_verdict(login, password, passwords)
 
 
 class _Sink:

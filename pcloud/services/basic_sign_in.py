@@ -176,6 +176,29 @@ def signed_in_already(login: str, password: str, cache: PasswordCache) -> BasicU
     return _basic_user(user)
 
 
+def account_password_verdict(login: str, password: str, cache: PasswordCache) -> bool:
+    """Whether this is the account's password, and the account may sign in now (not
+    disabled, not throttled); remembered in the cache when it is. Records nothing (no
+    throttle failure, no audit): a check ahead of sign_in(), which the request still
+    makes and which counts what fails. For a PUT's body, which is stored only once it is
+    known to be wanted. Runs scrypt: never in the server's event loop."""
+    if (
+        not login
+        or "\x00" in login
+        or len(login.encode("utf-8", "surrogatepass")) > MAX_FIELD_BYTES
+    ):
+        return False
+    user = users.find_by_login(login)
+    try:
+        throttle.check(throttle.keys_for(throttle.account_key(user, login), None))
+    except TooManyRequests:
+        return False
+    if not users.password_matches(user, password) or user is None or user.disabled_at is not None:
+        return False
+    cache.put(cache.key(login, password), user.id, user.password_hash or "")
+    return True
+
+
 def _seen(session_pk: int, last_seen: int, ip_address: str | None) -> None:
     now = utc_now()
     if micros(now) - last_seen > LAST_SEEN_STEP.total_seconds() * 1_000_000:
