@@ -75,23 +75,26 @@ def timed(function, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def anonymous_mb(pid: int) -> float:
-    """The process's own memory (RssAnon: heap and stacks), MB. Its total RSS also counts
-    the SQLite file pages it reads through mmap (up to 256 MiB), which are the kernel's
-    page cache, shared and given back under pressure, not memory the command holds."""
+def memory_mb(pid: int) -> tuple[float, float]:
+    """The process's own memory now (RssAnon: heap and stacks) and its peak RSS so far
+    (VmHWM), MB. The RSS also counts the SQLite file pages it reads through mmap (up to
+    256 MiB), which are the kernel's page cache, shared and given back under pressure,
+    not memory the command holds. (wait4's ru_maxrss is no use here: a child forked from
+    this large bench process starts with the bench's RSS as its high-water mark.)"""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        return 0.0, 0.0
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    try:
+        return int(fields["RssAnon"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (KeyError, ValueError):  # exiting: a zombie has no memory lines
+        return 0.0, 0.0
 
 
 def command_cost(environment: dict[str, str], *arguments: str) -> tuple[float, float, float]:
-    """Seconds, peak own memory (RssAnon, sampled every 20 ms) and max RSS (MB) of one
-    `pcloud` command, as a process of its own."""
+    """Seconds, peak own memory (RssAnon, sampled every 20 ms) and peak RSS (VmHWM, as
+    last sampled) in MB of one `pcloud` command, as a process of its own."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "pcloud", "--env-file", os.devnull, *arguments],
@@ -99,17 +102,18 @@ def command_cost(environment: dict[str, str], *arguments: str) -> tuple[float, f
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    peak_anonymous = 0.0
+    peak_anonymous = peak_rss = 0.0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status, _usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
-        peak_anonymous = max(peak_anonymous, anonymous_mb(process.pid))
+        anonymous, rss = memory_mb(process.pid)
+        peak_anonymous, peak_rss = max(peak_anonymous, anonymous), max(peak_rss, rss)
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"pcloud {' '.join(arguments)}: {process.stderr.read().decode()}")
-    return seconds, peak_anonymous, usage.ru_maxrss / 1024
+    return seconds, peak_anonymous, peak_rss
 
 
 class Library:
@@ -266,7 +270,7 @@ def measure_at(library: Library, environment: dict[str, str], idle_mb: float) ->
         seconds, anonymous, rss = command_cost(environment, *arguments)
         figures[f"{name} s"] = seconds
         figures[f"{name} MB above idle"] = anonymous - idle_mb
-        figures[f"{name} max RSS MB (with mmap)"] = rss
+        figures[f"{name} peak RSS MB (with mmap)"] = rss
     for name, value in figures.items():
         print(f"  {name:28} {value:12,.1f}", flush=True)
     return figures

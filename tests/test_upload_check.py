@@ -42,6 +42,37 @@ def test_each_status_is_told_with_paths(client, headers):
     assert results[sha(b"no")] == {"sha256": sha(b"no"), "status": "absent"}
 
 
+def test_a_content_with_many_copies_is_answered_with_ten_of_their_paths(client, headers):
+    """However many copies a library holds, the answer (and the rows read for it) stays
+    as large: ten paths, and `more_paths`."""
+    for number in range(14):
+        put_file(client, headers, f"copy {number:02d}.jpg", b"one photo")
+    put_file(client, headers, "single.jpg", b"another")
+    results = check(client, headers, [sha(b"one photo"), sha(b"another")])
+    assert results[sha(b"one photo")] == {
+        "sha256": sha(b"one photo"),
+        "status": "present",
+        "paths": [f"/copy {number:02d}.jpg" for number in range(10)],
+        "more_paths": True,
+    }
+    assert "more_paths" not in results[sha(b"another")]
+
+
+def test_a_live_copy_behind_many_in_a_trashed_folder_still_counts_as_present(client, headers):
+    """Files keep their folder when the folder goes to the trash: the first copies read
+    may all be trashed so, and the live one beyond them must still be found."""
+    old = make_folder(client, headers, "Old").get_json()
+    for number in range(12):
+        put_file(client, headers, f"{number}.jpg", b"kept twice", folder=old["id"])
+    assert client.delete(f"{API}/folders/{old['id']}", headers=headers).status_code == 200
+    results = check(client, headers, [sha(b"kept twice")])
+    assert results[sha(b"kept twice")]["status"] == "trashed"
+    put_file(client, headers, "live.jpg", b"kept twice")
+    results = check(client, headers, [sha(b"kept twice")])
+    assert results[sha(b"kept twice")]["status"] == "present"
+    assert results[sha(b"kept twice")]["paths"] == ["/live.jpg"]
+
+
 def test_content_purged_from_the_trash_is_remembered_as_deleted(client, headers):
     entry = put_file(client, headers, "a.jpg", b"photo").get_json()
     client.delete(f"{API}/files/{entry['id']}", headers=headers)

@@ -825,7 +825,12 @@ def _sync_paths() -> dict[str, Schema]:
                                             "status": _string(
                                                 enum=["present", "trashed", "deleted", "absent"]
                                             ),
-                                            "paths": {"type": "array", "items": _string()},
+                                            "paths": {
+                                                "type": "array",
+                                                "items": _string(),
+                                                "maxItems": 10,
+                                            },
+                                            "more_paths": {"type": "boolean"},
                                             "deleted_at": TIMESTAMP,
                                         },
                                     ),

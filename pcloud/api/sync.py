@@ -28,6 +28,8 @@ def check_uploads():
         result = {"sha256": status.sha256, "status": status.status}
         if status.paths:
             result["paths"] = status.paths
+        if status.more_paths:
+            result["more_paths"] = True
         if status.deleted_at is not None:
             result["deleted_at"] = iso_millis(status.deleted_at)
         results.append(result)

@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import peewee
+from peewee import fn
+
 from pcloud.db import rows
 from pcloud.errors import BadRequest
-from pcloud.models import DeletedContent, Folder, StoredFile
+from pcloud.models import DeletedContent, Folder, StoredFile, database_proxy
 
 MAX_HASHES = 10_000
+MAX_PATHS = 10  # paths answered per content
 CHUNK = 1000  # values per IN list: far below every engine's limit on parameters
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PRESENT, TRASHED, DELETED, ABSENT = "present", "trashed", "deleted", "absent"
@@ -26,6 +30,7 @@ class ContentStatus:
     status: str = ABSENT
     paths: list[str] = field(default_factory=list)  # where it is (present) or was (trashed)
     deleted_at: datetime | None = None
+    more_paths: bool = False  # paths holds MAX_PATHS of more
 
 
 def parse_hashes(values: object) -> list[str]:
@@ -44,20 +49,16 @@ def parse_hashes(values: object) -> list[str]:
 
 
 def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
-    """The status of each hash, in the order asked."""
+    """The status of each hash, in the order asked. A content the user has many copies
+    of is answered with MAX_PATHS of their paths (`more_paths` says there are more): the
+    answer, and the rows read for it, stay as large however many copies a library holds."""
     unique = list(dict.fromkeys(hashes))
     statuses = {sha256: ContentStatus(sha256) for sha256 in unique}
     found: list[tuple[Any, ...]] = []
     deleted: list[tuple[Any, ...]] = []
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
-        found.extend(
-            rows(
-                StoredFile.select(
-                    StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from
-                ).where((StoredFile.owner == owner_id) & StoredFile.sha256.in_(chunk))
-            )
-        )
+        found.extend(rows(_copies(owner_id, chunk, MAX_PATHS + 1)))
         deleted.extend(
             rows(
                 DeletedContent.select(DeletedContent.sha256, DeletedContent.deleted_at).where(
@@ -66,13 +67,51 @@ def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
             )
         )
     if found:
-        _place(found, statuses, _folder_map(owner_id))
+        folder_map = _folder_map(owner_id)
+        _place(found, statuses, folder_map)
+        # Copies in a folder's subtree keep their folder when it goes to the trash, so
+        # the first few read may all be trashed with a live one beyond them: read those
+        # contents' copies whole (rare: many copies, the first all in trashed folders).
+        unsure = [
+            sha256
+            for sha256, status in statuses.items()
+            if status.status == TRASHED and len(status.paths) > MAX_PATHS
+        ]
+        for start in range(0, len(unsure), CHUNK):
+            chunk = unsure[start : start + CHUNK]
+            for sha256 in chunk:
+                statuses[sha256] = ContentStatus(sha256)
+            _place(list(rows(_copies(owner_id, chunk, None))), statuses, folder_map)
+    for status in statuses.values():
+        status.paths.sort()
+        if len(status.paths) > MAX_PATHS:
+            status.paths, status.more_paths = status.paths[:MAX_PATHS], True
     for sha256, deleted_at in deleted:
         status = statuses[sha256]
         if status.status == ABSENT:
             status.status = DELETED
             status.deleted_at = deleted_at
     return [statuses[sha256] for sha256 in hashes]
+
+
+def _copies(owner_id: int, chunk: list[str], per_content: int | None) -> Any:
+    """(sha256, folder, name, trashed_from) of the user's files of these contents: at
+    most `per_content` of each (None: all), those in a folder before those in the trash."""
+    where = (StoredFile.owner == owner_id) & StoredFile.sha256.in_(chunk)
+    columns = (StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from)
+    if per_content is None:
+        return StoredFile.select(*columns).where(where)
+    place = fn.ROW_NUMBER().over(
+        partition_by=[StoredFile.sha256], order_by=[StoredFile.folder.is_null(), StoredFile.id]
+    )
+    ranked = StoredFile.select(*columns, place.alias("place")).where(where).alias("ranked")
+    return (
+        peewee.Select(
+            [ranked], [ranked.c.sha256, ranked.c.folder_id, ranked.c.name, ranked.c.trashed_from]
+        )
+        .where(ranked.c.place <= per_content)
+        .bind(database_proxy)
+    )
 
 
 def _folder_map(owner_id: int) -> dict[int, tuple[int | None, str, bool]]:
@@ -93,8 +132,12 @@ FolderMap = dict[int, tuple[int | None, str, bool]]
 def _place(
     found: list[tuple[Any, ...]], statuses: dict[str, ContentStatus], folder_map: FolderMap
 ) -> None:
+    paths_of: dict[int | None, tuple[bool, str | None]] = {}  # each folder's, worked out once
     for sha256, folder_id, name, trashed_from in found:
-        live, path = _path(folder_id if folder_id is not None else trashed_from, folder_map)
+        place = folder_id if folder_id is not None else trashed_from
+        if place not in paths_of:
+            paths_of[place] = _path(place, folder_map)
+        live, path = paths_of[place]
         live = live and folder_id is not None
         status = statuses[sha256]
         full = (path.rstrip("/") + "/" + name) if path is not None else name
@@ -105,8 +148,6 @@ def _place(
         elif status.status != PRESENT:
             status.status = TRASHED
             status.paths.append(full)
-    for status in statuses.values():
-        status.paths.sort()
 
 
 def _path(folder_id: int | None, folder_map: FolderMap) -> tuple[bool, str | None]:
