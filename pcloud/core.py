@@ -62,7 +62,9 @@ class Pcloud:
         """For a server: details and thumbnails of new uploads are made in a thread of
         this process, by a decoder at the lowest priority (pcloud.services.thumbnails)."""
         if self.thumbnailer is not None:
-            self.thumbnailer.start_background(self.blobs, self.release_connection)
+            self.thumbnailer.start_background(
+                self.blobs, self.release_connection, self.settings.data_dir / "thumbnails.lock"
+            )
 
     def release_connection(self) -> None:
         """Give this thread's database connection back to the pool, if it holds one (at

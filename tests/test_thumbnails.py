@@ -321,11 +321,49 @@ def test_new_content_gets_details_and_a_thumbnail_in_the_background(client, auth
         assert thumbnails.scan_new_content(pcloud.blobs, pool, after_id)[0] == 1
     finally:
         pool.close()
+    # The text's first bytes name no picture or video: no decoder saw it.
     statuses = sorted(info.status for info in MediaInfo.select())
-    assert statuses == ["image", "image", "none"]
+    assert statuses == ["image", "image", "skipped"]
     assert Thumbnail.select().count() == 2
     listed = client.get("/api/v1/folders/root", headers=headers).get_json()["entries"]
     assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None, None]
+    text = next(entry for entry in listed if entry["name"] == "a.txt")
+    assert thumb(client, headers, text["id"]).status_code == 415  # a request still decodes
+    assert sorted(info.status for info in MediaInfo.select()) == ["image", "image", "none"]
+
+
+def test_the_background_sends_every_phone_format_to_the_decoder(client, auth, pcloud, tmp_path):
+    """The signature check before the background decoder passes what phones and cameras
+    write: JPEG, PNG, GIF, WebP, TIFF, HEIC, MP4 and QuickTime."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    headers = auth.headers()
+    for image_format, name in (
+        ("JPEG", "a.jpg"),
+        ("PNG", "a.png"),
+        ("GIF", "a.gif"),
+        ("WEBP", "a.webp"),
+        ("TIFF", "a.tiff"),
+        ("HEIF", "a.heic"),
+    ):
+        upload(client, headers, picture(60 + len(name), 40, image_format), name)
+    make_video(tmp_path / "clip.mp4")
+    upload(client, headers, (tmp_path / "clip.mp4").read_bytes(), "clip.mp4")
+    with av.open(str(tmp_path / "clip.mov"), "w", format="mov") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48)))
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    upload(client, headers, (tmp_path / "clip.mov").read_bytes(), "clip.mov")
+    pool = DecoderPool(1, niceness=19)
+    try:
+        while thumbnails.scan_new_content(pcloud.blobs, pool)[0]:
+            pass
+    finally:
+        pool.close()
+    assert sorted(info.status for info in MediaInfo.select()) == ["image"] * 6 + ["video"] * 2
 
 
 def test_gc_keeps_thumbnails_and_reclaims_them_when_their_content_goes(client, auth, runner):

@@ -13,6 +13,7 @@ broken or hostile file answers 415 or 422 within the pool's time limit.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 import tempfile
@@ -21,13 +22,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import filetype
 import peewee
 
 from pcloud.db import PreparedQuery, rows
 from pcloud.errors import (
     BadRequest,
+    PcloudError,
     ServiceUnavailable,
     UnprocessableEntity,
     UnsupportedMediaType,
@@ -43,6 +47,13 @@ FORMATS = ("webp", "jpeg")
 MIME_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
 BACKGROUND_SIZE, BACKGROUND_FORMAT = 256, "webp"  # what the background makes ahead
 PENDING, IMAGE, VIDEO, NOT_MEDIA, BAD = "pending", "image", "video", "none", "bad"
+# Content whose first bytes name no picture or video format: the background pass sends
+# it to no decoder (a request for its thumbnail still tries one, for formats without a
+# signature). Most uploads of a busy server are such content; decoding each cost a
+# decoder round trip and a write.
+UNSNIFFED = "skipped"
+LOCK_RETRY_SECONDS = 5.0  # how often a worker without the background's lock asks again
+SNIFF_BYTES = 262  # what filetype needs to tell every format it knows
 # A claim older than this belongs to a worker that died: another may take the content.
 CLAIM_EXPIRES = timedelta(minutes=10)
 NOT_MEDIA_TEXT = "This file is not a picture or a video that pcloud can show"
@@ -94,14 +105,22 @@ class Thumbnailer:
         self.requests.close()
         self.background.close()
 
-    def start_background(self, blobs: BlobStore, release: Any) -> None:
+    def start_background(self, blobs: BlobStore, release: Any, lock_path: Path) -> None:
         """Make details and thumbnails of new content in a thread, while the process
         serves (see scan_new_content). `release()` gives the thread's database
-        connection back after each round."""
+        connection back after each round. One worker process of a machine does it at a
+        time, the one holding an flock() on `lock_path`: every worker scanning every
+        new upload cost each upload twice the looking (nodes share the work through the
+        database's claims)."""
         if not self.background_enabled or self._thread is not None:
             return
 
         def work() -> None:
+            with _one_per_machine(lock_path, self._stop) as chosen:
+                if chosen:
+                    scan()
+
+        def scan() -> None:
             after_id = 0
             while not self._stop.is_set():
                 done = 0
@@ -115,6 +134,28 @@ class Thumbnailer:
 
         self._thread = threading.Thread(target=work, name="pcloud-thumbnails", daemon=True)
         self._thread.start()
+
+
+@contextmanager
+def _one_per_machine(lock_path: Path, stop: threading.Event) -> Iterator[bool]:
+    """Wait (until `stop`) for the flock on `lock_path`, held until the block ends;
+    True when it was got. A worker that dies lets the next one take it over."""
+    try:
+        lock_file = open(lock_path, "a+b")  # noqa: SIM115 (held for the thread's life)
+    except OSError:
+        log.exception("No lock file for the background thumbnails at %s", lock_path)
+        yield False
+        return
+    with lock_file:
+        while not stop.is_set():
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stop.wait(LOCK_RETRY_SECONDS)
+                continue
+            yield True
+            return
+        yield False
 
 
 def thumbnail(
@@ -311,7 +352,7 @@ def _local_copy(blobs: BlobStore, key: str) -> Iterator[str]:
 
 
 def scan_new_content(
-    blobs: BlobStore, pool: DecoderPool, after_id: int = 0, batch: int = 20
+    blobs: BlobStore, pool: DecoderPool, after_id: int = 0, batch: int = 200
 ) -> tuple[int, int]:
     """Make the details and the background thumbnail of content that has none yet, a
     few at a time, in the order it was stored, from after the Blob id `after_id`;
@@ -336,8 +377,12 @@ def scan_new_content(
         )
     )
     handled = 0
+    unlikely: list[str] = []
     for blob_id, sha256, key in candidates:
         after_id = blob_id
+        if not _may_be_media(blobs, key):
+            unlikely.append(sha256)
+            continue
         if not _claim(sha256):
             continue
         handled += 1
@@ -347,7 +392,25 @@ def scan_new_content(
             pass  # recorded: its requests are answered at once from now on
         except ServiceUnavailable:
             _unclaim(sha256)
-    return handled, after_id
+    if unlikely:
+        now = utc_now()
+        with database_proxy.atomic():
+            MediaInfo.insert_many(
+                [{"sha256": sha256, "status": UNSNIFFED, "claimed_at": now} for sha256 in unlikely]
+            ).on_conflict_ignore().execute()
+    return handled + len(unlikely), after_id
+
+
+def _may_be_media(blobs: BlobStore, key: str) -> bool:
+    """Whether the content's first bytes are a picture's or a video's (by filetype's
+    signatures: JPEG, PNG, HEIC, WebP, MP4, QuickTime and the rest)."""
+    try:
+        with blobs.open(key) as stored:
+            head = stored.read(SNIFF_BYTES)
+    except (FileNotFoundError, PcloudError):
+        return True  # let the decoder's path say what is wrong
+    kind = filetype.guess(head)
+    return kind is not None and kind.mime.split("/")[0] in ("image", "video")
 
 
 def _claim(sha256: str) -> bool:
