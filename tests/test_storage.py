@@ -300,3 +300,22 @@ def test_a_deleted_resumable_write_leaves_no_object_and_no_partial(store):
     if client is not None:  # nothing at all left in the bucket
         assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
         assert client.list_objects_v2(Bucket=store.bucket).get("KeyCount") == 0
+
+
+def test_a_finished_write_cut_back_keeps_no_more_than_the_store_can_give_again(store):
+    store.create_resumable(UPLOAD_ID)
+    with store.open_resumable(UPLOAD_ID) as write:
+        write.append(0, [b"x" * (9 * MiB)])
+    with store.open_resumable(UPLOAD_ID) as write:
+        write.append(9 * MiB, [b"y"])
+        blob = write.finish(hashlib.sha256(b"x" * (9 * MiB) + b"y").hexdigest())
+        store.delete(blob.key)  # (its file could not be recorded)
+        write.truncate(9 * MiB)
+        kept = write.size
+    with store.open_resumable(UPLOAD_ID) as write:
+        # On disk all of it; on S3 nothing, since its parts became the blob.
+        assert write.size == kept and kept in (0, 9 * MiB)
+        write.append(kept, [b"z" * 3])
+        again = write.finish("")
+    with store.open(again.key) as stored:
+        assert stored.read()[-3:] == b"zzz"

@@ -261,16 +261,16 @@ class S3ResumableWrite(ResumableWrite):
 
     def truncate(self, size: int) -> None:
         self._settle(strict=False)
-        parts_size = sum(part[2] for part in self._parts)
         self._dirty = True
+        if self._finished:  # its parts are a blob now, which the caller deleted or keeps
+            self._restart()
+            return
+        parts_size = sum(part[2] for part in self._parts)
         if parts_size <= size <= parts_size + len(self._tail):
             del self._tail[size - parts_size :]
             return
         if size > parts_size + len(self._tail) and not self._checkpoints:
             return  # lost already (a part that failed): nothing to cut
-        if self._finished:  # the parts are a blob now: nothing to go back to
-            self._restart()
-            return
         for checkpoint in reversed(self._checkpoints):
             if checkpoint.parts_size <= size <= checkpoint.parts_size + len(checkpoint.tail):
                 self._parts = list(checkpoint.parts)
@@ -289,7 +289,7 @@ class S3ResumableWrite(ResumableWrite):
         self._checkpoints = [cp for cp in self._checkpoints if len(cp.parts) <= len(kept)]
 
     def _restart(self) -> None:
-        """After finish(): an empty write with a blob key of its own."""
+        """After finish(): an empty write with a blob key of its own (close() records it)."""
         self._blob_key = os.urandom(16).hex()
         self._multipart_id = None
         self._parts, self._tail, self._finished = [], bytearray(), False
