@@ -315,6 +315,22 @@ class TusUpload(BaseModel):
     created_at = UtcDateTimeField(default=utc_now)
     expires_at = UtcDateTimeField(index=True)
     stored_name = CharField(max_length=255, null=True)  # set when the file has been made
+    # The SHA-256 of the first `offset` bytes, as a state any process can continue
+    # (services.uploads.hashes.ResumableSha256); None when it was lost.
+    sha256_state = BlobField(null=True)
+
+
+class S3Resumable(BaseModel):
+    """A resumable write on S3 (pcloud.storage.s3_resumable): the multipart upload its
+    bytes go into, the parts sent so far, and the tail too short to be a part yet."""
+
+    id = CharField(max_length=64, primary_key=True)  # the upload's id
+    blob_key = CharField(max_length=32)  # the blob the multipart upload completes into
+    multipart_id = CharField(max_length=1024, null=True)  # None until the first part
+    parts = TextField(default="[]")  # JSON: [[number, etag, size], ...], in order
+    size = BigIntegerField(default=0)  # the parts' bytes and the tail's
+    tail = BlobField(default=b"")  # the bytes after the parts: less than one part
+    updated_at = UtcDateTimeField(default=utc_now)
 
 
 class AppPassword(BaseModel):
@@ -432,6 +448,7 @@ ALL_MODELS = (
     SignInThrottle,
     AuditEvent,
     TusUpload,
+    S3Resumable,
     AppPassword,
     DavLock,
     DavProperty,

@@ -58,7 +58,12 @@ def two_nodes(tmp_path, s3_engine, s3_bucket):
         for name in ("node-a", "node-b"):
             folder = tmp_path / name
             folder.mkdir()
-            settings = make_settings(folder, database_url, max_upload_size=64 * 1024 * 1024)
+            settings = make_settings(
+                folder,
+                database_url,
+                max_upload_size=64 * 1024 * 1024,
+                tus_max_chunk=16 * 1024 * 1024,
+            )
             starting.append((settings, {"STORAGE_URL": storage_url}))
         try:
             for settings, extra in starting:
@@ -225,3 +230,96 @@ def multipart_pieces(name: str, pieces):
     ).encode()
     yield from pieces
     yield b"\r\n--b0und--\r\n"
+
+
+# --- resumable (tus) uploads across nodes ----------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def tus_upload(node: Node, headers: dict, length: int) -> str:
+    """A new tus upload made on `node`; its URL on any node is the path."""
+    import base64
+
+    import requests
+
+    answer = requests.post(
+        f"{node.url}/tus/",
+        headers={
+            **headers,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(length),
+            "Upload-Metadata": "filename " + base64.b64encode(b"film.mp4").decode(),
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.headers["Location"]
+
+
+def tus_patch(node: Node, headers: dict, path: str, offset: int, data: bytes):
+    import requests
+
+    return requests.patch(
+        f"{node.url}{path}",
+        headers={
+            **headers,
+            "Tus-Resumable": "1.0.0",
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": str(offset),
+        },
+        data=data,
+        timeout=60,
+    )
+
+
+@postgresql_only
+def test_a_tus_upload_takes_each_piece_on_whichever_node_it_reaches(two_nodes):
+    import hashlib
+
+    import requests
+
+    first, second = two_nodes
+    headers = bearer(sign_in(first))
+    content = os.urandom(12 * MiB)
+    path = tus_upload(first, headers, len(content))
+    offset = 0
+    for node, size in ((first, 5 * MiB), (second, 5 * MiB), (first, 2 * MiB)):
+        answer = tus_patch(node, headers, path, offset, content[offset : offset + size])
+        assert answer.status_code == 204, answer.text
+        offset += size
+    downloaded = requests.get(f"{second.url}/download/film.mp4", headers=headers, timeout=60)
+    assert downloaded.content == content
+    assert downloaded.headers["ETag"] == f'"{hashlib.sha256(content).hexdigest()}"'
+
+
+@postgresql_only
+def test_a_piece_sent_to_the_other_node_while_one_node_writes_the_upload_is_refused(two_nodes):
+    import http.client
+    from urllib.parse import urlsplit
+
+    first, second = two_nodes
+    headers = bearer(sign_in(first))
+    content = os.urandom(4 * MiB)
+    path = tus_upload(first, headers, len(content))
+    address = urlsplit(first.url)
+    slow = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    slow.putrequest("PATCH", path)
+    for name, value in {
+        **headers,
+        "Tus-Resumable": "1.0.0",
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Offset": "0",
+        "Content-Length": str(len(content)),
+    }.items():
+        slow.putheader(name, value)
+    slow.endheaders()
+    slow.send(content[:MiB])  # the first node holds the upload now, mid-piece
+    time.sleep(1.0)
+    rival = tus_patch(second, headers, path, 0, content)
+    assert rival.status_code in (423, 409), rival.text
+    slow.send(content[MiB:])
+    answer = slow.getresponse()
+    assert answer.status == 204
+    assert answer.getheader("Upload-Offset") == str(len(content))
+    slow.close()

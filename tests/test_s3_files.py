@@ -3,7 +3,6 @@ real SeaweedFS bucket (tests/seaweedfs.py), and 503 when the store does not answ
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import io
@@ -164,20 +163,6 @@ def opened_client(settings):
         yield client, auth.headers()
     finally:
         pcloud.close()
-
-
-def test_tus_creation_on_s3_is_refused_with_a_clear_501(client, headers):
-    response = client.post(
-        "/tus/",
-        headers={
-            **headers,
-            "Tus-Resumable": "1.0.0",
-            "Upload-Length": "10",
-            "Upload-Metadata": "filename " + base64.b64encode(b"clip.mp4").decode(),
-        },
-    )
-    assert response.status_code == 501
-    assert "POST /upload" in response.get_json()["error"]
 
 
 # --- the store down, and back -------------------------------------------------------------

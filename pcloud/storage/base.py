@@ -128,7 +128,8 @@ RESUMABLE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 class ResumableWrite(ABC):
     """One writer's exclusive hold on a resumable write, until `close()`.
 
-    The hold is exclusive across threads and processes, so two writers' bytes never mix.
+    The hold is exclusive across threads, processes and (where the store is shared)
+    machines, so two writers' bytes never mix.
     `size` is what the store holds, which may run ahead of what the caller has accepted
     (a writer that died mid-append): `truncate()` to the accepted offset first.
     """
@@ -148,11 +149,23 @@ class ResumableWrite(ABC):
 
     @abstractmethod
     def truncate(self, size: int) -> None:
-        """Discard the bytes stored beyond `size`."""
+        """Discard the bytes stored beyond `size`.
+
+        A store that sends bytes on in blocks (S3's parts) can cut anywhere back to
+        where this hold began or was last persisted, and at its block boundaries; asked
+        to cut inside a block sent before that, it cuts back to the block's start, and
+        `size` tells how much is left."""
+
+    def persist(self) -> None:  # noqa: B027 (a store whose appends are in place needs none)
+        """Make what was appended so far durable and visible to the next writer, on any
+        machine: called before the caller records the bytes as accepted. close() does
+        it too, for what is left after a truncate()."""
 
     @abstractmethod
     def read(self) -> BinaryIO:
-        """The bytes stored so far, from the start (to hash them again)."""
+        """The bytes stored so far, from the start (to hash them again). Raises
+        io.UnsupportedOperation where the store cannot read them back before finish()
+        (S3 parts): the caller carries the hash from piece to piece instead."""
 
     @abstractmethod
     def finish(self, sha256: str) -> StoredBlob:

@@ -5,7 +5,9 @@ Layout under the URL's prefix:
 A blob being written is an unfinished multipart upload to its final key (or, when it is
 smaller than one part, nothing at all until a single PUT at commit): nothing is visible
 under a key before commit, the bytes are sent once, and a cut upload is aborted (or, if
-its process died, found by `scan_partials()` and aborted by `pcloud files gc`).
+its process died, found by `scan_partials()` and aborted by `pcloud files gc`). A
+resumable write (tus) is a multipart upload too, kept open across requests and nodes,
+its state in the database (pcloud.storage.s3_resumable).
 
 Credentials come from boto3's standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 a profile, an instance role), never from STORAGE_URL; they are never logged. Every call
@@ -26,9 +28,10 @@ from datetime import datetime
 from typing import Any, BinaryIO, NoReturn
 from urllib.parse import parse_qs, urlsplit
 
-from pcloud.errors import PcloudError, StorageUnavailable
+from pcloud.errors import StorageUnavailable
 from pcloud.storage.base import BlobEntry, BlobStore, BlobWriter, ResumableWrite, StoredBlob
 from pcloud.storage.local import KEY_PATTERN
+from pcloud.storage.s3_resumable import S3Resumables
 
 S3Client = Any  # boto3's client (boto3 ships no types)
 
@@ -45,12 +48,6 @@ RETRY_AFTER = 10
 UNAVAILABLE = "The file store is not answering right now; try again in a few seconds"
 UPLOAD_ID = re.compile(r"[A-Za-z0-9_=+.-]{1,512}")  # a multipart upload's id, as S3 gives it
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
-
-
-class ResumableUnsupported(PcloudError):
-    """Resumable (tus) uploads need a store that keeps their pieces across nodes."""
-
-    status = 501
 
 
 @dataclass(frozen=True)
@@ -283,6 +280,7 @@ class S3BlobStore(BlobStore):
         self.prefix = self.location.prefix
         self.client = client or make_client(self.location, timeout)
         self.senders = ThreadPoolExecutor(SENDING_THREADS, thread_name_prefix="s3-part")
+        self.resumables = S3Resumables(self)
 
     def object_key(self, key: str) -> str:
         if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
@@ -343,6 +341,7 @@ class S3BlobStore(BlobStore):
 
     def close(self) -> None:
         self.senders.shutdown(wait=True, cancel_futures=True)
+        self.resumables.close()
         self.client.close()
 
     def scan(self) -> Iterator[BlobEntry]:
@@ -361,16 +360,18 @@ class S3BlobStore(BlobStore):
             store_error(error, "list blobs")
 
     def scan_partials(self) -> Iterator[BlobEntry]:
-        """Unfinished multipart uploads (key: `<blob key>/<upload id>`), size unknown (0)."""
+        """Unfinished multipart uploads (key: `<blob key>/<upload id>`) but those of
+        resumable writes (scan_resumables() lists them), with their parts' size."""
         blob_prefix = f"{self.prefix}blobs/"
         pages = self.client.get_paginator("list_multipart_uploads").paginate(
             Bucket=self.bucket, Prefix=blob_prefix
         )
+        resumable = self.resumables.multipart_uploads()
         try:
             for page in pages:
                 for upload in page.get("Uploads", []):
                     key = upload["Key"][len(blob_prefix) :]
-                    if KEY_PATTERN.fullmatch(key):
+                    if KEY_PATTERN.fullmatch(key) and (key, upload["UploadId"]) not in resumable:
                         size, last_part_at = self._parts(upload["Key"], upload["UploadId"])
                         yield BlobEntry(
                             key=f"{key}/{upload['UploadId']}",
@@ -407,20 +408,17 @@ class S3BlobStore(BlobStore):
             except FileNotFoundError:
                 return False
 
-    # Resumable (tus) uploads keep their pieces on the node's disk and coordinate with
-    # flock(), which several nodes cannot share: on S3 they are refused for now, and
-    # clients upload with POST /upload instead.
+    # Resumable (tus) uploads: multipart uploads kept open across pieces, their state
+    # and their holds in the database (pcloud.storage.s3_resumable).
 
     def create_resumable(self, upload_id: str) -> None:
-        raise ResumableUnsupported(
-            "Resumable uploads are not available with S3 storage yet: upload with POST /upload"
-        )
+        self.resumables.create(upload_id)
 
     def open_resumable(self, upload_id: str) -> ResumableWrite:
-        raise FileNotFoundError(upload_id)
+        return self.resumables.open(upload_id)
 
     def delete_resumable(self, upload_id: str) -> bool:
-        return False
+        return self.resumables.delete(upload_id)
 
     def scan_resumables(self) -> Iterator[BlobEntry]:
-        return iter(())
+        return self.resumables.scan()

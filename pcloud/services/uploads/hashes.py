@@ -3,6 +3,8 @@ and the upload's SHA-256 (its ETag) carried from one piece to the next."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import threading
 from collections import OrderedDict
@@ -36,6 +38,88 @@ class Checksum:
 def verifier_for(algorithm: str | None) -> Hasher | None:
     """A fresh hash of `algorithm` (one of CHECKSUM_ALGORITHMS), or None for none."""
     return CHECKSUM_ALGORITHMS[algorithm]() if algorithm else None
+
+
+# OpenSSL's SHA256_CTX (openssl/sha.h: h[8], Nl, Nh, data[16], num, md_len: 112 bytes)
+# is a plain struct, so its bytes are the whole state of a hash and may be saved with the
+# upload's row and continued by any process on any node. hashlib keeps its state hidden.
+# The low-level SHA256_* calls are deprecated in OpenSSL 3 but exported and stable; this
+# is the one place pcloud uses them (tests/test_tus_s3.py fails by name should they go).
+SHA256_STATE_SIZE = 112
+
+
+def _openssl() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("crypto")
+    try:
+        library = ctypes.CDLL(name or "libcrypto.so.3")
+        library.SHA256_Init, library.SHA256_Update, library.SHA256_Final  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return library
+
+
+_LIBCRYPTO = _openssl()
+
+
+class ResumableSha256:
+    """A SHA-256 whose state can be saved (`state()`) and continued elsewhere
+    (`from_state()`): the upload's hash travels with its row from piece to piece."""
+
+    name = "sha256"
+
+    def __init__(self, state: bytes | None = None) -> None:
+        if _LIBCRYPTO is None:
+            raise RuntimeError("OpenSSL's libcrypto is not loadable")
+        self._context = ctypes.create_string_buffer(SHA256_STATE_SIZE)
+        if state is None:
+            _LIBCRYPTO.SHA256_Init(self._context)
+        elif len(state) == SHA256_STATE_SIZE:
+            ctypes.memmove(self._context, state, SHA256_STATE_SIZE)
+        else:
+            raise ValueError("not a saved SHA-256 state")
+
+    @staticmethod
+    def available() -> bool:
+        return _LIBCRYPTO is not None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        assert _LIBCRYPTO is not None
+        buffer: object = data  # bytes go to C as they are, without a copy
+        if not isinstance(data, bytes):
+            view = memoryview(data).cast("B")
+            buffer = bytes(view) if view.readonly else (ctypes.c_char * len(view)).from_buffer(view)
+        _LIBCRYPTO.SHA256_Update(self._context, buffer, ctypes.c_size_t(len(data)))
+
+    def copy(self) -> ResumableSha256:
+        return ResumableSha256(self.state())
+
+    def state(self) -> bytes:
+        return self._context.raw
+
+    def digest(self) -> bytes:
+        assert _LIBCRYPTO is not None
+        finished = ctypes.create_string_buffer(self.state(), SHA256_STATE_SIZE)
+        out = ctypes.create_string_buffer(32)
+        _LIBCRYPTO.SHA256_Final(out, finished)
+        return out.raw
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+
+def new_sha256(state: bytes | None = None) -> Hasher:
+    """The upload's SHA-256: one whose state can be saved where OpenSSL allows, else
+    hashlib's (and a saved `state` is then of no use: None)."""
+    if ResumableSha256.available():
+        return ResumableSha256(state)
+    if state is not None:
+        return None
+    return hashlib.sha256()
+
+
+def saved_state(sha256: Hasher | None) -> bytes | None:
+    """What to save of an upload's hash for another process to continue, if anything."""
+    return sha256.state() if isinstance(sha256, ResumableSha256) else None
 
 
 class UploadHashes:
@@ -73,13 +157,18 @@ class UploadHashes:
             return None
         return kept[1].copy()
 
-    def start(self, upload_id: str, offset: int, take: bool = False) -> Hasher | None:
+    def start(
+        self, upload_id: str, offset: int, take: bool = False, saved: bytes | None = None
+    ) -> Hasher | None:
         """The hash to continue for bytes at `offset`: a fresh one at 0, else this
-        process's kept one (taken, or a copy of it), or None when it has none (the
-        upload is then hashed from the store when it completes)."""
+        process's kept one (taken, or a copy of it), else the one `saved` with the
+        upload's row (by whichever process took its last piece), or None when there is
+        none (the upload is then hashed from the store when it completes)."""
         kept = self.take(upload_id, offset) if take else self.copy(upload_id, offset)
         if kept is None and offset == 0:
-            return hashlib.sha256()
+            return new_sha256()
+        if kept is None and saved is not None:
+            return new_sha256(saved)
         return kept
 
     def keep(self, upload_id: str, offset: int, sha256: Hasher) -> None:

@@ -15,10 +15,16 @@ import logging
 from collections.abc import Callable
 
 from pcloud.config import Settings
-from pcloud.errors import Conflict, PcloudError, is_out_of_space
+from pcloud.errors import Conflict, PcloudError, StorageUnavailable, is_out_of_space
 from pcloud.models import database_proxy
 from pcloud.services.uploads import records
-from pcloud.services.uploads.hashes import Hasher, UploadHashes, verifier_for
+from pcloud.services.uploads.hashes import (
+    Hasher,
+    UploadHashes,
+    new_sha256,
+    saved_state,
+    verifier_for,
+)
 from pcloud.storage import BlobStore, ResumableBusy, ResumableWrite
 from pcloud.storage.base import RESUMABLE_ID
 
@@ -47,7 +53,8 @@ class PlacedPiece:
         self._write: ResumableWrite | None = write
         self.offset = offset
         self.length = 0
-        self.error: OSError | None = None  # a write that failed (a full disk, say)
+        # A write that failed (a full disk, say, or an object store not answering).
+        self.error: OSError | StorageUnavailable | None = None
         # The upload's SHA-256 so far, continued (None: this process does not have it).
         self.sha256 = sha256
         self.checksum_algorithm = checksum_algorithm
@@ -70,12 +77,17 @@ class PlacedPiece:
             return None
         try:
             write = blobs.open_resumable(upload_id)
-        except (ResumableBusy, OSError):
+        except (ResumableBusy, OSError, PcloudError):  # (PcloudError: the store is down)
             return None
         try:
             if write.size == offset:
-                # Read under the hold: the last append kept its hash before letting go.
-                return cls(write, offset, hashes.start(upload_id, offset), checksum_algorithm)
+                # Read under the hold: the last append kept its hash before letting go
+                # (here, or with the row when another process or node took the piece).
+                sha256 = hashes.start(upload_id, offset)
+                if sha256 is None:
+                    saved = records.saved_sha256(upload_id, offset)
+                    sha256 = None if saved is None else new_sha256(saved)
+                return cls(write, offset, sha256, checksum_algorithm)
         except OSError:
             pass
         write.close()
@@ -88,7 +100,7 @@ class PlacedPiece:
             return
         try:
             self.length = self._write.append(self.offset + self.length, (data,)) - self.offset
-        except OSError as error:
+        except (OSError, StorageUnavailable) as error:
             self.error = error
             return
         if self.sha256 is not None:
@@ -198,9 +210,15 @@ def keep_broken_piece(
     write = placed.take()
     with write:
         try:
+            write.persist()
             with database_proxy.atomic():
                 if not records.set_offset(
-                    upload_id, placed.offset, new_offset, upload.length, settings
+                    upload_id,
+                    placed.offset,
+                    new_offset,
+                    upload.length,
+                    settings,
+                    saved_state(placed.sha256),
                 ):
                     raise Conflict("Another request moved this upload on")
         except BaseException:

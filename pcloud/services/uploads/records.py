@@ -68,10 +68,12 @@ def set_offset(
     offset: int,
     length: int | None = None,
     settings: Settings | None = None,
+    sha256_state: bytes | None = None,
 ) -> bool:
-    """Compare-and-set the offset of an upload not complete yet; with `settings`, also
-    its length and a renewed expiry. False if the offset was not `expected` any more."""
-    changes: dict[Any, Any] = {TusUpload.offset: offset}
+    """Compare-and-set the offset of an upload not complete yet, with the saved state of
+    the SHA-256 of the bytes up to it (None: lost); with `settings`, also its length and
+    a renewed expiry. False if the offset was not `expected` any more."""
+    changes: dict[Any, Any] = {TusUpload.offset: offset, TusUpload.sha256_state: sha256_state}
     if settings is not None:
         changes[TusUpload.length] = length
         changes[TusUpload.expires_at] = utc_now() + timedelta(seconds=settings.tus_expiration)
@@ -85,3 +87,13 @@ def set_offset(
         .execute()
     )
     return bool(updated == 1)
+
+
+def saved_sha256(upload_id: str, offset: int) -> bytes | None:
+    """The saved SHA-256 state of the upload's first `offset` bytes, if its row has it."""
+    row = (
+        TusUpload.select(TusUpload.sha256_state)
+        .where((TusUpload.id == upload_id) & (TusUpload.offset == offset))
+        .first()
+    )
+    return None if row is None or row.sha256_state is None else bytes(row.sha256_state)

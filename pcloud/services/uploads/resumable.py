@@ -17,7 +17,8 @@ HEAD that the upload is complete instead of sending it again.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import io
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,11 +38,18 @@ from pcloud.errors import (
 from pcloud.models import TusUpload, User, database_proxy, utc_now
 from pcloud.services import files, names, quota, tree
 from pcloud.services.uploads import records
-from pcloud.services.uploads.hashes import Checksum, Hasher, UploadHashes, verifier_for
+from pcloud.services.uploads.hashes import (
+    Checksum,
+    Hasher,
+    UploadHashes,
+    new_sha256,
+    saved_state,
+    verifier_for,
+)
 from pcloud.services.uploads.pieces import PlacedPiece
 from pcloud.services.uploads.records import UPLOAD_NOT_FOUND, UploadState
 from pcloud.sizes import format_size
-from pcloud.storage import BlobStore, ResumableBusy, ResumableWrite
+from pcloud.storage import BlobStore, ResumableBusy, ResumableWrite, StoredBlob
 
 READ_SIZE = 1024 * 1024
 
@@ -154,12 +162,13 @@ def append(
                 piece = _placed_hashes(body, room, checksum)
                 new_offset = offset + body.length
             else:
-                piece = _stream_hashes(hashes, upload_id, offset, checksum)
+                piece = _stream_hashes(hashes, upload, checksum)
                 new_offset = write.append(offset, _pieces(body, room, piece))
             piece.verify(checksum)
             complete = length is not None and new_offset == length
             if complete and piece.sha256 is None:
                 piece.sha256 = _hash_prefix(write, new_offset)
+            write.persist()  # the bytes are where any node finds them before they count
             _record(blobs, settings, owner_id, upload, write, new_offset, length, piece, complete)
         except BaseException:
             write.truncate(offset)
@@ -214,6 +223,8 @@ def _find_under_hold(
     moved it on). Conflict when its offset moved, or when the store lost bytes under the
     row's feet (a power cut): the row owns up to what the store still has."""
     upload = records.find_at(owner_id, upload_id, offset)
+    if write.size > offset:  # a writer stored more, then died before recording it
+        write.truncate(offset)  # (a store may have to cut further back: see truncate())
     if write.size < offset:
         records.set_offset(upload_id, offset, write.size)
         hashes.forget(upload_id)
@@ -232,11 +243,13 @@ def _placed_hashes(placed: PlacedPiece, room: int, checksum: Checksum | None) ->
 
 
 def _stream_hashes(
-    hashes: UploadHashes, upload_id: str, offset: int, checksum: Checksum | None
+    hashes: UploadHashes, upload: TusUpload, checksum: Checksum | None
 ) -> _PieceHashes:
     """The hashes for a piece about to be read from a stream: this process's kept hash
-    is taken over (and a copy kept aside, to restore should the piece be undone)."""
-    sha256 = hashes.start(upload_id, offset, take=True)
+    is taken over (and a copy kept aside, to restore should the piece be undone), or
+    the one saved with the row continued."""
+    saved = None if upload.sha256_state is None else bytes(upload.sha256_state)
+    sha256 = hashes.start(upload.id, upload.offset, take=True, saved=saved)
     before = sha256.copy() if sha256 is not None else None
     return _PieceHashes(sha256, verifier_for(checksum.algorithm if checksum else None), before)
 
@@ -257,11 +270,15 @@ def _record(
     blob = None
     try:
         with database_proxy.atomic():
-            if not records.set_offset(upload.id, upload.offset, new_offset, length, settings):
+            if not records.set_offset(
+                upload.id, upload.offset, new_offset, length, settings, saved_state(piece.sha256)
+            ):
                 raise Conflict("Another request moved this upload on; ask for its offset")
             if complete:
-                assert piece.sha256 is not None  # hashed from the store if it was lost
-                blob = write.finish(piece.sha256.hexdigest())
+                if piece.sha256 is not None:
+                    blob = write.finish(piece.sha256.hexdigest())
+                else:  # lost, and the store cannot read its bytes back before finish
+                    blob = _finish_unhashed(blobs, write)
                 stored = files.add_file(
                     blobs,
                     owner_id,
@@ -302,11 +319,16 @@ def _new_length(upload: TusUpload, declared: int | None, settings: Settings) -> 
     return declared
 
 
-def _hash_prefix(write: ResumableWrite, offset: int) -> Hasher:
-    """The SHA-256 state of the first `offset` bytes, read back from the store."""
-    sha256 = hashlib.sha256()
+def _hash_prefix(write: ResumableWrite, offset: int) -> Hasher | None:
+    """The SHA-256 state of the first `offset` bytes, read back from the store (None
+    where it cannot read them back before finish: see _finish_unhashed)."""
+    sha256 = new_sha256()
     remaining = offset
-    with write.read() as stored:
+    try:
+        stored = write.read()
+    except io.UnsupportedOperation:
+        return None
+    with stored:
         while remaining:
             data = stored.read(min(READ_SIZE, remaining))
             if not data:
@@ -314,6 +336,16 @@ def _hash_prefix(write: ResumableWrite, offset: int) -> Hasher:
             sha256.update(data)
             remaining -= len(data)
     return sha256
+
+
+def _finish_unhashed(blobs: BlobStore, write: ResumableWrite) -> StoredBlob:
+    """Finish a write whose hash was lost, then hash the blob it became."""
+    blob = write.finish("")
+    sha256 = new_sha256()
+    with blobs.open(blob.key) as stored:
+        while data := stored.read(READ_SIZE):
+            sha256.update(data)
+    return dataclasses.replace(blob, sha256=sha256.hexdigest())
 
 
 def _pieces(body: Readable, room: int, piece: _PieceHashes) -> Iterator[bytes]:
