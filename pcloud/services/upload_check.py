@@ -13,12 +13,13 @@ from typing import Any
 import peewee
 from peewee import fn
 
-from pcloud.db import rows
+from pcloud.db import PreparedQuery, rows
 from pcloud.errors import BadRequest
 from pcloud.models import DeletedContent, Folder, StoredFile, database_proxy
 
 MAX_HASHES = 10_000
 MAX_PATHS = 10  # paths answered per content
+COPY_COLUMNS = (StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from)
 CHUNK = 1000  # values per IN list: far below every engine's limit on parameters
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PRESENT, TRASHED, DELETED, ABSENT = "present", "trashed", "deleted", "absent"
@@ -58,7 +59,7 @@ def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
     deleted: list[tuple[Any, ...]] = []
     for start in range(0, len(unique), CHUNK):
         chunk = unique[start : start + CHUNK]
-        found.extend(rows(_copies(owner_id, chunk, MAX_PATHS + 1)))
+        found.extend(_first_copies(owner_id, chunk))
         deleted.extend(
             rows(
                 DeletedContent.select(DeletedContent.sha256, DeletedContent.deleted_at).where(
@@ -69,9 +70,8 @@ def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
     if found:
         folder_map = _folder_map(owner_id)
         _place(found, statuses, folder_map)
-        # Copies in a folder's subtree keep their folder when it goes to the trash, so
-        # the first few read may all be trashed with a live one beyond them: read those
-        # contents' copies whole (rare: many copies, the first all in trashed folders).
+        # The oldest copies read may all be in the trash with a live one beyond them:
+        # read those contents' copies whole (rare: many copies, the oldest all trashed).
         unsure = [
             sha256
             for sha256, status in statuses.items()
@@ -94,24 +94,41 @@ def check(owner_id: int, hashes: list[str]) -> list[ContentStatus]:
     return [statuses[sha256] for sha256 in hashes]
 
 
+# One content's first copies, by index: on SQLite (in the process, no round trips) a
+# query per hash costs the same however many files the library holds.
+_FIRST_COPIES = PreparedQuery(
+    lambda owner_id, sha256: (
+        StoredFile.select(*COPY_COLUMNS)
+        .where((StoredFile.owner == owner_id) & (StoredFile.sha256 == sha256))
+        .order_by(StoredFile.id)
+        .limit(MAX_PATHS + 1)
+    ),
+    -9101,
+    "\x01sha256",
+)
+
+
+def _first_copies(owner_id: int, chunk: list[str]) -> list[tuple[Any, ...]]:
+    """MAX_PATHS + 1 copies of each content, the oldest first (see check())."""
+    if isinstance(database_proxy.obj, peewee.SqliteDatabase):
+        found = []
+        for sha256 in chunk:
+            found.extend(_FIRST_COPIES.execute(owner_id, sha256).fetchall())
+        return found
+    return list(rows(_copies(owner_id, chunk, MAX_PATHS + 1)))
+
+
 def _copies(owner_id: int, chunk: list[str], per_content: int | None) -> Any:
-    """(sha256, folder, name, trashed_from) of the user's files of these contents: at
-    most `per_content` of each (None: all), those in a folder before those in the trash."""
+    """COPY_COLUMNS of the user's files of these contents: at most `per_content` of each,
+    the oldest first (None: all). The copies are chosen from the (owner, sha256) index
+    alone (ROW_NUMBER over it), and only those rows read."""
     where = (StoredFile.owner == owner_id) & StoredFile.sha256.in_(chunk)
-    columns = (StoredFile.sha256, StoredFile.folder, StoredFile.name, StoredFile.trashed_from)
     if per_content is None:
-        return StoredFile.select(*columns).where(where)
-    place = fn.ROW_NUMBER().over(
-        partition_by=[StoredFile.sha256], order_by=[StoredFile.folder.is_null(), StoredFile.id]
-    )
-    ranked = StoredFile.select(*columns, place.alias("place")).where(where).alias("ranked")
-    return (
-        peewee.Select(
-            [ranked], [ranked.c.sha256, ranked.c.folder_id, ranked.c.name, ranked.c.trashed_from]
-        )
-        .where(ranked.c.place <= per_content)
-        .bind(database_proxy)
-    )
+        return StoredFile.select(*COPY_COLUMNS).where(where)
+    place = fn.ROW_NUMBER().over(partition_by=[StoredFile.sha256], order_by=[StoredFile.id])
+    ranked = StoredFile.select(StoredFile.id, place.alias("place")).where(where).alias("ranked")
+    chosen = peewee.Select([ranked], [ranked.c.id]).where(ranked.c.place <= per_content)
+    return StoredFile.select(*COPY_COLUMNS).where(StoredFile.id.in_(chosen))
 
 
 def _folder_map(owner_id: int) -> dict[int, tuple[int | None, str, bool]]:
