@@ -83,14 +83,28 @@ def listing(
     page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
     rows_wanted = limit - len(page)
     if rows_wanted and offset + len(page) < total:
-        query = (
-            entries.with_media(StoredFile.select(*entries.FILE_COLUMNS))
-            .where(files)
-            .order_by(*_file_order(sort, descending))
-            .limit(rows_wanted)
-            .offset(max(0, offset - len(subfolders)))
-        )
-        page += [entries.file_row_json(row) for row in database_proxy.execute(query)]
+        # The page's ids first, from the index alone, then only their rows: an OFFSET
+        # deep into the folder skips index entries, not rows (PostgreSQL reads the row,
+        # and joins its details, of every entry it skips).
+        ids = [
+            file_id
+            for (file_id,) in database_proxy.execute(
+                entries.with_media(StoredFile.select(StoredFile.id))
+                .where(files)
+                .order_by(*_file_order(sort, descending))
+                .limit(rows_wanted)
+                .offset(max(0, offset - len(subfolders)))
+            )
+        ]
+        found = {
+            row[0]: row
+            for row in database_proxy.execute(
+                entries.with_media(StoredFile.select(*entries.FILE_COLUMNS)).where(
+                    StoredFile.id.in_(ids)
+                )
+            )
+        }
+        page += [entries.file_row_json(found[file_id]) for file_id in ids if file_id in found]
     next_offset = offset + limit if offset + limit < total else None
     return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
 
