@@ -90,7 +90,7 @@ def launch_node(
     }
     if database_url:
         env["DATABASE_URL"] = database_url
-    command = [run.tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
+    command = [run.tool_path("pcloud"), "--env-file", os.devnull, "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
     server = run.launch(name, command, work, port, env=env, cwd=work)
     server.name = "pcloud"  # the API of pcloud (run.Server tells by the name)

@@ -85,7 +85,7 @@ def launch(work: Path) -> bench.Server:
         "MAX_UPLOAD_SIZE": "8GiB",
         "THUMBNAIL_WORKERS": "0",
     }
-    command = [bench.tool_path("pcloud"), "--env-file", str(work / "no.env"), "serve"]
+    command = [bench.tool_path("pcloud"), "--env-file", os.devnull, "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     return bench.launch("pcloud", command, work, port, env=env, cwd=work)
 
