@@ -123,14 +123,18 @@ class Thumbnailer:
         def scan() -> None:
             after_id = 0
             while not self._stop.is_set():
-                done = 0
+                decoded, before = 0, after_id
                 try:
-                    done, after_id = scan_new_content(blobs, self.background, after_id)
+                    decoded, after_id = scan_new_content(blobs, self.background, after_id)
                 except Exception:
                     log.exception("Making thumbnails in the background failed")
                 finally:
                     release()
-                self._stop.wait(0.05 if done else 3.0)
+                # Pictures and videos: the next batch at once (decoding paces it). Only
+                # other content: a batch a second, so that a flood of small uploads (a
+                # folder of documents syncing) pays for little looking at meanwhile;
+                # the rest waits for a quieter moment.
+                self._stop.wait(0.05 if decoded else 1.0 if after_id != before else 3.0)
 
         self._thread = threading.Thread(target=work, name="pcloud-thumbnails", daemon=True)
         self._thread.start()
@@ -356,7 +360,7 @@ def scan_new_content(
 ) -> tuple[int, int]:
     """Make the details and the background thumbnail of content that has none yet, a
     few at a time, in the order it was stored, from after the Blob id `after_id`;
-    returns (how many were handled, the id to go on after). A caller that keeps the id
+    returns (how many were sent to a decoder, the id to go on after). A caller that keeps the id
     reads only new content from then on, not the whole table each time. Each content
     is claimed first (its MediaInfo row, inserted as pending), so that the workers of
     every process and node share the work without doing any twice."""
@@ -398,7 +402,7 @@ def scan_new_content(
             MediaInfo.insert_many(
                 [{"sha256": sha256, "status": UNSNIFFED, "claimed_at": now} for sha256 in unlikely]
             ).on_conflict_ignore().execute()
-    return handled + len(unlikely), after_id
+    return handled, after_id
 
 
 def _may_be_media(blobs: BlobStore, key: str) -> bool:
