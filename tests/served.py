@@ -74,13 +74,16 @@ class Server:
         return total
 
     def open_files(self) -> list[str]:
-        """What the workers hold open, sockets aside (clients' connections come and go)."""
+        """The files of the store the workers hold open (blobs and uploads being
+        written). Not the database's, nor pipes and sockets: the background thumbnailer
+        opens and closes a connection and its decoders' pipes as new content comes."""
         held = []
+        store = str(self.settings.upload_folder)
         for pid in self.worker_pids():
             for descriptor in os.listdir(f"/proc/{pid}/fd"):
                 with contextlib.suppress(FileNotFoundError):
                     target = os.readlink(f"/proc/{pid}/fd/{descriptor}")
-                    if not target.startswith("socket:"):
+                    if target.startswith(store):
                         held.append(f"{pid}: {target}")
         return sorted(held)
 
