@@ -398,3 +398,24 @@ class PreparedQuery:
                 for field, value in zip(fields, row, strict=True)
             }
         )
+
+
+class PreparedSQL:
+    """SQL that peewee's builder cannot write (a recursive chain joined to other tables),
+    written once per kind of database by `write(marker)`, `marker` being the driver's
+    placeholder (`?` or `%s`), then run as PreparedQuery runs its SQL."""
+
+    def __init__(self, write: Callable[[str], str]) -> None:
+        self._write = write
+        self._sql: dict[type, str] = {}
+
+    def execute(self, *values: Any):
+        """Run the SQL with these values (one per placeholder, in order); returns the cursor."""
+        database = database_proxy.obj
+        sql = self._sql.get(type(database))
+        if sql is None:
+            sql = self._sql[type(database)] = self._write(str(database.param))
+        cursor = database.cursor()
+        with _DRIVER_ERRORS:
+            cursor.execute(sql, values)
+        return cursor

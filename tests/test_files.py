@@ -208,6 +208,8 @@ def test_download_returns_the_bytes_as_an_attachment(client, headers):
     assert response.headers["Content-Disposition"].startswith("attachment")
     assert re.search(r'filename="?notes\.txt"?', response.headers["Content-Disposition"])
     assert response.mimetype == "text/plain"
+    # A shared cache keeps none of it; a browser asks again (the ETag answers 304).
+    assert response.headers["Cache-Control"] == "no-cache, private"
 
 
 def test_download_of_a_unicode_name_sets_an_rfc5987_filename(client, headers):

@@ -61,7 +61,7 @@ def test_a_file_link_shows_its_page_and_downloads_signed_out(client, auth):
     thumbnail = client.get(link["path"] + "/thumbnail")
     assert thumbnail.status_code == 200
     assert thumbnail.mimetype == "image/jpeg"
-    assert "public" in thumbnail.headers["Cache-Control"]
+    assert thumbnail.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert (
         actions()[-2:] == ["share-created", "share-downloaded"] or "share-downloaded" in actions()
     )

@@ -68,8 +68,10 @@ def test_a_jpeg_gets_a_webp_thumbnail_when_the_client_accepts_webp(client, auth)
     assert response.status_code == 200, response.get_json()
     assert response.mimetype == "image/webp"
     assert opened(response).size == (256, 192)
-    assert "immutable" in response.headers["Cache-Control"]
-    assert "max-age=31536000" in response.headers["Cache-Control"]
+    # Kept a year without asking again (no no-cache), by this browser only.
+    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert response.headers["Vary"] == "Accept"
+    assert "Content-Disposition" not in response.headers  # it would name the store's key
     assert response.headers["ETag"]
 
 
@@ -402,3 +404,62 @@ def test_made_thumbnails_are_sent_from_the_event_loop_new_ones_made_in_a_thread(
     link = share.get_json()["path"]
     assert previews("GET", f"{link}/thumbnail", webp, 0).quick
     assert not previews("GET", "/s/unknown/thumbnail", webp, 0).quick
+
+
+def test_what_the_quick_test_found_serves_its_owner_only_and_only_for_what_it_looked_up(
+    app, client, auth
+):
+    """The server runs the quick test when the headers arrive and hands what it found to
+    the view (one lookup per warm thumbnail): the view still checks whose file it is, and
+    looks again when the request asks for another size than the one found."""
+    from pcloud.api.bodies import RequestPreviews
+    from pcloud.api.context import QUICK_FOUND
+
+    previews = RequestPreviews(app)
+    ann, bob = auth.headers("ann"), auth.headers("bob")
+    entry = upload(client, ann, picture(), "a.jpg")
+    path = f"/api/v1/files/{entry['id']}/thumbnail"
+    assert thumb(client, ann, entry["id"], 256, WEBP).status_code == 200
+    found = previews("GET", path, {"ACCEPT": WEBP["Accept"]}, 0).environ[QUICK_FOUND]
+    assert found.owner_id and found.live and found.made.size == 256
+
+    def get(headers, query=""):
+        return client.get(
+            path + query, headers={**headers, **WEBP}, environ_overrides={QUICK_FOUND: found}
+        )
+
+    mine = get(ann)
+    assert mine.status_code == 200 and mine.mimetype == "image/webp"
+    assert get(bob).status_code == 404
+    larger = get(ann, "?size=1024")  # not what was found: looked up (and made) afresh
+    assert larger.status_code == 200 and max(opened(larger).size) == 640
+    assert Thumbnail.select().count() == 2
+
+    assert client.delete(f"/api/v1/files/{entry['id']}", headers=ann).status_code == 200
+    trashed = previews("GET", path, {"ACCEPT": WEBP["Accept"]}, 0)
+    assert trashed.quick and not trashed.environ[QUICK_FOUND].live  # a 404, at once
+    assert client.get(path, headers={**ann, **WEBP}).status_code == 404
+
+
+def test_a_served_warm_thumbnail_is_its_owners_and_gone_with_its_folder_to_the_trash(server):
+    import requests
+
+    ann, bob = server.new_user(), server.new_user()
+    api = f"{server.url}/api/v1"
+    folder = requests.post(f"{api}/folders", headers=ann, json={"name": "Photos"}, timeout=10)
+    folder_id = folder.json()["id"]
+    entry = requests.post(
+        f"{api}/folders/{folder_id}/files",
+        headers=ann,
+        files={"file": ("a.jpg", picture())},
+        timeout=10,
+    ).json()
+    path = f"{api}/files/{entry['id']}/thumbnail"
+    first = requests.get(path, headers={**ann, **WEBP}, timeout=30)  # made now, in a thread
+    assert first.status_code == 200
+    again = requests.get(path, headers={**ann, **WEBP}, timeout=10)  # from the event loop
+    assert again.status_code == 200 and again.content == first.content
+    assert requests.get(path, headers={**bob, **WEBP}, timeout=10).status_code == 404
+    gone = requests.delete(f"{api}/folders/{folder_id}", headers=ann, timeout=10)
+    assert gone.status_code == 200
+    assert requests.get(path, headers={**ann, **WEBP}, timeout=10).status_code == 404

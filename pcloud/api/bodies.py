@@ -49,6 +49,7 @@ from pcloud.api import tus
 from pcloud.api.context import (
     BODY_LIMIT,
     QUICK,
+    QUICK_FOUND,
     RECEIVES_BODY,
     SIGNED_IN,
     SIGNS_IN,
@@ -129,10 +130,14 @@ class RequestPreviews:
             # A store across the network (S3) is never quick: every view then runs in a
             # thread, so that no request waits on the store in the event loop.
             quick = getattr(view, QUICK, False)
+            found = None
             if callable(quick):  # @quick_when: quick for some of its requests
-                quick = bool(quick(arguments, headers, parse_qs(query)))
+                found = quick(arguments, headers, parse_qs(query))
+                quick = bool(found)
             quick = quick and self._pcloud.blobs.local
             preview = Preview(quick=quick, body_limit=limit, too_large=too_large)
+            if quick and found is not True:
+                preview.environ = {QUICK_FOUND: found}
             if body_length == 0 or (body_length is not None and body_length > limit):
                 return preview  # no body; or one the server refuses (413) unread
             kind = getattr(view, RECEIVES_BODY, None)
@@ -209,7 +214,7 @@ class RequestPreviews:
             return refusal_of(error, extra_headers)
         if not preview.quick:  # its view runs in another thread, with its own connection
             self._pcloud.release_connection()
-        preview.environ = {SIGNED_IN: signed_in}
+        preview.environ = {**(preview.environ or {}), SIGNED_IN: signed_in}
         return None
 
     def _match(self, method: str, path: str) -> tuple[str, dict[str, Any]]:

@@ -65,7 +65,9 @@ def quick(view: View) -> View:
     return view
 
 
-QuickTest = Callable[[dict[str, Any], Mapping[str, str], dict[str, list[str]]], bool]
+QuickTest = Callable[[dict[str, Any], Mapping[str, str], dict[str, list[str]]], object]
+# The WSGI environ key of what a @quick_when test found, for its view (quick_found()).
+QUICK_FOUND = "pcloud.quick_found"
 
 
 def quick_when(test: QuickTest) -> Callable[[View], View]:
@@ -73,13 +75,21 @@ def quick_when(test: QuickTest) -> Callable[[View], View]:
     says are (headers as waitress keeps them: `ACCEPT`; the query string parsed, as
     urllib's parse_qs gives it): a thumbnail already made is sent from the disk, one not
     made yet waits on a decoder, in a thread. The test runs before the request's body
-    arrives, so it must itself be quick (a lookup or two)."""
+    arrives, so it must itself be quick (a lookup or two). A test answering anything
+    truthy but True (what its lookup found) makes the request quick and hands that to
+    the view, as quick_found(): the view need not look it up again."""
 
     def mark(view: View) -> View:
         setattr(view, QUICK, test)
         return view
 
     return mark
+
+
+def quick_found() -> Any | None:
+    """What the view's @quick_when test found when the request's headers came in (None
+    under a server that does not run the test, such as Flask's test client)."""
+    return request.environ.get(QUICK_FOUND)
 
 
 def received_body() -> Any | None:

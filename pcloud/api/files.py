@@ -100,7 +100,9 @@ def send_stored_file(stored) -> Response:
             stored.blob_key,
         )
         raise NotFound(files.FILE_NOT_FOUND) from None
-    response.cache_control.private = True
+    # send_file's no-cache, and private: set whole (werkzeug's cache_control re-parses
+    # the header at each change, a cost every download would pay).
+    response.headers["Cache-Control"] = "no-cache, private"
     return response
 
 

@@ -240,7 +240,7 @@ def _thumbnail_made(
             .where(Share.token_hash == shares.token_hash(arguments["token"]))
             .scalar()
         )
-    return file_id is not None and made_already(file_id, headers, query)
+    return file_id is not None and bool(made_already(file_id, headers, query))
 
 
 @blueprint.get("/s/<token>/zip")

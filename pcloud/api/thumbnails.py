@@ -6,38 +6,53 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Response, request, send_file
 
-from pcloud.api.context import current_user_id, login_required, pcloud, quick_when
+from pcloud.api.context import current_user_id, login_required, pcloud, quick_found, quick_when
 from pcloud.api.tree import PREFIX
 from pcloud.errors import NotFound, PcloudError
-from pcloud.services import thumbnails, tree
+from pcloud.services import thumbnails
 from pcloud.services.files import FILE_NOT_FOUND
 
 blueprint = Blueprint("thumbnails", __name__, url_prefix=PREFIX)
 YEAR = 365 * 86400
+PRIVATE_FOR_A_YEAR = f"private, max-age={YEAR}, immutable"
+PUBLIC_FOR_A_YEAR = f"public, max-age={YEAR}, immutable"
 
 
 def accepted_format(accept: str) -> str:
     return thumbnails.choose_format("image/webp" in accept)
 
 
-def made_already(file_id: int, headers: Mapping[str, str], query: dict[str, list[str]]) -> bool:
-    """@quick_when's test: the file's thumbnail of the size asked for is made already,
-    in the format Accept picks."""
+def requested(size: str | None, accept: str) -> tuple[int, str]:
+    """The size (`?size=`) and format (from Accept) of the thumbnail asked for."""
+    return thumbnails.parse_size(size), accepted_format(accept)
+
+
+def made_already(
+    file_id: int, headers: Mapping[str, str], query: dict[str, list[str]]
+) -> thumbnails.FileThumbnail | bool:
+    """@quick_when's test: the file (whoever's it is: the view checks) when its thumbnail
+    of the size and format asked for is made already; else False (made in a thread)."""
     try:
-        size = thumbnails.parse_size((query.get("size") or [None])[0])
+        size, image_format = requested((query.get("size") or [None])[0], headers.get("ACCEPT", ""))
     except PcloudError:
         return True  # a 400, at once
-    return thumbnails.is_made_for_file(file_id, size, accepted_format(headers.get("ACCEPT", "")))
+    found = thumbnails.file_thumbnail(file_id, size, image_format)
+    return found if found is not None and found.made is not None else False
 
 
 @blueprint.get("/files/<id:file_id>/thumbnail")
 @quick_when(lambda arguments, headers, query: made_already(arguments["file_id"], headers, query))
 @login_required
 def file_thumbnail(file_id: int):
-    size = thumbnails.parse_size(request.args.get("size"))
-    image_format = accepted_format(request.headers.get("Accept", ""))
-    found = thumbnails.file_thumbnail(current_user_id(), file_id, size, image_format)
-    if found is None or found.folder_id is None or not tree.is_live(found.folder_id):
+    size, image_format = requested(request.args.get("size"), request.headers.get("Accept", ""))
+    found = quick_found()
+    if not (
+        isinstance(found, thumbnails.FileThumbnail)
+        and found.made is not None
+        and (found.made.size, found.made.format) == (size, image_format)
+    ):
+        found = thumbnails.file_thumbnail(file_id, size, image_format)
+    if found is None or found.owner_id != current_user_id() or not found.live:
         raise NotFound(FILE_NOT_FOUND)
     return send_thumbnail(found.sha256, found.blob_key, private=True, made=found.made)
 
@@ -49,8 +64,7 @@ def send_thumbnail(
     JPEG), made now unless `made`, with an ETag and a year's Cache-Control: a content's
     thumbnail never changes. (Also the public share pages' thumbnails.)"""
     app = pcloud()
-    size = thumbnails.parse_size(request.args.get("size"))
-    image_format = accepted_format(request.headers.get("Accept", ""))
+    size, image_format = requested(request.args.get("size"), request.headers.get("Accept", ""))
     assert app.thumbnailer is not None
     ref = made or thumbnails.thumbnail(
         app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
@@ -60,11 +74,9 @@ def send_thumbnail(
         response = send_file(body, mimetype=ref.mime_type, etag=ref.etag, conditional=True)
     except FileNotFoundError:
         raise NotFound("The thumbnail's bytes are missing: run `pcloud files gc`") from None
-    response.cache_control.max_age = YEAR
-    response.cache_control.immutable = True
-    if private:
-        response.cache_control.private = True
-    else:
-        response.cache_control.public = True
-    response.vary.add("Accept")
+    # Set whole (werkzeug's cache_control re-parses the header at each change), and
+    # without send_file's no-cache: a browser keeps the thumbnail a year, unasked.
+    response.headers["Cache-Control"] = PRIVATE_FOR_A_YEAR if private else PUBLIC_FOR_A_YEAR
+    response.headers["Vary"] = "Accept"
+    del response.headers["Content-Disposition"]  # send_file names it after its store key
     return response

@@ -28,7 +28,7 @@ from typing import Any
 import filetype
 import peewee
 
-from pcloud.db import PreparedQuery, rows
+from pcloud.db import PreparedSQL, rows
 from pcloud.errors import (
     BadRequest,
     PcloudError,
@@ -37,7 +37,8 @@ from pcloud.errors import (
     UnsupportedMediaType,
 )
 from pcloud.media.pool import DecodeFailed, DecoderPool, PoolBusy
-from pcloud.models import Blob, MediaInfo, StoredFile, Thumbnail, database_proxy, utc_now
+from pcloud.models import Blob, MediaInfo, Thumbnail, database_proxy, utc_now
+from pcloud.services.tree import chain_sql
 from pcloud.storage import BlobStore
 
 log = logging.getLogger("pcloud.media")
@@ -197,74 +198,42 @@ def thumbnail(
     return _store_thumbnail(blobs, sha256, size, image_format, decoded.thumbnail)
 
 
-# A user's file and, if made, its content's thumbnail of one size and format: the one
-# query a thumbnail already made costs (built once: peewee's builder costs more than
-# SQLite's answer).
-_FILE_AND_THUMBNAIL = PreparedQuery(
-    lambda owner_id, file_id, size, image_format: (
-        StoredFile.select(
-            StoredFile.folder, StoredFile.sha256, StoredFile.blob_key, Thumbnail.store_key
-        )
-        .join(
-            Thumbnail,
-            peewee.JOIN.LEFT_OUTER,
-            on=(
-                (Thumbnail.sha256 == StoredFile.sha256)
-                & (Thumbnail.size == size)
-                & (Thumbnail.format == image_format)
-            ),
-        )
-        .where((StoredFile.id == file_id) & (StoredFile.owner == owner_id))
-    ),
-    -9601,
-    -9602,
-    -9603,
-    "\x01format",
-)
-
-
 @dataclass(frozen=True)
 class FileThumbnail:
-    """A user's file as a thumbnail request needs it."""
+    """A file as a thumbnail request needs it: whose it is, whether it is live, and its
+    content's thumbnail of the size and format asked for, if made."""
 
-    folder_id: int | None  # None: in the trash
+    owner_id: int
+    live: bool  # neither the file nor a folder above it is in the trash
     sha256: str
     blob_key: str
     made: ThumbnailRef | None  # the thumbnail, if made already
 
 
-def file_thumbnail(
-    owner_id: int, file_id: int, size: int, image_format: str
-) -> FileThumbnail | None:
-    """The user's file (None: no such file of theirs) and its thumbnail if made."""
-    row = _FILE_AND_THUMBNAIL.execute(owner_id, file_id, size, image_format).fetchone()
-    if row is None:
-        return None
-    folder_id, sha256, blob_key, key = row
-    made = None if key is None else ThumbnailRef(key, sha256, size, image_format)
-    return FileThumbnail(folder_id, sha256, blob_key, made)
-
-
-_MADE_FOR_FILE = PreparedQuery(
-    lambda file_id, size, image_format: (
-        Thumbnail.select(Thumbnail.id)
-        .join(StoredFile, on=(StoredFile.sha256 == Thumbnail.sha256))
-        .where(
-            (StoredFile.id == file_id)
-            & (Thumbnail.size == size)
-            & (Thumbnail.format == image_format)
-        )
-    ),
-    -9611,
-    -9612,
-    "\x01format",
+# The one statement a thumbnail already made costs: the file, its content's thumbnail of
+# one size and format (if made), and whether a folder above it is in the trash.
+_FILE_THUMBNAIL = PreparedSQL(
+    lambda param: (
+        chain_sql(f"(SELECT folder_id FROM stored_file WHERE id = {param})")
+        + " SELECT s.owner_id, s.folder_id, s.sha256, s.blob_key, t.store_key,"
+        " EXISTS (SELECT 1 FROM chain WHERE trashed_at IS NOT NULL)"
+        " FROM stored_file s LEFT JOIN thumbnail t"
+        f" ON t.sha256 = s.sha256 AND t.size = {param} AND t.format = {param}"
+        f" WHERE s.id = {param}"
+    )
 )
 
 
-def is_made_for_file(file_id: int, size: int, image_format: str) -> bool:
-    """Whether the thumbnail of that size and format of the file's content (of whoever
-    owns it: a guess about the request, not an answer to it) is made already."""
-    return _MADE_FOR_FILE.execute(file_id, size, image_format).fetchone() is not None
+def file_thumbnail(file_id: int, size: int, image_format: str) -> FileThumbnail | None:
+    """The file of that id, whoever owns it (None: no such file), and its thumbnail of
+    that size and format if made: the caller checks whose it is."""
+    row = _FILE_THUMBNAIL.execute(file_id, size, image_format, file_id).fetchone()
+    if row is None:
+        return None
+    owner_id, folder_id, sha256, blob_key, key, trashed_above = row
+    made = None if key is None else ThumbnailRef(key, sha256, size, image_format)
+    live = folder_id is not None and not trashed_above
+    return FileThumbnail(owner_id, live, sha256, blob_key, made)
 
 
 def _refuse_unless_media(status: str | None, error: str | None) -> None:

@@ -112,12 +112,14 @@ def live_folder(owner_id: int, folder_id: object) -> Folder:
     return folder
 
 
-def _chain_sql() -> str:
+def chain_sql(start: str) -> str:
+    """`WITH RECURSIVE chain(id, parent_id, trashed_at, depth)`: the folder whose id is
+    the SQL expression `start` and every folder above it, nearest first."""
     # The depth bound is a seatbelt: the lock keeps the tree free of cycles, but a query
     # that followed one would never end.
     return (
         "WITH RECURSIVE chain(id, parent_id, trashed_at, depth) AS ("
-        " SELECT id, parent_id, trashed_at, 0 FROM folder WHERE id = %s"
+        f" SELECT id, parent_id, trashed_at, 0 FROM folder WHERE id = {start}"
         " UNION ALL SELECT f.id, f.parent_id, f.trashed_at, c.depth + 1 FROM folder f"
         f" JOIN chain c ON f.id = c.parent_id WHERE c.depth < {MAX_DEPTH})"
     )
@@ -129,7 +131,7 @@ def _param() -> str:
 
 def ancestors(folder_id: int) -> list[tuple[int, int | None, object]]:
     """(id, parent_id, trashed_at) of the folder and every folder above it, nearest first."""
-    sql = _chain_sql() % _param() + " SELECT id, parent_id, trashed_at FROM chain"
+    sql = chain_sql(_param()) + " SELECT id, parent_id, trashed_at FROM chain"
     return list(database_proxy.execute_sql(sql, (folder_id,)).fetchall())
 
 
@@ -149,7 +151,7 @@ def bump(folder_ids: Iterable[int | None], root_id: int | None = None) -> None:
         if folder_id == root_id:
             _BUMP_ONE.execute(folder_id)
             continue
-        sql = _chain_sql() % _param() + (
+        sql = chain_sql(_param()) + (
             " UPDATE folder SET version = version + 1 WHERE id IN (SELECT id FROM chain)"
         )
         database_proxy.execute_sql(sql, (folder_id,))
