@@ -6,7 +6,7 @@
 import { ApiError, api, authorization, refresh } from "./api.js";
 
 export const SMALL_FILE = 8 * 1024 * 1024; // up to this: one ordinary request
-const PIECE = 32 * 1024 * 1024; // a tus PATCH's body (the server allows 64 MiB by default)
+const PIECE = 64 * 1024 * 1024; // a tus PATCH's body (the server allows 64 MiB by default)
 const SMALLEST_PIECE = 256 * 1024; // a server with a lower TUS_MAX_CHUNK answers 413: halve
 const HASH_LIMIT = 32 * 1024 * 1024; // hashed for the upload-check (the browser hashes in memory)
 const STORE_PREFIX = "pcloud-upload:";
