@@ -3,8 +3,11 @@ the test's database (SQLite, or PostgreSQL in a database the test makes and drop
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -249,3 +252,56 @@ def test_restore_of_a_postgresql_url_into_sqlite_backup_is_refused(
         "restore", str(dest), "--data-dir", str(tmp_path / "n"), "--database-url", url
     )
     assert result.exit_code == 1 and "SQLite" in result.output
+
+
+def test_without_syncfs_each_blob_is_synced_and_the_backup_restores(
+    runner, client, headers, tmp_path, monkeypatch
+):
+    """Off Linux there is no syncfs(): the blobs are fsynced one by one instead."""
+    synced: list[str] = []
+    fsync_file = backup._fsync_file
+    monkeypatch.setattr(backup, "_syncfs", None)
+    monkeypatch.setattr(
+        backup, "_fsync_file", lambda path: (synced.append(path.name), fsync_file(path))
+    )
+    contents = [os.urandom(500 + i) for i in range(3)]
+    for i, content in enumerate(contents):
+        put_file(client, headers, f"f{i}", content)
+    dest = tmp_path / "backup"
+    result = runner.invoke("backup", str(dest))
+    assert result.exit_code == 0, result.output
+    assert {sha(content) for content in contents} <= set(synced)
+    assert runner.invoke("backup", "verify", str(dest)).exit_code == 0
+
+
+def test_a_backup_whose_disk_fails_to_sync_is_not_marked_complete(
+    runner, client, headers, tmp_path, monkeypatch
+):
+    """The write-back error (EIO from syncfs, which a failing disk gives) cannot be made
+    on a healthy disk, so syncfs is replaced by one that reports it."""
+    put_file(client, headers, "a", b"first")
+    dest = tmp_path / "backup"
+    assert runner.invoke("backup", str(dest)).exit_code == 0
+    first = backup.latest_snapshot(dest)
+    put_file(client, headers, "b", b"second")
+
+    def failing_syncfs(_descriptor: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(backup, "_syncfs", failing_syncfs)
+    result = runner.invoke("backup", str(dest))
+    assert result.exit_code == 1
+    assert "Input/output error" in result.output and "not complete" in result.output
+    assert "Traceback" not in result.output
+    assert backup.latest_snapshot(dest) == first  # the last complete one is kept
+    monkeypatch.undo()
+    result = runner.invoke("backup", str(dest))  # what the failed run wrote is re-hashed
+    assert result.exit_code == 0 and "2 blob(s)" in result.output, result.output
+    assert runner.invoke("backup", "verify", str(dest)).exit_code == 0
+
+
+def test_syncfs_is_found_on_linux():
+    """The fast path is the one taken here: a libc without syncfs would fall back silently."""
+    if sys.platform.startswith("linux"):
+        assert backup._syncfs is not None

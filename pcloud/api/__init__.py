@@ -30,6 +30,7 @@ from pcloud.api.bodies import MULTIPART_OVERHEAD
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.dav.app import DavMount
+from pcloud.services import users
 from pcloud.serving import ServedApp
 from pcloud.web import blueprints as web_blueprints
 
@@ -99,6 +100,7 @@ def served_app(settings: Settings) -> ServedApp:
     try:
         pcloud.checkpoint_in_background()
         pcloud.thumbnails_in_background()
+        users.dummy_password_hash()  # the first sign-in miss costs what the others do
         app = create_app(pcloud=pcloud)
     except BaseException:
         pcloud.close()

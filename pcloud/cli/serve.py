@@ -10,7 +10,6 @@ from typing import Any
 import typer
 
 from pcloud import __version__
-from pcloud.api import served_app
 from pcloud.cli.common import (
     EXIT_CONFIG,
     EXIT_USAGE,
@@ -85,6 +84,8 @@ def serve(
     except OSError as error:
         raise _cannot_listen(settings, error) from None
     _print_banner(settings, url_of(sock), state(ctx).env_file)
+    from pcloud.api import served_app  # here: the other commands do without Flask
+
     try:
         run(settings, sock, settings.workers, served_app)
     finally:

@@ -23,6 +23,7 @@ the killed run wrote), then removes older snapshots and content no snapshot name
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -31,6 +32,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -122,25 +124,16 @@ def backup(
         report = BackupReport(snapshot, blobs=len(records))
         report.bytes_total = sum(record.size for record in records)
         done = 0
-        # Each copied blob is fsynced by a pool while the next ones are copied: ext4 and
-        # the like commit concurrent fsyncs together, so a thousand cost about one.
-        with ThreadPoolExecutor(SYNC_THREADS) as syncer:
-            syncing: list[Future[None]] = []
-            shards: set[Path] = set()  # folders that got a new name
+        with _durable_writes(dest) as written:
             for record in records:
                 copied = _copy_blob(blobs, dest, record, trusted, report)
                 done += record.size
                 if copied:
                     report.blobs_copied += 1
                     report.bytes_copied += record.size
-                    final = blob_path(dest, record.sha256)
-                    syncing.append(syncer.submit(_fsync_file, final))
-                    shards.add(final.parent)
+                    written(blob_path(dest, record.sha256))
                 if progress is not None:
                     progress(done, report.bytes_total)
-            syncing.extend(syncer.submit(_fsync_folder, shard) for shard in shards)
-            for future in syncing:
-                future.result()  # an error writing any blob stops the run here
         _write(snapshot / "settings.env", _settings_env(settings), private=True)
         kept = [r for r in records if r.sha256 not in report.dropped + report.damaged]
         _write(snapshot / "blobs.txt", "".join(f"{r.sha256} {r.size}\n" for r in kept))
@@ -190,6 +183,58 @@ def _locked(dest: Path) -> Iterator[None]:
         except BlockingIOError:
             raise BackupError(f"Another `pcloud backup` is writing to {dest} right now") from None
         yield
+
+
+@contextlib.contextmanager
+def _durable_writes(dest: Path) -> Iterator[Callable[[Path], None]]:
+    """Yields `written(path)`, to be called for each file the block writes in `dest`;
+    when the block ends, all of them (and their names) are on disk, or an error says why.
+
+    On Linux, one syncfs() of the backup's filesystem at the end: the kernel writes
+    everything back in one sweep and one journal commit, twice as fast as an fsync per
+    blob for ten thousand of them. Its error report covers every write-back failure
+    since the folder was opened, which is before the first blob. Elsewhere, each file is
+    fsynced by a pool while the next are copied (concurrent fsyncs share commits), then
+    each folder that got a new name."""
+    folder = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs is not None:
+            yield lambda _path: None
+            if _syncfs(folder) != 0:
+                reason = os.strerror(ctypes.get_errno())
+                raise BackupError(
+                    f"Writing the backup to the disk of {dest} failed ({reason}): it is not "
+                    "complete, and the last complete one is kept; check that disk"
+                )
+            return
+        with ThreadPoolExecutor(SYNC_THREADS) as syncer:
+            syncing: list[Future[None]] = []
+            shards: set[Path] = set()
+
+            def written(path: Path) -> None:
+                syncing.append(syncer.submit(_fsync_file, path))
+                shards.add(path.parent)
+
+            yield written
+            syncing.extend(syncer.submit(_fsync_folder, shard) for shard in shards)
+            for future in syncing:
+                future.result()  # an error writing any blob stops the run here
+    finally:
+        os.close(folder)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(fd), on Linux (Python's os module has sync() only, for every disk)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    function = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int]
+        function.restype = ctypes.c_int
+    return function
+
+
+_syncfs = _load_syncfs()
 
 
 def _trusted_blobs(dest: Path) -> dict[str, int]:

@@ -11,18 +11,21 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import google.auth.exceptions
 import peewee
-import requests
-from google.auth import jwt as google_jwt
 
 from pcloud.config import Settings
 from pcloud.db import rows
 from pcloud.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable, Unauthorized
 from pcloud.models import User, database_proxy
 from pcloud.services import tree, users
+
+if TYPE_CHECKING:
+    import requests
+
+# google.auth and requests are imported where a token is checked: together they cost
+# a tenth of a second, which every CLI command (all open a Pcloud) would pay at start.
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_MAX_AGE = 3600
@@ -38,7 +41,7 @@ class GoogleCertificates:
 
     def __init__(self, url: str, session: requests.Session | None = None) -> None:
         self.url = url
-        self._session = session or requests.Session()
+        self._session = session
         self._lock = threading.Lock()
         self._certs: dict[str, str] = {}
         self._expires = 0.0
@@ -55,7 +58,11 @@ class GoogleCertificates:
             return dict(self._certs)
 
     def _fetch(self, now: float) -> None:
+        import requests
+
         self._fetched = now  # a failed fetch counts too: never hammer a host that is down
+        if self._session is None:
+            self._session = requests.Session()
         try:
             response = self._session.get(self.url, timeout=10)
             response.raise_for_status()
@@ -82,6 +89,9 @@ def verify_id_token(
     settings: Settings, certificates: GoogleCertificates, token: str
 ) -> dict[str, Any]:
     """The claims of a valid Google ID token for our client. Raises Unauthorized."""
+    import google.auth.exceptions
+    from google.auth import jwt as google_jwt
+
     try:
         header = google_jwt.decode_header(token)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,8 +37,14 @@ USERNAME_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f@/\\]")
 EMAIL_SHAPE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 REGISTRATION_CLOSED = "Registration is closed on this server: ask its admin for an account"
 EMAIL_NOT_ALLOWED = "This server does not take registrations from this email address"
-# Checked against when no account matches, so a miss costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("pcloud-dummy-password", method="scrypt")
+
+
+@functools.cache
+def dummy_password_hash() -> str:
+    """Checked against when no account matches, so a miss costs as long as a wrong
+    password. Made on first need (a served worker makes it at start): scrypt costs a
+    tenth of a second, which every CLI command would otherwise pay at import."""
+    return generate_password_hash("pcloud-dummy-password", method="scrypt")
 
 
 def validate_username(username: object) -> str:
@@ -168,7 +175,7 @@ def password_matches(user: User | None, password: str) -> bool:
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
         return False
     if user is None or user.password_hash is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(dummy_password_hash(), password)
         return False
     return check_password_hash(user.password_hash, password)
 
