@@ -11,19 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from pcloud import server as pcloud_server
 from pcloud.api import create_app
 from pcloud.api.bodies import RequestPreviews
 from pcloud.api.context import quick
+from pcloud.api.files import STREAM_CHUNK
+from pcloud.server.build import OUTBUF_HIGH_WATERMARK
 from pcloud.server.loop import StopSignals
 from pcloud.serving import ServedApp
 from tests.conftest import make_settings
 from tests.google_idp import CLIENT_ID, GoogleIdP
 from tests.served import running_server
 
-WATERMARK = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
+WATERMARK = OUTBUF_HIGH_WATERMARK
+STREAMED = 4 * WATERMARK  # the body of /_thread/stream
 
 
 def _thread_blueprint() -> Blueprint:
@@ -38,6 +41,12 @@ def _thread_blueprint() -> Blueprint:
     @blueprint.get("/_thread/other")
     def other_view():
         return {"thread": threading.get_ident()}
+
+    @blueprint.get("/_thread/stream")
+    def streamed_view():  # as a download from S3 is: chunks of STREAM_CHUNK
+        chunk = b"s" * STREAM_CHUNK
+        chunks = (chunk for _ in range(STREAMED // STREAM_CHUNK))
+        return Response(chunks, headers={"Content-Length": str(STREAMED)})
 
     return blueprint
 
@@ -97,6 +106,31 @@ def test_pipelined_downloads_larger_than_the_write_buffer_all_arrive(served, aut
         received = _read_answers(connection, count=2, body_size=len(content))
     assert [status for status, _ in received] == [200, 200]
     assert all(body == content for _, body in received)
+
+
+def test_a_streamed_answer_waits_in_memory_not_in_a_temporary_file(served, monkeypatch):
+    """A worker writes a streamed download ahead of a slow client up to the high
+    watermark; what waits stays in memory. (Waitress's default spilled each 1 MiB into a
+    temporary file, written and read back: half the rate of a download from S3.)"""
+    import tempfile
+
+    made = []
+    temporary_file = tempfile.TemporaryFile
+
+    def counted(*args, **kwargs):
+        made.append(args)
+        return temporary_file(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counted)
+    url, _ = served
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(f"GET /_thread/stream HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        time.sleep(0.5)  # the worker fills the buffers up to the watermark and waits
+        [(status, body)] = _read_answers(connection, count=1, body_size=STREAMED)
+    assert status == 200
+    assert len(body) == STREAMED
+    assert made == []
 
 
 def test_a_slow_google_sign_in_holds_up_no_quick_request(settings, auth):

@@ -151,7 +151,9 @@ def _chunks(body) -> Iterator[bytes]:
             yield chunk
 
 
-STREAM_CHUNK = 256 * 1024  # below waitress's outbuf_overflow (1 MiB): no temporary file per piece
+# The server keeps what a worker wrote in memory up to its high watermark (4 MiB; see
+# pcloud/server/build.py): a streamed download holds at most that, twice, plus a chunk.
+STREAM_CHUNK = 1024 * 1024
 
 
 @blueprint.delete("/delete/<path:filename>")

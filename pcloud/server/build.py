@@ -26,6 +26,14 @@ SEND_BUFFER = 4 * 1024 * 1024
 # body left in two send(2) calls and two TCP segments. Held until this much is written
 # (or the request is done), a small answer leaves in one.
 SEND_BYTES = 64 * 1024
+# What a worker writes of a streamed answer (an S3 blob, a ZIP) waits in memory until the
+# loop sends it; past the high watermark the worker waits. Waitress moves a buffer past
+# outbuf_overflow (1 MiB by default) into a temporary file, so every 1 MiB piece of a
+# streamed download went to disk and back. A buffer holds at most the watermark plus one
+# piece, so with overflow well past that it stays in memory: at most two buffers, about
+# 2 x (4 MiB + a piece) per connection, where waitress's 16 MiB watermark allowed 32.
+OUTBUF_HIGH_WATERMARK = 4 * 1024 * 1024
+OUTBUF_OVERFLOW = 4 * OUTBUF_HIGH_WATERMARK
 # Bodies of requests the app's previews say nothing about (none, under `pcloud serve`).
 DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -160,6 +168,8 @@ def build_server(
         threads=threads,
         ident="pcloud",
         recv_bytes=RECV_BYTES,
+        outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
+        outbuf_overflow=OUTBUF_OVERFLOW,
         max_request_body_size=DEFAULT_BODY_LIMIT,  # the previews give each request's
         channel_timeout=settings.keepalive_timeout,
         cleanup_interval=1,  # limits.py: header and idle timeouts, checked each second

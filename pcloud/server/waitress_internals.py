@@ -45,6 +45,20 @@ INTERNALS: tuple[Internal, ...] = (
         "c9f3751ffdb057b7",
     ),
     Internal(
+        "waitress.channel.HTTPChannel.write_soon",
+        "relied on by build.py's OUTBUF_OVERFLOW: a new buffer once the current one holds "
+        "outbuf_high_watermark, so a buffer never holds more than that plus one write",
+        "when it starts a new OverflowableBuffer (build.OUTBUF_OVERFLOW must stay above)",
+        "20eedb92a8237c47",
+    ),
+    Internal(
+        "waitress.buffers.OverflowableBuffer.append",
+        "relied on by build.py's OUTBUF_OVERFLOW: a buffer moves to a temporary file only "
+        "past outbuf_overflow",
+        "when it moves to a temporary file",
+        "c809e391a4e6b5cc",
+    ),
+    Internal(
         "waitress.channel.HTTPChannel.handle_close",
         "extended: a body still arriving is judged as broken (its receiver's broken())",
         "that self.request still holds the partial request when it runs",
