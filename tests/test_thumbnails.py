@@ -314,6 +314,9 @@ def test_new_content_gets_details_and_a_thumbnail_in_the_background(client, auth
     headers = auth.headers()
     upload(client, headers, picture(exif=exif_of()), "a.jpg")
     upload(client, headers, b"words", "a.txt")
+    upload(
+        client, headers, b"", "empty.txt"
+    )  # not even opened (on S3, a range of nothing is an error)
     pool = DecoderPool(1, niceness=19)
     try:
         decoded, after_id = thumbnails.scan_new_content(pcloud.blobs, pool)
@@ -325,13 +328,18 @@ def test_new_content_gets_details_and_a_thumbnail_in_the_background(client, auth
         pool.close()
     # The text's first bytes name no picture or video: no decoder saw it.
     statuses = sorted(info.status for info in MediaInfo.select())
-    assert statuses == ["image", "image", "skipped"]
+    assert statuses == ["image", "image", "skipped", "skipped"]
     assert Thumbnail.select().count() == 2
     listed = client.get("/api/v1/folders/root", headers=headers).get_json()["entries"]
-    assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None, None]
+    assert [e["taken_at"] for e in listed] == ["2024-05-01T14:00:00+02:00", None, None, None]
     text = next(entry for entry in listed if entry["name"] == "a.txt")
     assert thumb(client, headers, text["id"]).status_code == 415  # a request still decodes
-    assert sorted(info.status for info in MediaInfo.select()) == ["image", "image", "none"]
+    assert sorted(info.status for info in MediaInfo.select()) == [
+        "image",
+        "image",
+        "none",
+        "skipped",
+    ]
 
 
 def test_the_background_sends_every_phone_format_to_the_decoder(client, auth, pcloud, tmp_path):

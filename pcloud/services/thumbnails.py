@@ -336,7 +336,7 @@ def scan_new_content(
     stale = utc_now() - CLAIM_EXPIRES
     candidates = list(
         rows(
-            Blob.select(Blob.id, Blob.sha256, Blob.store_key)
+            Blob.select(Blob.id, Blob.sha256, Blob.store_key, Blob.size)
             .join(MediaInfo, peewee.JOIN.LEFT_OUTER, on=(MediaInfo.sha256 == Blob.sha256))
             .where(
                 (Blob.id > after_id)
@@ -351,9 +351,9 @@ def scan_new_content(
     )
     handled = 0
     unlikely: list[str] = []
-    for blob_id, sha256, key in candidates:
+    for blob_id, sha256, key, size in candidates:
         after_id = blob_id
-        if not _may_be_media(blobs, key):
+        if not size or not _may_be_media(blobs, key):
             unlikely.append(sha256)
             continue
         if not _claim(sha256):
@@ -378,7 +378,9 @@ def _may_be_media(blobs: BlobStore, key: str) -> bool:
     """Whether the content's first bytes are a picture's or a video's (by filetype's
     signatures: JPEG, PNG, HEIC, WebP, MP4, QuickTime and the rest)."""
     try:
-        with blobs.open(key) as stored:
+        # Only the first bytes, and all of what is asked read: on S3, one small ranged GET
+        # whose connection goes back to the pool (a whole GET cut short was dropped).
+        with blobs.open_range(key, 0, SNIFF_BYTES) as stored:
             head = stored.read(SNIFF_BYTES)
     except (FileNotFoundError, PcloudError):
         return True  # let the decoder's path say what is wrong
