@@ -168,6 +168,36 @@ def test_a_file_deleted_during_the_backup_is_left_out_of_its_restore(
         assert gc.find_garbage(restored_pcloud.blobs).broken_files == []
 
 
+def test_content_healed_under_a_new_key_after_the_snapshot_is_copied_from_there(
+    client, headers, tmp_path, pcloud, settings, monkeypatch
+):
+    """`files verify` may store a content again under a new key while a backup runs: the
+    key the snapshot read is gone, and the copy follows the live database to the new one."""
+    from pcloud.models import Blob
+
+    put_file(client, headers, "healed", b"healed content")
+    put_file(client, headers, "other", b"other content")
+    blob = Blob.get(Blob.sha256 == sha(b"healed content"))
+    old_key, new_key = blob.store_key, uuid.uuid4().hex
+    snapshot_database = backup._snapshot_database
+
+    def snapshot_then_heal(*args):
+        snapshotted = snapshot_database(*args)
+        old_path = pcloud.blobs.local_path(old_key)
+        new_path = pcloud.blobs.local_path(new_key)
+        new_path.parent.mkdir(parents=True, exist_ok=True)
+        old_path.rename(new_path)
+        Blob.update(store_key=new_key).where(Blob.id == blob.id).execute()
+        return snapshotted
+
+    monkeypatch.setattr(backup, "_snapshot_database", snapshot_then_heal)
+    dest = tmp_path / "backup"
+    report = backup.backup(settings, pcloud.blobs, dest)
+    assert (report.blobs_copied, report.dropped, report.damaged) == (2, [], [])
+    assert backup.blob_path(dest, sha(b"healed content")).read_bytes() == b"healed content"
+    assert backup.verify(dest).problems == []
+
+
 def _open(settings):
     opened = Pcloud.open(settings)
     return opened.database, opened.blobs

@@ -50,7 +50,7 @@ def bare(tmp_path, monkeypatch):
 @pytest.fixture
 def serve_banner(runner, monkeypatch):
     """`pcloud serve` in this process up to its banner: the workers are not started."""
-    monkeypatch.setattr("pcloud.cli.serve.run", lambda *arguments: None)
+    monkeypatch.setattr("pcloud.server.run", lambda *arguments: None)
 
     def invoke(*args: str, env: dict | None = None):
         return runner.invoke("serve", "--port", "0", *args, env={**NO_TERMINAL, **(env or {})})

@@ -27,7 +27,6 @@ from pcloud.cli.network import is_loopback, listens_everywhere, machine_addresse
 from pcloud.config import Settings, option_for
 from pcloud.core import Pcloud
 from pcloud.errors import ConfigError, PcloudError
-from pcloud.server import listen, run, url_of
 from pcloud.sizes import format_size
 from pcloud.storage import LocalBlobStore
 
@@ -79,12 +78,15 @@ def serve(
         _check_writable(pcloud)
     finally:
         pcloud.close()  # each worker opens its own connections
+    # Here, not at the top: the other commands do without waitress and Flask.
+    from pcloud.api import served_app
+    from pcloud.server import listen, run, url_of
+
     try:
         sock = listen(settings.host, settings.port)
     except OSError as error:
         raise _cannot_listen(settings, error) from None
     _print_banner(settings, url_of(sock), state(ctx).env_file)
-    from pcloud.api import served_app  # here: the other commands do without Flask
 
     try:
         run(settings, sock, settings.workers, served_app)

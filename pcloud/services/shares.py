@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings
 from pcloud.errors import BadRequest, Forbidden, Gone, NotFound, Unauthorized
 from pcloud.models import Folder, Share, StoredFile, User, database_proxy, micros, utc_now
 from pcloud.services import audit, folders, throttle, tree
+from pcloud.services.passwords import check_password_hash, generate_password_hash
 
 VIEW, UPLOAD = "view", "upload"
 MODES = (VIEW, UPLOAD)

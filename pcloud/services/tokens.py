@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import jwt
-
 from pcloud.config import Settings
 from pcloud.errors import Unauthorized
 
@@ -37,11 +35,15 @@ class AccessClaims:
 
 
 def _encode(settings: Settings, claims: dict[str, Any]) -> str:
+    import jwt  # here: PyJWT and cryptography are 40 ms of every CLI command's start
+
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
 def decode(settings: Settings, token: object, expected_type: str) -> dict[str, Any]:
     """The claims of a genuine, unexpired token of that type. Raises Unauthorized."""
+    import jwt
+
     if not isinstance(token, str) or not token:
         raise Unauthorized("Invalid token")
     try:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import peewee
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from pcloud.config import Settings, email_matches
 from pcloud.db import rows
@@ -27,6 +26,7 @@ from pcloud.models import (
     utc_now,
 )
 from pcloud.services import audit, content, sessions, throttle, tree, versions
+from pcloud.services.passwords import check_password_hash, generate_password_hash
 from pcloud.services.sessions import Client
 from pcloud.storage import BlobStore
 
