@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import typer
-from rich.table import Table
 
-from pcloud.cli.common import open_pcloud, print_table, reports_errors, text
+from pcloud.cli.common import new_table, open_pcloud, print_table, reports_errors, text
 from pcloud.config import parse_duration
 from pcloud.services import audit, users
 
@@ -45,7 +44,7 @@ def show_audit(
     pcloud = open_pcloud(ctx)
     user_id = users.find_user(user).id if user is not None else None
     events = audit.list_events(user_id=user_id, since=moment, limit=limit)
-    table = Table(title=f"{len(events)} event(s), newest first")
+    table = new_table(f"{len(events)} event(s), newest first")
     for column in ("When (UTC)", "Action", "User", "By", "IP", "Detail"):
         table.add_column(column, overflow="fold")
     for event in events:

@@ -10,14 +10,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import peewee
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from pcloud.config import Settings, load_settings
 from pcloud.core import Pcloud
@@ -26,6 +25,9 @@ from pcloud.errors import ConfigError, PcloudError
 from pcloud.models import User
 from pcloud.private import make_private_folder
 from pcloud.schema import upgrade_schema
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -199,6 +201,13 @@ def reports_errors(command: Command) -> Command:
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def new_table(title: str) -> Table:
+    """A rich Table (imported here: rich.table is 20 ms of a start-up most commands skip)."""
+    from rich.table import Table
+
+    return Table(title=title)
 
 
 def print_table(table: Table) -> None:

@@ -13,9 +13,16 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
-from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
+from pcloud.cli.common import (
+    HELP_MARKUP,
+    console,
+    new_table,
+    open_pcloud,
+    print_table,
+    reports_errors,
+    text,
+)
 from pcloud.config import parse_duration
 from pcloud.services import changes, gc, migrate_storage, thumbnails, trash, verify, versions
 from pcloud.sizes import format_size
@@ -109,7 +116,7 @@ def collect_garbage(
 def _print_report(report: gc.GarbageReport) -> None:
     if report.empty:
         return
-    table = Table(title="Garbage found")
+    table = new_table("Garbage found")
     table.add_column("Kind")
     table.add_column("What")
     table.add_column("Size", justify="right")
@@ -161,7 +168,7 @@ def verify_blobs(
     if not damaged:
         console.print(f"All {len(todo.blobs)} blob(s) match their SHA-256.")
         return
-    table = Table(title=f"{len(damaged)} damaged blob(s)")
+    table = new_table(f"{len(damaged)} damaged blob(s)")
     for column in ("Blob", "Expected SHA-256", "Found", "Files"):
         table.add_column(column, overflow="fold")
     for blob in damaged:
@@ -194,7 +201,7 @@ def _verify_sizes(pcloud) -> None:
     if not damaged:
         console.print("Every blob is in the store with its size (bytes not read).")
         return
-    table = Table(title=f"{len(damaged)} blob(s) missing or of the wrong size")
+    table = new_table(f"{len(damaged)} blob(s) missing or of the wrong size")
     for column in ("Blob", "Found", "Files"):
         table.add_column(column, overflow="fold")
     for blob in damaged:

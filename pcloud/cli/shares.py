@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from pcloud.cli.common import console, open_pcloud, print_table, reports_errors
+from pcloud.cli.common import console, new_table, open_pcloud, print_table, reports_errors
 from pcloud.services import audit, shares, users
 
 app = typer.Typer(help="See and revoke share links.", no_args_is_help=True)
@@ -21,7 +20,7 @@ def list_shares(
     pcloud = open_pcloud(ctx)
     owner_id = users.find_user(user).id if user else None
     rows = shares.list_of(owner_id)
-    table = Table(title=f"{len(rows)} share link(s)")
+    table = new_table(f"{len(rows)} share link(s)")
     for column in ("ID", "User", "What", "Mode", "Password", "Expires (UTC)", "Used", "State"):
         table.add_column(column, overflow="fold")
     for share, username in rows:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from pcloud.cli.common import HELP_MARKUP, console, open_pcloud, print_table, reports_errors, text
+from pcloud.cli.common import (
+    HELP_MARKUP,
+    console,
+    new_table,
+    open_pcloud,
+    print_table,
+    reports_errors,
+    text,
+)
 from pcloud.services import app_passwords, audit, quota, sessions, users
 from pcloud.sizes import format_size
 
@@ -18,7 +25,7 @@ def list_users(ctx: typer.Context) -> None:
     """Show every user with their file count, storage used and quota."""
     pcloud = open_pcloud(ctx)
     rows = users.list_users()
-    table = Table(title=f"{len(rows)} user(s)")
+    table = new_table(f"{len(rows)} user(s)")
     for column, justify in (
         ("ID", "right"),
         ("Username", "left"),
@@ -122,7 +129,7 @@ def list_sessions(
     pcloud = open_pcloud(ctx)
     user = users.find_user(username)
     rows = sessions.list_sessions(user.id, include_ended=include_ended)
-    table = Table(title=f"{len(rows)} session(s) of {text(user.username)}")
+    table = new_table(f"{len(rows)} session(s) of {text(user.username)}")
     for column in ("ID", "Device", "Via", "IP", "Signed in (UTC)", "Last seen (UTC)", "Status"):
         table.add_column(column, overflow="fold")
     for row in rows:
