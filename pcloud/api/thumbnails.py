@@ -64,11 +64,13 @@ def send_thumbnail(
     JPEG), made now unless `made`, with an ETag and a year's Cache-Control: a content's
     thumbnail never changes. (Also the public share pages' thumbnails.)"""
     app = pcloud()
-    size, image_format = requested(request.args.get("size"), request.headers.get("Accept", ""))
-    assert app.thumbnailer is not None
-    ref = made or thumbnails.thumbnail(
-        app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
-    )
+    ref = made
+    if ref is None:
+        size, image_format = requested(request.args.get("size"), request.headers.get("Accept", ""))
+        assert app.thumbnailer is not None
+        ref = thumbnails.thumbnail(
+            app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
+        )
     try:
         body = app.blobs.local_path(ref.store_key) or app.blobs.open(ref.store_key)
         response = send_file(body, mimetype=ref.mime_type, etag=ref.etag, conditional=True)
