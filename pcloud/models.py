@@ -127,7 +127,7 @@ class StoredFile(BaseModel):
     Every index is written on every upload, so there are no more than the queries need:
     a folder belongs to one owner, so (folder, name) is unique as (owner, folder, name)
     would be, and serves the folder's own lookups too; the owner's are served by
-    (owner, sha256)."""
+    (owner, sha256, id)."""
 
     owner = ForeignKeyField(User, backref="files", on_delete="CASCADE", index=False)
     owner_id: int  # (each foreign key's value, as peewee gives it: for type checkers)
@@ -155,7 +155,10 @@ class StoredFile(BaseModel):
     class Meta:
         indexes = (
             (("folder", "name"), True),
-            (("owner", "sha256"), False),
+            # With id: a content's oldest copies (upload-check) are the index's first
+            # entries. SQLite's indexes end in the rowid anyway; PostgreSQL's did not,
+            # and read every copy to sort them (100 copies each: 3x the time).
+            (("owner", "sha256", "id"), False),
             (("folder", "sort_key", "id"), False),
         )
 

@@ -237,6 +237,13 @@ def _give_each_file_its_sort_key(database: peewee.Database) -> None:
         last_id = rows[-1][0]
 
 
+@data_migration("content-index-ordered-by-id")
+def _drop_the_content_index_without_id(database: peewee.Database) -> None:
+    """(owner, sha256, id), made by now, replaces (owner, sha256): each costs every
+    upload a page written."""
+    database.execute_sql('DROP INDEX IF EXISTS "stored_file_owner_id_sha256"')
+
+
 def _drop_unique_indexes(database: peewee.Database, table: str, column_sets) -> None:
     for index in database.get_indexes(table):
         if index.unique and set(index.columns) in column_sets:

@@ -41,11 +41,34 @@ def test_a_missing_column_and_its_index_come_back_and_keep_the_rows(pcloud, sett
 
 def test_a_missing_index_is_created_and_reported(pcloud):
     with pcloud.database.connection_context():
-        pcloud.database.execute_sql('DROP INDEX "stored_file_owner_id_sha256"')
-    assert schema.upgrade_schema(pcloud.database) == ["created index stored_file_owner_id_sha256"]
+        pcloud.database.execute_sql('DROP INDEX "stored_file_owner_id_sha256_id"')
+    assert schema.upgrade_schema(pcloud.database) == [
+        "created index stored_file_owner_id_sha256_id"
+    ]
     with pcloud.database.connection_context():
         names = {index.name for index in pcloud.database.get_indexes("stored_file")}
-    assert "stored_file_owner_id_sha256" in names
+    assert "stored_file_owner_id_sha256_id" in names
+
+
+def test_the_content_index_without_id_is_replaced_by_the_one_with_it(pcloud):
+    """A database made before (owner, sha256, id): the new index is made and the old one,
+    which it repeats, dropped."""
+    with pcloud.database.connection_context():
+        pcloud.database.execute_sql('DROP INDEX "stored_file_owner_id_sha256_id"')
+        pcloud.database.execute_sql(
+            'CREATE INDEX "stored_file_owner_id_sha256" ON "stored_file" ("owner_id", "sha256")'
+        )
+        schema.SchemaMigration.delete().where(
+            schema.SchemaMigration.name == "content-index-ordered-by-id"
+        ).execute()
+    assert schema.upgrade_schema(pcloud.database) == [
+        "created index stored_file_owner_id_sha256_id",
+        "ran data migration content-index-ordered-by-id",
+    ]
+    with pcloud.database.connection_context():
+        names = {index.name for index in pcloud.database.get_indexes("stored_file")}
+    assert "stored_file_owner_id_sha256_id" in names
+    assert "stored_file_owner_id_sha256" not in names
 
 
 def test_an_up_to_date_schema_is_left_alone_without_a_lock_on_any_table(pcloud, caplog):
