@@ -61,6 +61,41 @@ def test_files_without_a_capture_time_come_last_either_way(client, headers, pclo
     assert all_pages(client, headers, sort="taken_at", order="desc") == ["x", "z", "y", "w"]
 
 
+def test_every_page_is_its_slice_of_the_whole_listing_whichever_end_it_is_read_from(
+    client, headers, pcloud
+):
+    """A page past the middle is read from the other end and turned round: for every
+    sort, order, page size and offset it must be exactly that slice of the listing,
+    ties, missing capture times and folders included."""
+    for number, name in enumerate(NAMES):
+        put_file(
+            client, headers, name, b"x" * (number % 3), modified_at=str(1714564800000 + number % 2)
+        )
+    contents = {entry["sha256"] for entry in listing(client, headers, limit=100)["entries"]}
+    with pcloud.database.connection_context():
+        for sha256 in sorted(contents)[:2]:  # some files with a capture time, some without
+            MediaInfo.create(sha256=sha256, status="image", taken_at=1_000_000)
+    make_folder(client, headers, "Album")
+    for sort in ("name", "size", "modified_at", "taken_at"):
+        for order in ("asc", "desc"):
+            whole = [
+                e["id"]
+                for e in listing(client, headers, limit=100, sort=sort, order=order)["entries"]
+            ]
+            assert len(whole) == len(NAMES) + 1
+            for limit in (1, 2, 3, 5):
+                for offset in range(len(whole) + 1):
+                    page = listing(
+                        client, headers, limit=limit, offset=offset, sort=sort, order=order
+                    )["entries"]
+                    assert [e["id"] for e in page] == whole[offset : offset + limit], (
+                        sort,
+                        order,
+                        limit,
+                        offset,
+                    )
+
+
 def test_a_renamed_moved_copied_or_restored_file_takes_its_new_place(client, headers):
     for name in ("b", "d", "f"):
         put_file(client, headers, name)

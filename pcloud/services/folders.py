@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from pcloud.errors import BadRequest, NotFound
 from pcloud.models import Folder, MediaInfo, StoredFile, database_proxy, utc_now
 from pcloud.services import changes, entries, names, tree
@@ -79,23 +81,17 @@ def listing(
     subfolders = [entries.of_folder(f) for f in Folder.select().where(Folder.parent == folder)]
     subfolders.sort(key=_folder_sort_key, reverse=descending)
     files = StoredFile.folder == folder
-    total = len(subfolders) + StoredFile.select().where(files).count()
+    file_count = StoredFile.select().where(files).count()
+    total = len(subfolders) + file_count
     page = [entry.to_json() for entry in subfolders[offset : offset + limit]]
     rows_wanted = limit - len(page)
     if rows_wanted and offset + len(page) < total:
         # The page's ids first, from the index alone, then only their rows: an OFFSET
         # deep into the folder skips index entries, not rows (PostgreSQL reads the row,
         # and joins its details, of every entry it skips).
-        ids = [
-            file_id
-            for (file_id,) in database_proxy.execute(
-                entries.with_media(StoredFile.select(StoredFile.id))
-                .where(files)
-                .order_by(*_file_order(sort, descending))
-                .limit(rows_wanted)
-                .offset(max(0, offset - len(subfolders)))
-            )
-        ]
+        ids = _page_ids(
+            files, sort, descending, max(0, offset - len(subfolders)), rows_wanted, file_count
+        )
         found = {
             row[0]: row
             for row in database_proxy.execute(
@@ -107,6 +103,38 @@ def listing(
         page += [entries.file_row_json(found[file_id]) for file_id in ids if file_id in found]
     next_offset = offset + limit if offset + limit < total else None
     return Listing(entries.of_folder(folder), page, total, next_offset, cursor)
+
+
+def _page_ids(
+    files: Any, sort: str, descending: bool, offset: int, limit: int, file_count: int
+) -> list[int]:
+    """The ids of the folder's files from `offset`, in order. A page past the middle is
+    read from the other end, in the opposite order, and turned round: the index entries
+    skipped are then at most half the folder's, and the last page costs as the first."""
+    order = _file_order(sort, descending)
+    from_the_end = offset > file_count // 2
+    if from_the_end:
+        order = [_opposite(term) for term in order]
+        end = min(file_count, offset + limit)  # the page is [offset, end) counted forward
+        offset, limit = file_count - end, end - offset
+    ids = [
+        file_id
+        for (file_id,) in database_proxy.execute(
+            entries.with_media(StoredFile.select(StoredFile.id))
+            .where(files)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+        )
+    ]
+    return ids[::-1] if from_the_end else ids
+
+
+def _opposite(term: Any) -> Any:
+    """An ORDER BY term the other way round."""
+    if isinstance(term, peewee.Ordering):
+        return term.node.asc() if term.direction.upper() == "DESC" else term.node.desc()
+    return term.desc()
 
 
 def _folder_sort_key(entry: Entry) -> tuple[str, str]:
