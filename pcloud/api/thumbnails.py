@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Blueprint, Response, request, send_file
+from flask import Blueprint, Response, request
+from werkzeug.http import quote_etag
 
 from pcloud.api.context import current_user_id, login_required, pcloud, quick_found, quick_when
 from pcloud.api.tree import PREFIX
@@ -72,13 +73,21 @@ def send_thumbnail(
             app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
         )
     try:
-        body = app.blobs.local_path(ref.store_key) or app.blobs.open(ref.store_key)
-        response = send_file(body, mimetype=ref.mime_type, etag=ref.etag, conditional=True)
+        with app.blobs.open(ref.store_key) as stored:
+            # Whole: a thumbnail is a few kilobytes (at most a few hundred), and never
+            # asked for by range; send_file's Range, stat and Last-Modified cost a warm
+            # thumbnail a sixth of its time.
+            data = stored.read()
     except FileNotFoundError:
         raise NotFound("The thumbnail's bytes are missing: run `pcloud files gc`") from None
-    # Set whole (werkzeug's cache_control re-parses the header at each change), and
-    # without send_file's no-cache: a browser keeps the thumbnail a year, unasked.
-    response.headers["Cache-Control"] = PRIVATE_FOR_A_YEAR if private else PUBLIC_FOR_A_YEAR
-    response.headers["Vary"] = "Accept"
-    del response.headers["Content-Disposition"]  # send_file names it after its store key
-    return response
+    response = Response(
+        data,
+        mimetype=ref.mime_type,
+        headers={
+            # A browser keeps the thumbnail a year, unasked: its content never changes.
+            "Cache-Control": PRIVATE_FOR_A_YEAR if private else PUBLIC_FOR_A_YEAR,
+            "Vary": "Accept",
+            "ETag": quote_etag(ref.etag),
+        },
+    )
+    return response.make_conditional(request.environ)  # If-None-Match: 304
