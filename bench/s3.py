@@ -204,7 +204,11 @@ def measure(options: argparse.Namespace) -> dict:
             note("W2 pcloud CPU s", use["cpu_s"])
             subprocess.run(["sync"], check=False)
             note("W2 boto3 direct MB/s", boto3_upload(client, bucket, f"direct-{turn}", big))
-            # W1
+            # W1. SeaweedFS serves an object slowly at first (twice the CPU for the first
+            # download or two after its upload): one untimed download of each object first,
+            # so that pcloud (measured first) and boto3 (last) meet the engine alike.
+            run.curl(pcloud.url + f"/download/{stored}", headers=pcloud.headers, keep_body=False)
+            boto3_download(client, bucket, f"direct-{turn}")
             downloads = [
                 run.curl(
                     pcloud.url + f"/download/{stored}", headers=pcloud.headers, keep_body=False
