@@ -352,3 +352,24 @@ def test_a_field_of_the_wrong_type_is_400_on_every_json_route(
     response = getattr(client, method)(route, headers=headers, json={**others, field: wrong})
     assert response.status_code == 400
     assert field in response.get_json()["error"]
+
+
+def test_a_sign_in_for_no_account_costs_a_hash_made_as_accounts_are(client, settings, monkeypatch):
+    """No account of that name: the password is still checked, against a hash of the
+    settings' PASSWORD_HASH, so the time taken tells nothing (a cheaper or dearer dummy
+    than the accounts' hashes would tell which names exist)."""
+    from werkzeug.security import generate_password_hash
+
+    from pcloud.services import users
+
+    checked = []
+    check = users.check_password_hash
+    monkeypatch.setattr(
+        users,
+        "check_password_hash",
+        lambda hashed, given: checked.append(hashed) or check(hashed, given),
+    )
+    answer = client.post("/login", json={"login_identifier": "nobody", "password": "any password"})
+    assert answer.status_code == 401
+    accounts_method = generate_password_hash("x", method=settings.password_hash).split("$")[0]
+    assert [hashed.split("$")[0] for hashed in checked] == [accounts_method]

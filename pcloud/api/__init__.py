@@ -100,7 +100,7 @@ def served_app(settings: Settings) -> ServedApp:
     try:
         pcloud.checkpoint_in_background()
         pcloud.thumbnails_in_background()
-        users.dummy_password_hash()  # the first sign-in miss costs what the others do
+        users.dummy_password_hash(settings.password_hash)  # the first miss costs as the rest
         app = create_app(pcloud=pcloud)
     except BaseException:
         pcloud.close()

@@ -68,7 +68,7 @@ class DavEndpoint:
         # WsgiDAV warns at start-up about Basic without TLS (the proxy's job here) and
         # logs each request at INFO: its errors are what is worth a line in our log.
         logging.getLogger("wsgidav").setLevel(logging.ERROR)
-        self.passwords = PasswordCache()
+        self.passwords = PasswordCache(app.settings.password_hash)
         self.provider = PcloudProvider(app)
         storage = DatabaseLockStorage()
         properties = DatabasePropertyManager()

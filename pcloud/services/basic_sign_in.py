@@ -57,9 +57,11 @@ class _Verified:
 
 
 class PasswordCache:
-    """Account passwords verified lately, by SHA-256 of (user name, password)."""
+    """Account passwords verified lately, by SHA-256 of (user name, password); and how
+    new passwords are hashed (PASSWORD_HASH), which a check for no account costs."""
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, password_method: str, max_entries: int = 4096) -> None:
+        self.password_method = password_method
         self._entries: dict[bytes, _Verified] = {}
         self._max_entries = max_entries
         self._lock = Lock()
@@ -193,7 +195,11 @@ def account_password_verdict(login: str, password: str, cache: PasswordCache) ->
         throttle.check(throttle.keys_for(throttle.account_key(user, login), None))
     except TooManyRequests:
         return False
-    if not users.password_matches(user, password) or user is None or user.disabled_at is not None:
+    if (
+        not users.password_matches(user, password, cache.password_method)
+        or user is None
+        or user.disabled_at is not None
+    ):
         return False
     cache.put(cache.key(login, password), user.id, user.password_hash or "")
     return True
@@ -229,7 +235,7 @@ def _with_account_password(
     except TooManyRequests:
         audit.notify(audit.SIGN_IN_THROTTLED)
         raise
-    if not users.password_matches(user, password) or user is None:
+    if not users.password_matches(user, password, cache.password_method) or user is None:
         with database_proxy.atomic():
             throttle.record_failure(keys)
             audit.record(

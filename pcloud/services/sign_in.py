@@ -36,7 +36,7 @@ def with_password(
     except TooManyRequests:
         audit.notify(audit.SIGN_IN_THROTTLED)
         raise
-    if not users.password_matches(user, password):
+    if not users.password_matches(user, password, settings.password_hash):
         with database_proxy.atomic():
             throttle.record_failure(keys)
             audit.record(

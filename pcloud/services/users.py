@@ -40,11 +40,13 @@ EMAIL_NOT_ALLOWED = "This server does not take registrations from this email add
 
 
 @functools.cache
-def dummy_password_hash() -> str:
+def dummy_password_hash(method: str) -> str:
     """Checked against when no account matches, so a miss costs as long as a wrong
-    password. Made on first need (a served worker makes it at start): scrypt costs a
-    tenth of a second, which every CLI command would otherwise pay at import."""
-    return generate_password_hash("pcloud-dummy-password", method="scrypt")
+    password: hashed the way new passwords are (PASSWORD_HASH), since a cheaper or
+    dearer one would tell by its time which names have accounts. Made on first need (a
+    served worker makes it at start): scrypt costs a tenth of a second, which every CLI
+    command would otherwise pay at import."""
+    return generate_password_hash("pcloud-dummy-password", method=method)
 
 
 def validate_username(username: object) -> str:
@@ -169,13 +171,14 @@ def find_by_login(login_identifier: str) -> User | None:
     return found
 
 
-def password_matches(user: User | None, password: str) -> bool:
+def password_matches(user: User | None, password: str, method: str) -> bool:
     """Whether this is the user's password. Costs the same when there is no such user,
-    or no password, so that the time taken tells nothing."""
+    or no password, as for an account whose hash is of `method` (the settings'
+    PASSWORD_HASH), so that the time taken tells nothing."""
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
         return False
     if user is None or user.password_hash is None:
-        check_password_hash(dummy_password_hash(), password)
+        check_password_hash(dummy_password_hash(method), password)
         return False
     return check_password_hash(user.password_hash, password)
 
@@ -232,7 +235,7 @@ def change_own_password(
     )
     keys = throttle.keys_for(throttle.account_key(user, user.username), client.ip_address)
     throttle.check(keys)
-    if not password_matches(user, old_password):
+    if not password_matches(user, old_password, settings.password_hash):
         with database_proxy.atomic():
             throttle.record_failure(keys)
             audit.record(audit.PASSWORD_CHANGE_FAILED, user=user, ip_address=client.ip_address)
