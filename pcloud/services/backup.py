@@ -135,7 +135,7 @@ def backup(
         ):
 
             def copy(record: BlobRecord) -> Copied:
-                return _copy_blob(blobs, dest, record, record.store_key, trusted)
+                return _copy_blob(blobs, dest, record, record.store_key)
 
             def in_backup(record: BlobRecord) -> bool:
                 return _kept(dest, record, trusted)
@@ -143,7 +143,7 @@ def backup(
             copies = _copied(copier, copy, in_backup, records)
             for number, (record, copied) in enumerate(copies, 1):
                 if copied is Copied.MISSING:  # here, not in the pool: it asks the database
-                    copied = _copy_moved(blobs, dest, record, trusted)
+                    copied = _copy_moved(blobs, dest, record)
                 done += record.size
                 if copied is Copied.NOW:
                     report.blobs_copied += 1
@@ -414,11 +414,10 @@ def _kept(dest: Path, record: BlobRecord, trusted: dict[str, int]) -> bool:
         return False
 
 
-def _copy_blob(
-    blobs: BlobStore, dest: Path, record: BlobRecord, key: str, trusted: dict[str, int]
-) -> Copied:
-    """Make sure the backup holds this content, from the store's `key`. Runs in the copy
-    pool: files and the store only, no database."""
+def _copy_blob(blobs: BlobStore, dest: Path, record: BlobRecord, key: str) -> Copied:
+    """Make sure the backup holds this content, from the store's `key`, when _kept() said
+    the last snapshot does not vouch for it. Runs in the copy pool: files and the store
+    only, no database."""
     # Plain strings and os.stat: this runs for every blob, and pathlib's objects cost
     # more than the stat itself when nothing is to be copied.
     shard = f"{dest}/blobs/{record.sha256[:2]}"
@@ -427,8 +426,6 @@ def _copy_blob(
         size = os.stat(final).st_size
     except FileNotFoundError:
         size = -1
-    if size == record.size and trusted.get(record.sha256) == record.size:
-        return Copied.KEPT
     if size == record.size and _hash_file(Path(final)) == record.sha256:
         return Copied.FOUND
     with contextlib.suppress(FileExistsError):
@@ -445,14 +442,12 @@ def _copy_blob(
     return Copied.NOW
 
 
-def _copy_moved(
-    blobs: BlobStore, dest: Path, record: BlobRecord, trusted: dict[str, int]
-) -> Copied:
+def _copy_moved(blobs: BlobStore, dest: Path, record: BlobRecord) -> Copied:
     """A content not under the key the snapshot gave: deleted since, or healed by
     `files verify` under a new key, which the live database names."""
     tried = record.store_key
     while (key := _current_key(record.sha256, tried)) is not None:
-        copied = _copy_blob(blobs, dest, record, key, trusted)
+        copied = _copy_blob(blobs, dest, record, key)
         if copied is not Copied.MISSING:
             return copied
         tried = key
