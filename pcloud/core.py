@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -10,12 +12,14 @@ from pcloud.config import Settings
 from pcloud.db import open_database
 from pcloud.errors import ConfigError
 from pcloud.schema import upgrade_schema
-from pcloud.services.google import GoogleCertificates
-from pcloud.services.thumbnails import Thumbnailer
+from pcloud.services.google_certificates import GoogleCertificates
 from pcloud.services.tokens import AccessTokenCache
 from pcloud.services.uploads.hashes import UploadHashes
 from pcloud.storage import BlobStore
 from pcloud.storage.urls import open_store
+
+if TYPE_CHECKING:
+    from pcloud.services.thumbnails import Thumbnailer
 
 
 @dataclass
@@ -30,7 +34,6 @@ class Pcloud:
 
     schema_changes: tuple[str, ...] = ()
     upload_hashes: UploadHashes = field(default_factory=UploadHashes)
-    thumbnailer: Thumbnailer | None = None  # its decoder processes start on first need
 
     @classmethod
     def open(cls, settings: Settings, create_tables: bool = True) -> Pcloud:
@@ -48,8 +51,15 @@ class Pcloud:
             google_certificates=GoogleCertificates(settings.google_certs_url),
             access_tokens=AccessTokenCache(settings),
             schema_changes=changes,
-            thumbnailer=Thumbnailer(settings.thumbnail_workers),
         )
+
+    @functools.cached_property
+    def thumbnailer(self) -> Thumbnailer:
+        """The decoder pools of a server (their processes start on first need). Made on
+        first use: the CLI's commands never import them (a seventh of a second each)."""
+        from pcloud.services.thumbnails import Thumbnailer
+
+        return Thumbnailer(self.settings.thumbnail_workers)
 
     def checkpoint_in_background(self) -> None:
         """For a server on SQLite: WAL checkpoints move from commits to a thread of their
@@ -61,10 +71,9 @@ class Pcloud:
     def thumbnails_in_background(self) -> None:
         """For a server: details and thumbnails of new uploads are made in a thread of
         this process, by a decoder at the lowest priority (pcloud.services.thumbnails)."""
-        if self.thumbnailer is not None:
-            self.thumbnailer.start_background(
-                self.blobs, self.release_connection, self.settings.data_dir / "thumbnails.lock"
-            )
+        self.thumbnailer.start_background(
+            self.blobs, self.release_connection, self.settings.data_dir / "thumbnails.lock"
+        )
 
     def release_connection(self) -> None:
         """Give this thread's database connection back to the pool, if it holds one (at
@@ -74,7 +83,7 @@ class Pcloud:
 
     def close(self) -> None:
         """Stop the decoders; close every pooled connection, and the blob store."""
-        if self.thumbnailer is not None:
+        if "thumbnailer" in self.__dict__:  # made (cached_property keeps it there)
             self.thumbnailer.close()
         self.blobs.close()
         close_all = getattr(self.database, "close_all", None)

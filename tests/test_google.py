@@ -19,7 +19,7 @@ import pytest
 from pcloud.api import create_app
 from pcloud.core import Pcloud
 from pcloud.models import User
-from pcloud.services import google
+from pcloud.services import google_certificates
 from tests.google_idp import CLIENT_ID, GoogleIdP, rsa_key
 
 
@@ -227,7 +227,9 @@ def clock(monkeypatch):
     """Moves the certificate cache's clock (only that one) forward on request."""
     shift = SimpleNamespace(seconds=0.0)
     monkeypatch.setattr(
-        google, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + shift.seconds)
+        google_certificates,
+        "time",
+        SimpleNamespace(monotonic=lambda: time.monotonic() + shift.seconds),
     )
     return shift
 
@@ -235,7 +237,7 @@ def clock(monkeypatch):
 def test_a_rotated_key_is_picked_up_before_the_cache_expires(client, idp, clock):
     assert sign_in(client, idp.token()).status_code == 200
     idp.rotate("key-2", rsa_key("rotated"))
-    clock.seconds = google.MIN_REFETCH_INTERVAL + 1  # well within max-age=3600
+    clock.seconds = google_certificates.MIN_REFETCH_INTERVAL + 1  # well within max-age=3600
     assert sign_in(client, idp.token()).status_code == 200
     assert idp.requests == 2
 
@@ -250,7 +252,7 @@ def test_the_certificates_are_fetched_again_once_max_age_passes(client, idp, clo
 def test_cached_certificates_keep_working_when_a_refetch_fails(client, idp, clock):
     assert sign_in(client, idp.token()).status_code == 200
     idp.status = 500
-    clock.seconds = google.MIN_REFETCH_INTERVAL + 1
+    clock.seconds = google_certificates.MIN_REFETCH_INTERVAL + 1
     assert sign_in(client, idp.token(kid="no-such-key")).status_code == 401
     assert sign_in(client, idp.token()).status_code == 200
 
@@ -258,7 +260,7 @@ def test_cached_certificates_keep_working_when_a_refetch_fails(client, idp, cloc
 def test_unknown_kids_refetch_at_most_once_a_minute_even_when_fetching_fails(client, idp, clock):
     assert sign_in(client, idp.token()).status_code == 200
     idp.status = 500
-    clock.seconds = google.MIN_REFETCH_INTERVAL + 1
+    clock.seconds = google_certificates.MIN_REFETCH_INTERVAL + 1
     for _ in range(5):
         assert sign_in(client, idp.token(kid="no-such-key")).status_code == 401
     assert idp.requests == 2

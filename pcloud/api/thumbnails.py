@@ -68,7 +68,6 @@ def send_thumbnail(
     ref = made
     if ref is None:
         size, image_format = requested(request.args.get("size"), request.headers.get("Accept", ""))
-        assert app.thumbnailer is not None
         ref = thumbnails.thumbnail(
             app.blobs, app.thumbnailer.requests, sha256, blob_key, size, image_format
         )

@@ -11,7 +11,7 @@ from pcloud.config import Settings
 from pcloud.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from pcloud.models import User, database_proxy
 from pcloud.services import audit, google, sessions, throttle, users
-from pcloud.services.google import GoogleCertificates
+from pcloud.services.google_certificates import GoogleCertificates
 from pcloud.services.sessions import Client
 from pcloud.services.tokens import TokenPair
 
