@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from pcloud import __version__
-from pcloud.cli import audit, backup, files, serve, shares, systemd, users
 from pcloud.cli.common import (
     EXIT_USAGE,
     HELP_MARKUP,
@@ -20,6 +19,24 @@ from pcloud.cli.common import (
     reports_errors,
     text,
 )
+from pcloud.cli.lazy import LazyGroup
+
+
+class Commands(LazyGroup):
+    """`pcloud`'s subcommands: each module is imported when its command runs."""
+
+    lazy_commands = {  # in the order `pcloud --help` lists them
+        "serve": "pcloud.cli.serve:serve",
+        "audit": "pcloud.cli.audit:show_audit",
+        "backup": "pcloud.cli.backup:backup_command",
+        "restore": "pcloud.cli.backup:restore_command",
+        "systemd-unit": "pcloud.cli.systemd:systemd_unit",
+        "init-db": "pcloud.cli:init_db",
+        "users": "pcloud.cli.users:app",
+        "files": "pcloud.cli.files:app",
+        "shares": "pcloud.cli.shares:app",
+    }
+
 
 app = typer.Typer(
     help="pcloud: your own personal cloud. Run `pcloud serve` to start the server.",
@@ -27,15 +44,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
 )
-app.add_typer(users.app, name="users")
-app.add_typer(files.app, name="files")
-app.add_typer(shares.app, name="shares")
-app.command()(serve.serve)
-app.command("audit")(audit.show_audit)
-app.command("backup")(backup.backup_command)
-app.command("restore")(backup.restore_command)
-app.command("systemd-unit")(systemd.systemd_unit)
 
 
 def _print_version(value: bool) -> None:
@@ -68,7 +78,6 @@ def root(
     ctx.obj = CliState(env_file=env_file, debug=debug)
 
 
-@app.command("init-db")
 @reports_errors
 def init_db(ctx: typer.Context) -> None:
     """Create the data folder and database tables, or upgrade an older pcloud's in place

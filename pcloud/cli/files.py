@@ -27,7 +27,12 @@ from pcloud.config import parse_duration
 from pcloud.services import changes, gc, migrate_storage, thumbnails, trash, verify, versions
 from pcloud.sizes import format_size
 
-app = typer.Typer(help="Maintain stored files.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
+app = typer.Typer(
+    help="Maintain stored files.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    add_completion=False,
+)
 
 
 def _grace(text: str) -> str:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from pcloud.cli.common import console, new_table, open_pcloud, print_table, reports_errors
+from pcloud.cli.common import (
+    HELP_MARKUP,
+    console,
+    new_table,
+    open_pcloud,
+    print_table,
+    reports_errors,
+)
 from pcloud.services import audit, shares, users
 
-app = typer.Typer(help="See and revoke share links.", no_args_is_help=True)
+app = typer.Typer(
+    help="See and revoke share links.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    add_completion=False,
+)
 
 
 @app.command("list")

@@ -16,7 +16,12 @@ from pcloud.cli.common import (
 from pcloud.services import app_passwords, audit, quota, sessions, users
 from pcloud.sizes import format_size
 
-app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP)
+app = typer.Typer(
+    help="Manage user accounts.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    add_completion=False,
+)
 
 
 @app.command("list")
