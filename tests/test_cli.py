@@ -271,3 +271,35 @@ def test_users_delete_removes_the_users_unfinished_tus_uploads(runner, client, a
     upload_id = unfinished_upload(client, auth.headers())
     assert runner.invoke("users", "delete", "ann", "--yes").exit_code == 0
     assert not (settings.upload_folder / "resumable" / upload_id).exists()
+
+
+def test_a_command_imports_its_own_module_not_the_others(tmp_path):
+    """`pcloud backup` starts without the server, the thumbnailer or Google sign-in (a
+    tenth of a second of every command's start): subcommands load lazily."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, sys\n"
+        "from pcloud.cli import app\n"
+        "try:\n"
+        "    app(['--env-file', os.devnull, 'backup', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pcloud'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "pcloud.cli.backup" in loaded
+    for module in (
+        "pcloud.cli.serve",
+        "pcloud.cli.files",
+        "pcloud.server",
+        "pcloud.api",
+        "pcloud.services.thumbnails",
+        "pcloud.services.google",
+    ):
+        assert module not in loaded, module
