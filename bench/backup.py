@@ -23,6 +23,7 @@ The page cache is warm for all of them alike (nothing is dropped: the machine is
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pcloud
 from pcloud.config import Settings
 from pcloud.core import Pcloud
 from pcloud.services import backup, files, users
@@ -217,6 +219,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--added", type=int, default=100)
     options = parser.parse_args()
+    # As pip does on install: with PYTHONDONTWRITEBYTECODE=1 set (as it is on some
+    # machines), an editable install would compile every module at each CLI start.
+    compileall.compile_dir(Path(pcloud.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory(prefix="pcloud-bench-backup-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         data = work / "data"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
 import sys
@@ -216,6 +217,40 @@ def test_verify_finds_changed_and_missing_blobs(runner, client, headers, tmp_pat
     backup.blob_path(dest, sha(b"bbbb")).unlink()
     quick = runner.invoke("backup", "verify", str(dest), "--quick")
     assert quick.exit_code == 1 and "missing" in quick.output
+
+
+def test_damage_verify_finds_is_set_aside_and_the_next_backup_copies_it_again(
+    runner, client, headers, tmp_path
+):
+    """The next run trusts what its last snapshot lists by name alone (no stat of each
+    blob): what verify finds wrong it sets aside, and that run copies it again."""
+    for name, content in (("a", b"aaaa"), ("b", b"bbbb"), ("c", b"cccc")):
+        put_file(client, headers, name, content)
+    dest = tmp_path / "backup"
+    runner.invoke("backup", str(dest))
+    backup.blob_path(dest, sha(b"aaaa")).write_bytes(b"aaab")  # bit rot
+    backup.blob_path(dest, sha(b"bbbb")).write_bytes(b"bb")  # cut short
+    backup.blob_path(dest, sha(b"cccc")).unlink()
+    damaged = runner.invoke("backup", "verify", str(dest))
+    assert damaged.exit_code == 1 and "3 problem(s)" in damaged.output
+    assert "set aside" in damaged.output and "copies it again" in damaged.output
+    result = runner.invoke("backup", str(dest))
+    assert result.exit_code == 0 and "copied now 3 " in result.output, result.output
+    sound = runner.invoke("backup", "verify", str(dest))
+    assert sound.exit_code == 0, sound.output
+    assert backup.blob_path(dest, sha(b"aaaa")).read_bytes() == b"aaaa"
+    left = sorted(p.name for p in (dest / "blobs").rglob("*") if p.is_file())
+    assert left == sorted(sha(c) for c in (b"aaaa", b"bbbb", b"cccc"))  # set-asides went
+
+
+def test_verify_refuses_while_a_backup_writes_to_the_folder(runner, client, headers, tmp_path):
+    put_file(client, headers, "a", b"aaaa")
+    dest = tmp_path / "backup"
+    runner.invoke("backup", str(dest))
+    with open(dest / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running backup holds it
+        result = runner.invoke("backup", "verify", str(dest))
+    assert result.exit_code == 1 and "Another `pcloud backup`" in result.output, result.output
 
 
 def test_restore_refuses_a_folder_that_is_not_empty(runner, client, headers, tmp_path):
