@@ -412,3 +412,33 @@ def test_entity_expansion_is_refused(client, ann):
 def test_large_xml_bodies_are_refused(client, ann):
     answer = propfind(client, "/", ann, "0", "<a>" + "x" * (2 * 1024 * 1024) + "</a>")
     assert answer.status_code == 413 and "error" in answer.get_json()
+
+
+def test_puts_waiting_for_a_password_check_are_bounded_and_503_past_it(pcloud, ann, monkeypatch):
+    """A client opening PUTs with an account password faster than scrypt runs gets 503
+    and Retry-After once VERIFICATIONS_AT_MOST checks are under way; a PUT that ends
+    before its check began cancels it, and the room comes back."""
+    import threading
+
+    from pcloud.dav import put
+    from pcloud.errors import ServiceUnavailable
+    from pcloud.services.basic_sign_in import PasswordCache
+
+    release = threading.Event()
+    monkeypatch.setattr(put, "_verdict", lambda *args: release.wait(30) and False)
+    headers = {"AUTHORIZATION": basic("ann", PASSWORD)["Authorization"]}
+    passwords = PasswordCache(pcloud.settings.password_hash)
+    bodies = [
+        put.receiver_for_put(pcloud, passwords, "/dav/a.txt", headers)
+        for _ in range(put.VERIFICATIONS_AT_MOST)
+    ]
+    with pytest.raises(ServiceUnavailable) as refused:
+        put.receiver_for_put(pcloud, passwords, "/dav/a.txt", headers)
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert put.VERIFIER_BUSY in str(refused.value)
+    for body in bodies[2:]:  # cut off before their checks began: cancelled
+        body.close()
+    room = put.receiver_for_put(pcloud, passwords, "/dav/a.txt", headers)
+    release.set()
+    for body in [*bodies[:2], room]:
+        body.close()

@@ -23,7 +23,7 @@ from wsgidav.dav_error import HTTP_BAD_REQUEST, DAVError
 
 from pcloud.core import Pcloud
 from pcloud.dav.errors import as_dav_errors
-from pcloud.errors import BadRequest, PcloudError, Unauthorized
+from pcloud.errors import BadRequest, PcloudError, ServiceUnavailable, Unauthorized
 from pcloud.models import StoredFile, database_proxy
 from pcloud.services import files, paths, quota, tree
 from pcloud.services.basic_sign_in import (
@@ -40,6 +40,11 @@ CHALLENGE = 'Basic realm="pcloud", charset="UTF-8"'  # what a 401 under /dav/ as
 MTIME_HEADER = "HTTP_X_OC_MTIME"
 CHECKSUM_HEADER = "HTTP_OC_CHECKSUM"
 LATEST_MTIME = 253402300799  # 9999-12-31T23:59:59Z
+# Account passwords being checked for PUTs (by the two verifier threads) or waiting to
+# be, at most: past this, such a PUT is answered 503 at once. Without a bound, a client
+# opening PUTs faster than scrypt runs queued work (and memory) without end.
+VERIFICATIONS_AT_MOST = 32
+VERIFIER_BUSY = "Too many sign-ins are being checked right now: try again in a moment"
 
 
 class PutBody:
@@ -92,6 +97,9 @@ class PutBody:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+        if self._signed_in is not None:  # a check not begun yet is no longer wanted
+            self._signed_in.cancel()
+            self._signed_in = None
 
 
 def receiver_for_put(
@@ -132,14 +140,29 @@ def receiver_for_put(
 
 _verifier: ThreadPoolExecutor | None = None  # made in the worker process, when first needed
 _verifier_lock = threading.Lock()
+_verifications = threading.BoundedSemaphore(VERIFICATIONS_AT_MOST)
 
 
 def _verify_later(login: str, password: str, passwords: PasswordCache) -> Future[bool]:
+    """The verdict on an account password, coming from the verifier threads. Raises
+    ServiceUnavailable (Retry-After: 1) when VERIFICATIONS_AT_MOST are under way."""
     global _verifier
-    with _verifier_lock:
-        if _verifier is None:
-            _verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pcloud-dav-sign-in")
-    return _verifier.submit(_verdict, login, password, passwords)
+    if not _verifications.acquire(blocking=False):
+        busy = ServiceUnavailable(VERIFIER_BUSY, retry_after=1)
+        busy.headers = {"Retry-After": "1"}
+        raise busy
+    try:
+        with _verifier_lock:
+            if _verifier is None:
+                _verifier = ThreadPoolExecutor(
+                    max_workers=2, thread_name_prefix="pcloud-dav-sign-in"
+                )
+        future = _verifier.submit(_verdict, login, password, passwords)
+    except BaseException:
+        _verifications.release()
+        raise
+    future.add_done_callback(lambda _done: _verifications.release())  # cancelled too
+    return future
 
 
 def _verdict(login: str, password: str, passwords: PasswordCache) -> bool:
