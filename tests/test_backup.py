@@ -370,3 +370,21 @@ def test_syncfs_is_found_on_linux():
     """The fast path is the one taken here: a libc without syncfs would fall back silently."""
     if sys.platform.startswith("linux"):
         assert backup._syncfs is not None
+
+
+def test_a_blob_copy_the_kernel_stops_midway_is_finished_the_portable_way(tmp_path, monkeypatch):
+    source = tmp_path / "blob"
+    source.write_bytes(os.urandom(300_000))
+    real = os.copy_file_range
+    calls = []
+
+    def refuses_after_one(fd_in, fd_out, count, *args):
+        calls.append(count)
+        if len(calls) > 1:
+            raise OSError(errno.EXDEV, "cross-device")
+        return real(fd_in, fd_out, 1000)
+
+    monkeypatch.setattr(os, "copy_file_range", refuses_after_one)
+    target = tmp_path / "copy"
+    assert backup._copy_file(source, str(target)) == 300_000
+    assert target.read_bytes() == source.read_bytes() and len(calls) == 2
