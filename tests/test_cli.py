@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -276,10 +279,6 @@ def test_users_delete_removes_the_users_unfinished_tus_uploads(runner, client, a
 def test_a_command_imports_its_own_module_not_the_others(tmp_path):
     """`pcloud backup` starts without the server, the thumbnailer or Google sign-in (a
     tenth of a second of every command's start): subcommands load lazily."""
-    import json
-    import subprocess
-    import sys
-
     script = (
         "import json, os, sys\n"
         "from pcloud.cli import app\n"

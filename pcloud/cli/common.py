@@ -53,6 +53,14 @@ class UsageError(PcloudError):
     exit_code = EXIT_USAGE
 
 
+def command_group(help_text: str) -> typer.Typer:
+    """A group of subcommands (`pcloud users ...`). pcloud.cli loads it lazily, not
+    through add_typer, so it carries the settings add_typer would have passed down."""
+    return typer.Typer(
+        help=help_text, no_args_is_help=True, rich_markup_mode=HELP_MARKUP, add_completion=False
+    )
+
+
 def text(value: object) -> str:
     """A piece of data, escaped so that rich prints it as it is, never as markup."""
     return escape(str(value))

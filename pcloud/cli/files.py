@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from pcloud.cli.common import (
-    HELP_MARKUP,
+    command_group,
     console,
     new_table,
     open_pcloud,
@@ -27,12 +27,7 @@ from pcloud.config import parse_duration
 from pcloud.services import changes, gc, migrate_storage, thumbnails, trash, verify, versions
 from pcloud.sizes import format_size
 
-app = typer.Typer(
-    help="Maintain stored files.",
-    no_args_is_help=True,
-    rich_markup_mode=HELP_MARKUP,
-    add_completion=False,
-)
+app = command_group("Maintain stored files.")
 
 
 def _grace(text: str) -> str:

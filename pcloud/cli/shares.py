@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pcloud.cli.common import (
-    HELP_MARKUP,
+    command_group,
     console,
     new_table,
     open_pcloud,
@@ -14,12 +14,7 @@ from pcloud.cli.common import (
 )
 from pcloud.services import audit, shares, users
 
-app = typer.Typer(
-    help="See and revoke share links.",
-    no_args_is_help=True,
-    rich_markup_mode=HELP_MARKUP,
-    add_completion=False,
-)
+app = command_group("See and revoke share links.")
 
 
 @app.command("list")

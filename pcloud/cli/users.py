@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pcloud.cli.common import (
-    HELP_MARKUP,
+    command_group,
     console,
     new_table,
     open_pcloud,
@@ -16,12 +16,7 @@ from pcloud.cli.common import (
 from pcloud.services import app_passwords, audit, quota, sessions, users
 from pcloud.sizes import format_size
 
-app = typer.Typer(
-    help="Manage user accounts.",
-    no_args_is_help=True,
-    rich_markup_mode=HELP_MARKUP,
-    add_completion=False,
-)
+app = command_group("Manage user accounts.")
 
 
 @app.command("list")
