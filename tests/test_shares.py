@@ -282,6 +282,7 @@ def test_a_text_file_never_shows_inline(client, auth):
         ({"file_id": 1, "folder_id": 1}, "one of them"),
         ({"folder_id": "root", "mode": "edit"}, "mode"),
         ({"folder_id": "root", "max_downloads": 0}, "max_downloads"),
+        ({"folder_id": "root", "max_downloads": 2**63}, "max_downloads"),
         ({"folder_id": "root", "expires_at": "2001-01-01T00:00:00Z"}, "future"),
         ({"folder_id": "root", "expires_at": "soon"}, "ISO 8601"),
         ({"folder_id": "root", "password": ""}, "password"),
@@ -291,6 +292,21 @@ def test_a_malformed_share_request_is_400(client, auth, body, text):
     response = client.post("/api/v1/shares", headers=auth.headers(), json=body)
     assert response.status_code == 400
     assert text in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"file_id": -517063078010192053889844349516120064},  # found by schemathesis: a 500
+        {"file_id": 2**63},
+        {"file_id": -1},
+        {"folder_id": 2**64},
+    ],
+)
+def test_an_id_no_row_can_have_is_404_not_500(client, auth, body):
+    response = client.post("/api/v1/shares", headers=auth.headers(), json=body)
+    assert response.status_code == 404
+    assert "not found" in response.get_json()["error"]
 
 
 def test_an_upload_link_needs_a_folder_and_shows_nothing(client, auth):

@@ -24,7 +24,6 @@ from pcloud.errors import BadRequest, NotFound
 from pcloud.services import entries, files, folders, moves, quota, trash, tree
 
 PREFIX = "/api/v1"
-MAX_ID = 2**63 - 1  # what the database holds; larger ids are nobody's
 blueprint = Blueprint("tree", __name__, url_prefix=PREFIX)
 
 
@@ -48,7 +47,7 @@ def optional_id(body: dict, field: str) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+    if not tree.is_id(value):
         raise BadRequest(f"'{field}' must be a folder id (a whole number)")
     return value
 

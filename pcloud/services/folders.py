@@ -163,7 +163,7 @@ def _file_order(sort: str, descending: bool) -> list[Any]:
 
 def file_of(owner_id: int, file_id: object) -> StoredFile:
     """The user's file of that id, not in the trash. NotFound otherwise."""
-    if isinstance(file_id, bool) or not isinstance(file_id, int):
+    if not tree.is_id(file_id):
         raise NotFound(FILE_NOT_FOUND)
     stored = StoredFile.get_or_none((StoredFile.id == file_id) & (StoredFile.owner == owner_id))
     if stored is None or stored.folder_id is None or not tree.is_live(stored.folder_id):

@@ -81,10 +81,8 @@ def create(
         not isinstance(password, str) or not password or len(password) > MAX_PASSWORD
     ):
         raise BadRequest(f"'password' must be text of 1 to {MAX_PASSWORD} characters")
-    if max_downloads is not None and (
-        isinstance(max_downloads, bool) or not isinstance(max_downloads, int) or max_downloads < 1
-    ):
-        raise BadRequest("'max_downloads' must be a whole number of at least 1")
+    if max_downloads is not None and (not tree.is_id(max_downloads) or max_downloads < 1):
+        raise BadRequest(f"'max_downloads' must be a whole number from 1 to {tree.MAX_ID}")
     if expires_at is not None and expires_at <= utc_now():
         raise BadRequest("'expires_at' must be in the future")
     token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -124,7 +122,7 @@ def _folder_ref(folder_id: object) -> int | None:
     """'root' -> None (the root); a folder id as sent -> the id. NotFound otherwise."""
     if folder_id == "root":
         return None
-    if isinstance(folder_id, bool) or not isinstance(folder_id, int):
+    if not tree.is_id(folder_id):
         raise NotFound(tree.FOLDER_NOT_FOUND)
     return folder_id
 

@@ -11,7 +11,7 @@ feed ids commit in order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
 import peewee
 
@@ -101,10 +101,18 @@ def root_id(owner_id: int) -> int | None:
     return root
 
 
+MAX_ID = 2**63 - 1  # what the database holds; larger ids are nobody's
+
+
+def is_id(value: object) -> TypeGuard[int]:
+    """Whether a value sent as an id (from JSON, say) could be a row's id at all."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_ID
+
+
 def live_folder(owner_id: int, folder_id: object) -> Folder:
     """The user's folder of that id, not in the trash nor inside a trashed folder.
     NotFound for anyone else's, a malformed id, or a trashed one."""
-    if isinstance(folder_id, bool) or not isinstance(folder_id, int):
+    if not is_id(folder_id):
         raise NotFound(FOLDER_NOT_FOUND)
     folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.owner == owner_id))
     if folder is None or not is_live(folder.id):
