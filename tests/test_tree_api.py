@@ -265,10 +265,29 @@ def test_malformed_folder_ids_are_404_json(client, headers, ref):
 
 
 @pytest.mark.parametrize(
-    "body", [{"name": "x", "parent_id": "1"}, {"name": "x", "parent_id": True}]
+    "body",
+    [
+        {"name": "x", "parent_id": "1"},
+        {"name": "x", "parent_id": True},
+        {"name": "x", "parent_id": 1.5},
+    ],
 )
 def test_wrongly_typed_ids_are_400(client, headers, body):
     assert client.post(f"{API}/folders", headers=headers, json=body).status_code == 400
+
+
+def test_an_id_written_as_a_whole_float_is_that_id(client, headers):
+    # JSON has one kind of number, and JSON Schema's integer takes 7.0: so does pcloud
+    # (found by schemathesis, whose valid moves were refused).
+    folder = make_folder(client, headers, "Docs").get_json()
+    entry = put_file(client, headers, "a.txt").get_json()
+    body = {"folder_id": float(folder["id"])}
+    moved = client.patch(f"{API}/files/{entry['id']}", headers=headers, json=body)
+    assert moved.status_code == 200 and moved.get_json()["parent_id"] == folder["id"]
+    inner = client.post(
+        f"{API}/folders", headers=headers, json={"name": "In", "parent_id": 1e0 * folder["id"]}
+    )
+    assert inner.status_code == 201 and inner.get_json()["parent_id"] == folder["id"]
 
 
 def test_malformed_json_is_400(client, headers):

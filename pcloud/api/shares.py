@@ -12,7 +12,7 @@ from pcloud.api.tree import PREFIX
 from pcloud.errors import BadRequest
 from pcloud.models import Share, utc_now
 from pcloud.moments import parse_moment
-from pcloud.services import shares
+from pcloud.services import shares, tree
 from pcloud.services.entries import iso_millis
 
 blueprint = Blueprint("shares", __name__, url_prefix=PREFIX)
@@ -59,7 +59,7 @@ def _expiry(body: dict):
         raise BadRequest("Send 'expires_at' or 'expires_in', not both")
     seconds = body.get("expires_in")
     if seconds is not None:
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds < 10**10:
+        if (seconds := tree.whole_number(seconds, 1, shares.MAX_EXPIRES_IN)) is None:
             raise BadRequest("'expires_in' must be a whole number of seconds")
         return utc_now() + timedelta(seconds=seconds)
     text = body.get("expires_at")

@@ -47,7 +47,7 @@ def optional_id(body: dict, field: str) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if not tree.is_id(value):
+    if (value := tree.as_id(value)) is None:
         raise BadRequest(f"'{field}' must be a folder id (a whole number)")
     return value
 

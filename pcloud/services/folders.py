@@ -163,7 +163,8 @@ def _file_order(sort: str, descending: bool) -> list[Any]:
 
 def file_of(owner_id: int, file_id: object) -> StoredFile:
     """The user's file of that id, not in the trash. NotFound otherwise."""
-    if not tree.is_id(file_id):
+    file_id = tree.as_id(file_id)
+    if file_id is None:
         raise NotFound(FILE_NOT_FOUND)
     stored = StoredFile.get_or_none((StoredFile.id == file_id) & (StoredFile.owner == owner_id))
     if stored is None or stored.folder_id is None or not tree.is_live(stored.folder_id):

@@ -32,7 +32,7 @@ def parse_request(item: object) -> ContentRequest:
     (sha256,) = upload_check.parse_hashes([item.get("sha256")])
     name = names.validate(item.get("name"), "name")
     folder_id = item.get("folder_id")
-    if folder_id is not None and not tree.is_id(folder_id):
+    if folder_id is not None and (folder_id := tree.as_id(folder_id)) is None:
         raise BadRequest("'folder_id' must be a folder id (a whole number)")
     return ContentRequest(sha256, name, folder_id, _moment(item.get("modified_at")))
 

@@ -40,6 +40,7 @@ LINK_NOT_FOUND = "This link does not exist"
 LINK_GONE = "This link has expired or was revoked"
 LINK_USED_UP = "This link has been used as often as its owner allowed"
 MAX_PASSWORD = 1024
+MAX_EXPIRES_IN = 10**10 - 1  # seconds: over 300 years
 
 SHARE_CREATED = "share-created"
 SHARE_REVOKED = "share-revoked"
@@ -81,7 +82,10 @@ def create(
         not isinstance(password, str) or not password or len(password) > MAX_PASSWORD
     ):
         raise BadRequest(f"'password' must be text of 1 to {MAX_PASSWORD} characters")
-    if max_downloads is not None and (not tree.is_id(max_downloads) or max_downloads < 1):
+    if (
+        max_downloads is not None
+        and (max_downloads := tree.whole_number(max_downloads, 1, tree.MAX_ID)) is None
+    ):
         raise BadRequest(f"'max_downloads' must be a whole number from 1 to {tree.MAX_ID}")
     if expires_at is not None and expires_at <= utc_now():
         raise BadRequest("'expires_at' must be in the future")
@@ -122,9 +126,10 @@ def _folder_ref(folder_id: object) -> int | None:
     """'root' -> None (the root); a folder id as sent -> the id. NotFound otherwise."""
     if folder_id == "root":
         return None
-    if not tree.is_id(folder_id):
+    folder = tree.as_id(folder_id)
+    if folder is None:
         raise NotFound(tree.FOLDER_NOT_FOUND)
-    return folder_id
+    return folder
 
 
 def shared_folder_id(share: Share) -> int:

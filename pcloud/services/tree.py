@@ -11,7 +11,7 @@ feed ids commit in order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeGuard
+from typing import Any
 
 import peewee
 
@@ -104,15 +104,27 @@ def root_id(owner_id: int) -> int | None:
 MAX_ID = 2**63 - 1  # what the database holds; larger ids are nobody's
 
 
-def is_id(value: object) -> TypeGuard[int]:
-    """Whether a value sent as an id (from JSON, say) could be a row's id at all."""
-    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_ID
+def as_id(value: object) -> int | None:
+    """The row id a value sent as one stands for (JSON's 7.0 is 7), or None when no row
+    could have it: not a whole number, negative, or past what the database holds."""
+    return whole_number(value, 0, MAX_ID)
+
+
+def whole_number(value: object, least: int, most: int) -> int | None:
+    """A whole number sent in JSON, within [least, most]; None for anything else (true
+    and false included). JSON has one kind of number: 3.0 is 3, as JSON Schema says."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        return None
+    return value
 
 
 def live_folder(owner_id: int, folder_id: object) -> Folder:
     """The user's folder of that id, not in the trash nor inside a trashed folder.
     NotFound for anyone else's, a malformed id, or a trashed one."""
-    if not is_id(folder_id):
+    folder_id = as_id(folder_id)
+    if folder_id is None:
         raise NotFound(FOLDER_NOT_FOUND)
     folder = Folder.get_or_none((Folder.id == folder_id) & (Folder.owner == owner_id))
     if folder is None or not is_live(folder.id):
