@@ -239,6 +239,19 @@ def test_a_folder_downloads_as_a_zip_of_everything_below_it(client, auth):
     assert archive.read("beach/sand.jpg") == b"S" * 5000
 
 
+def test_a_folder_named_beyond_latin_1_downloads_under_its_name(client, auth):
+    # Found by schemathesis: the name went into Content-Disposition as it was, and
+    # waitress could not write the header (a 500). Such a name goes in filename*.
+    headers = auth.headers()
+    made = client.post("/api/v1/folders", headers=headers, json={"name": "Фото 2024 ✓"})
+    answer = client.get(f"/api/v1/folders/{made.get_json()['id']}/zip", headers=headers)
+    assert answer.status_code == 200
+    disposition = answer.headers["Content-Disposition"]
+    disposition.encode("latin-1")  # what a server can send
+    assert "filename*=UTF-8''%D0%A4%D0%BE%D1%82%D0%BE%202024%20%E2%9C%93.zip" in disposition
+    assert 'filename=" 2024 .zip"' in disposition
+
+
 def test_the_root_zip_holds_everything_and_trashed_folders_stay_out(client, auth):
     headers = auth.headers()
     holiday = _tree(client, headers)

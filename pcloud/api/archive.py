@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
+from urllib.parse import quote
+
 from flask import Blueprint, Response
 
 from pcloud.api.context import current_user_id, login_required, pcloud
@@ -23,7 +26,21 @@ def send_folder_archive(user_id: int, ref: str) -> Response:
     made = archive.folder_archive(pcloud().blobs, user_id, folder_ref(ref))
     response = Response(made.chunks, mimetype="application/zip")
     response.content_length = made.length
-    response.headers.set("Content-Disposition", "attachment", filename=made.name)
+    name_attachment(response, made.name)
     response.cache_control.private = True
     response.cache_control.no_store = True
     return response
+
+
+def name_attachment(response: Response, name: str) -> None:
+    """Content-Disposition: attachment under this name. A header is Latin-1, so a name
+    that is not ASCII goes in RFC 6266's `filename*` (UTF-8, percent-encoded), beside an
+    ASCII `filename` for old clients: as werkzeug's send_file writes it for files."""
+    try:
+        name.encode("ascii")
+    except UnicodeEncodeError:
+        simple = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+        encoded = {"filename*": f"UTF-8''{quote(name, safe='!#$&+^`|~')}"}
+        response.headers.set("Content-Disposition", "attachment", filename=simple, **encoded)
+    else:
+        response.headers.set("Content-Disposition", "attachment", filename=name)

@@ -28,6 +28,7 @@ from flask import (
 )
 
 from pcloud.api import tus, tus_headers
+from pcloud.api.archive import name_attachment
 from pcloud.api.context import pcloud, quick, quick_when, receives_body
 from pcloud.api.files import send_stored_file
 from pcloud.api.thumbnails import made_already, send_thumbnail
@@ -257,7 +258,7 @@ def download_zip(token: str, folder_id: int | None = None):
         mimetype="application/zip",
         headers={"Content-Length": str(made.length)},
     )
-    response.headers.set("Content-Disposition", "attachment", filename=made.name)
+    name_attachment(response, made.name)
     response.cache_control.no_store = True
     return response
 
