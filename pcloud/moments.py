@@ -18,11 +18,12 @@ def parse_moment(text: str) -> datetime:
         if _EPOCH_MILLISECONDS.fullmatch(text):
             return datetime.fromtimestamp(int(text) / 1000, timezone.utc)
         moment = datetime.fromisoformat(_ZULU.sub("+00:00", text))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        # in UTC, year 1 at +01:00 is before year 1: OverflowError (found by schemathesis)
+        return moment.astimezone(timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"{text[:40]!r} is neither ISO 8601 nor epoch milliseconds") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def iso_utc(epoch_seconds: int) -> str:
