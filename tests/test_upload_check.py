@@ -141,6 +141,16 @@ def test_a_file_from_content_i_have_costs_no_upload(client, headers, settings):
     assert len([p for p in (settings.upload_folder / "blobs").rglob("*") if p.is_file()]) == 1
 
 
+@pytest.mark.parametrize("moment", [1622541600000, 1622541600000.0])
+def test_from_content_takes_epoch_milliseconds_as_json_numbers(client, headers, moment):
+    # JSON's 1622541600000.0 is the same number (found by schemathesis: it was a 400)
+    put_file(client, headers, "a.jpg", b"pixels")
+    body = {"sha256": sha(b"pixels"), "name": "same.jpg", "modified_at": moment}
+    response = client.post(f"{API}/files/from-content", headers=headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["modified_at"] == "2021-06-01T10:00:00.000Z"
+
+
 def test_a_file_from_content_someone_else_has_is_404(client, auth):
     put_file(client, auth.headers("ann"), "a.jpg", b"anns")
     response = client.post(
@@ -158,6 +168,7 @@ def test_a_file_from_content_someone_else_has_is_404(client, auth):
         {"sha256": "0" * 64, "name": "../a"},
         {"sha256": "0" * 64, "name": "a.jpg", "modified_at": [1]},
         {"sha256": "0" * 64, "name": "a.jpg", "modified_at": "soon"},
+        {"sha256": "0" * 64, "name": "a.jpg", "modified_at": 1.5},
     ],
 )
 def test_malformed_from_content_requests_are_400(client, headers, body):

@@ -40,6 +40,8 @@ def parse_request(item: object) -> ContentRequest:
 def _moment(value: object) -> datetime | None:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 1700000000000.0 is 1700000000000
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest("'modified_at' must be ISO 8601 text or epoch milliseconds")
     try:
