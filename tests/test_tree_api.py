@@ -191,9 +191,14 @@ def test_the_root_cannot_be_renamed_moved_or_deleted(client, headers):
     root = listing(client, headers)["folder"]["id"]
     assert (
         client.patch(f"{API}/folders/{root}", headers=headers, json={"name": "x"}).status_code
-        == 400
+        == 403
     )
-    assert client.delete(f"{API}/folders/{root}", headers=headers).status_code == 400
+    assert client.delete(f"{API}/folders/{root}", headers=headers).status_code == 403
+    copied = client.post(f"{API}/folders/{root}/copy", headers=headers, json={})
+    assert copied.status_code == 403
+    assert copied.get_json() == {
+        "error": "The root folder cannot be renamed, moved, copied or deleted"
+    }
 
 
 def test_a_file_copy_costs_no_bytes(client, headers, settings):

@@ -8,11 +8,23 @@ answers are checked against these schemas, and schemathesis fuzzes a running
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
 from pcloud import __version__
+from pcloud.services import (
+    changes,
+    folders,
+    from_content,
+    names,
+    sessions,
+    tree,
+    upload_check,
+    users,
+)
+from pcloud.services.uploads.hashes import CHECKSUM_ALGORITHMS
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -39,6 +51,39 @@ def _object(required: list[str], properties: dict[str, Schema], **extra: Any) ->
 
 
 TIMESTAMP = _string(description="ISO 8601 UTC, ending in Z", examples=["2026-11-25T09:30:00Z"])
+
+# What the routes accept, as they check it (the constants are theirs): a client that
+# keeps to these schemas is served, and a fuzzer that does reaches past the validation.
+NOT_NUL = r"^[^\x00]*$"  # no stored text may hold NUL (context.json_body)
+CONTROL = names.CONTROL_CHARACTERS.pattern[1:-1]  # inside [...]
+NAME_CHARACTER = rf"[^/\\{CONTROL}]"
+NAME = _string(
+    minLength=1,
+    maxLength=names.MAX_NAME_BYTES,
+    pattern=rf"^{NAME_CHARACTER}*[^./\\{CONTROL}]{NAME_CHARACTER}*$",
+    description=f"A file or folder name: at most {names.MAX_NAME_BYTES} bytes in UTF-8, no '/', "
+    "'\\' or control characters, not only dots",
+)
+FILLED = _string(minLength=1, pattern=NOT_NUL)  # a field the route requires non-empty
+SHA256 = _string(pattern="^[0-9a-fA-F]{64}$", description="SHA-256, hexadecimal")
+MOMENT_IN = {
+    "anyOf": [
+        _string(format="date-time"),
+        # from year 1 to 9999
+        {"type": "integer", "minimum": -62135596800000, "maximum": 253402300799999},
+    ],
+    "description": "ISO 8601 (UTC when no offset is given), or epoch milliseconds",
+}
+USERNAME = _string(
+    minLength=1,
+    maxLength=users.MAX_USERNAME_LENGTH,
+    pattern=rf"^[^{users.USERNAME_FORBIDDEN.pattern[1:-1]}]+$",
+    description="No spaces, '@', '/', '\\' or control characters",
+)
+EMAIL = _string(
+    maxLength=users.MAX_EMAIL_LENGTH,
+    pattern=rf"^{users.EMAIL_SHAPE.pattern}$",
+)
 MESSAGE_ONLY = _object(["message"], {"message": _string()})
 
 SCHEMAS: dict[str, Schema] = {
@@ -129,10 +174,17 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-def _json_body(properties: dict[str, Schema], required: list[str]) -> Schema:
+def _json_body(properties: dict[str, Schema], required: list[str], **extra: Any) -> Schema:
+    """A required JSON object body. Its text fields refuse NUL, as context.json_body does."""
+    properties = {
+        name: {**schema, "pattern": NOT_NUL}
+        if schema.get("type") == "string" and "pattern" not in schema
+        else schema
+        for name, schema in properties.items()
+    }
     return {
         "required": True,
-        "content": {JSON: {"schema": _object(required, properties)}},
+        "content": {JSON: {"schema": _object(required, properties, **extra)}},
     }
 
 
@@ -149,7 +201,8 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         401: "No valid access token (or credentials)",
         403: "Refused on this server: the account is disabled, registration is closed "
         "(or not open to this email), or Google sign-in is not enabled (share links: not "
-        "what this link is for)",
+        "what this link is for; folders: the root cannot be renamed, moved, copied or "
+        "deleted)",
         404: "Not found (also anything of another user's)",
         405: "Method not allowed",
         409: "Conflict",
@@ -207,11 +260,37 @@ def _header(name: str, required: bool = False, **schema: Any) -> Schema:
     return {"name": name, "in": "header", "required": required, "schema": schema or _string()}
 
 
+FILE_PART = _string(contentMediaType="application/octet-stream", description="The bytes")
 FILENAME = _path_parameter("filename", "The file's name as listed (URL-encoded)")
 SESSION_ID = _path_parameter("session_id", "A session's id, from GET /sessions")
 UPLOAD_ID = _path_parameter("upload_id", "The id at the end of the upload's Location")
 TUS_RESUMABLE = _header("Tus-Resumable", required=True, enum=["1.0.0"])
-DEVICE_NAME = _string(maxLength=100, description="Shown in the session list")
+DEVICE_NAME = _string(
+    maxLength=sessions.MAX_DEVICE_NAME,
+    pattern=rf"^[^{CONTROL}]*$",
+    description="Shown in the session list",
+)
+TUS_METADATA = r"^(filename|name) [A-Za-z0-9+/]+={0,2}(,[a-z_]+ [A-Za-z0-9+/]*={0,2})*$"
+# Each algorithm's digest in base64, of its own length
+TUS_CHECKSUM = "^({})$".format(
+    "|".join(
+        f"{name} [A-Za-z0-9+/]{{{len(encoded.rstrip('='))}}}{'=' * encoded.count('=')}"
+        for name, make in CHECKSUM_ALGORITHMS.items()
+        for encoded in [base64.b64encode(make().digest()).decode()]
+    )
+)
+
+
+def _upload_links() -> dict[str, Schema]:
+    """A new tus upload's id, from the end of its Location."""
+    upload_id = {"path.upload_id": "$response.header.Location#regex:/tus/([^/?]+)$"}
+    return {
+        "Status": _link("/tus/{upload_id}", "head", **upload_id),
+        "Append": _link("/tus/{upload_id}", "patch", **upload_id),
+        "Terminate": _link("/tus/{upload_id}", "delete", **upload_id),
+    }
+
+
 TUS_STATE_HEADERS = {
     "Upload-Offset": {"schema": {"type": "integer"}},
     "Upload-Expires": {"schema": _string()},
@@ -219,7 +298,12 @@ TUS_STATE_HEADERS = {
 }
 
 
-def _paths() -> dict[str, Schema]:
+def _paths(password_min_length: int) -> dict[str, Schema]:
+    password = _string(
+        minLength=password_min_length,
+        maxLength=users.MAX_PASSWORD_BYTES // 4,  # the limit is in bytes of UTF-8
+        description=PASSWORD_POLICY,
+    )
     return {
         "/": {
             "get": _operation(
@@ -245,9 +329,9 @@ def _paths() -> dict[str, Schema]:
                 409,
                 body=_json_body(
                     {
-                        "username": _string(maxLength=150),
-                        "email": _string(),
-                        "password": _string(description=PASSWORD_POLICY),
+                        "username": USERNAME,
+                        "email": EMAIL,
+                        "password": password,
                     },
                     ["username", "email", "password"],
                 ),
@@ -264,8 +348,8 @@ def _paths() -> dict[str, Schema]:
                 429,
                 body=_json_body(
                     {
-                        "login_identifier": _string(description="Username or email"),
-                        "password": _string(),
+                        "login_identifier": {**FILLED, "description": "Username or email"},
+                        "password": FILLED,
                         "device_name": DEVICE_NAME,
                     },
                     ["login_identifier", "password"],
@@ -283,7 +367,7 @@ def _paths() -> dict[str, Schema]:
                 409,
                 503,
                 body=_json_body(
-                    {"google_token": _string(), "device_name": DEVICE_NAME}, ["google_token"]
+                    {"google_token": FILLED, "device_name": DEVICE_NAME}, ["google_token"]
                 ),
                 auth=False,
             )
@@ -295,7 +379,7 @@ def _paths() -> dict[str, Schema]:
                 400,
                 401,
                 body=_json_body(
-                    {"refresh_token": _string(), "rotate": {"type": "boolean"}},
+                    {"refresh_token": FILLED, "rotate": {"type": "boolean"}},
                     ["refresh_token"],
                 ),
                 auth=False,
@@ -307,7 +391,7 @@ def _paths() -> dict[str, Schema]:
                 {"200": _answer("Signed out", MESSAGE_ONLY)},
                 400,
                 401,
-                body=_json_body({"refresh_token": _string()}, ["refresh_token"]),
+                body=_json_body({"refresh_token": FILLED}, ["refresh_token"]),
                 auth=False,
             )
         },
@@ -327,10 +411,7 @@ def _paths() -> dict[str, Schema]:
                 400,
                 429,
                 body=_json_body(
-                    {
-                        "old_password": _string(),
-                        "new_password": _string(description=PASSWORD_POLICY),
-                    },
+                    {"old_password": FILLED, "new_password": password},
                     ["old_password", "new_password"],
                 ),
             )
@@ -397,9 +478,7 @@ def _paths() -> dict[str, Schema]:
                 body={
                     "required": True,
                     "content": {
-                        "multipart/form-data": {
-                            "schema": _object(["file"], {"file": _string(contentEncoding="binary")})
-                        }
+                        "multipart/form-data": {"schema": _object(["file"], {"file": FILE_PART})}
                     },
                 },
             )
@@ -445,7 +524,7 @@ def _paths() -> dict[str, Schema]:
                 404,
                 409,
                 body=_json_body(
-                    {"old_filename": _string(), "new_filename": _string()},
+                    {"old_filename": FILLED, "new_filename": NAME},
                     ["old_filename", "new_filename"],
                 ),
             )
@@ -462,6 +541,7 @@ def _paths() -> dict[str, Schema]:
                     "201": {
                         "description": "Created; Location names the upload",
                         "headers": {"Location": {"schema": _string()}, **TUS_STATE_HEADERS},
+                        "links": _upload_links(),
                     }
                 },
                 400,
@@ -472,9 +552,17 @@ def _paths() -> dict[str, Schema]:
                 460,
                 parameters=[
                     TUS_RESUMABLE,
-                    _header("Upload-Length", minimum=0, type="integer"),
+                    {
+                        **_header("Upload-Length", minimum=0, type="integer"),
+                        "description": "The upload's size; or send Upload-Defer-Length: 1 "
+                        "instead (not both), and Upload-Length in a later PATCH",
+                    },
                     _header("Upload-Defer-Length", enum=["1"]),
-                    _header("Upload-Metadata"),
+                    {
+                        **_header("Upload-Metadata", required=True, pattern=TUS_METADATA),
+                        "description": "Comma-separated `key base64-value` pairs: `filename` "
+                        "(or `name`) is required; `modified_at`, `folder_id` optional",
+                    },
                 ],
             ),
         },
@@ -514,7 +602,7 @@ def _paths() -> dict[str, Schema]:
                     UPLOAD_ID,
                     TUS_RESUMABLE,
                     _header("Upload-Offset", required=True, minimum=0, type="integer"),
-                    _header("Upload-Checksum"),
+                    _header("Upload-Checksum", pattern=TUS_CHECKSUM),
                 ],
                 body={
                     "required": True,
@@ -539,6 +627,8 @@ def _paths() -> dict[str, Schema]:
 # --- The sync API (/api/v1) -----------------------------------------------------------
 
 V1 = "/api/v1"
+ID = {"type": "integer", "minimum": 0, "maximum": tree.MAX_ID}  # what a row can have
+PATH_ID = {**ID, "maximum": 10**18 - 1}  # pcloud.api.IdConverter's 18 digits
 SCHEMAS.update(
     {
         "Entry": _object(
@@ -576,9 +666,12 @@ SCHEMAS.update(
     }
 )
 ENTRY = _ref("Entry")
-FOLDER_REF = _path_parameter("ref", "A folder's id, or `root`")
-FOLDER_ID = {**_path_parameter("folder_id", "A folder's id"), "schema": {"type": "integer"}}
-FILE_ID = {**_path_parameter("file_id", "A file's id"), "schema": {"type": "integer"}}
+FOLDER_REF = {
+    **_path_parameter("ref", "A folder's id, or `root`"),
+    "schema": _string(pattern="^(root|[0-9]{1,18})$"),
+}
+FOLDER_ID = {**_path_parameter("folder_id", "A folder's id"), "schema": PATH_ID}
+FILE_ID = {**_path_parameter("file_id", "A file's id"), "schema": PATH_ID}
 ON_CONFLICT = {
     "name": "on_conflict",
     "in": "query",
@@ -592,13 +685,105 @@ ON_UPLOAD_CONFLICT = {
 }
 
 
+NULLABLE_ID = {**ID, "type": ["integer", "null"]}
+FROM_CONTENT = _object(
+    ["sha256", "name"],
+    {"sha256": SHA256, "name": NAME, "folder_id": NULLABLE_ID, "modified_at": MOMENT_IN},
+)
+
+
+def _one_of_given(*fields: str) -> list[Schema]:
+    """anyOf: at least one of these fields, not null."""
+    return [
+        {"required": [field], "properties": {field: {"not": {"type": "null"}}}} for field in fields
+    ]
+
+
+# --- OpenAPI links: what one answer gives the next request (schemathesis follows them) ---
+
+NEW_ID = "$response.body#/id"
+
+
+def _link(path: str, method: str, **parameters: str) -> Schema:
+    """A link to the operation at `path` and `method` of this document; parameters
+    named `in.name` (path.file_id), values runtime expressions or constants."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+
+
+def _body_link(path: str, method: str, body: dict[str, str]) -> Schema:
+    return {**_link(path, method), "requestBody": body}
+
+
+def _folder_links(expression: str = NEW_ID) -> dict[str, Schema]:
+    """What a folder's id (in an answer) leads to."""
+    ref, folder_id = {"path.ref": expression}, {"path.folder_id": expression}
+    return {
+        "List": _link(f"{V1}/folders/{{ref}}", "get", **ref),
+        "Zip": _link(f"{V1}/folders/{{ref}}/zip", "get", **ref),
+        "UploadInto": _link(f"{V1}/folders/{{ref}}/files", "post", **ref),
+        "CreateInside": _body_link(f"{V1}/folders", "post", {"parent_id": expression}),
+        "RenameOrMove": _link(f"{V1}/folders/{{folder_id}}", "patch", **folder_id),
+        "Copy": _link(f"{V1}/folders/{{folder_id}}/copy", "post", **folder_id),
+        "Trash": _link(f"{V1}/folders/{{folder_id}}", "delete", **folder_id),
+        "Share": _body_link(f"{V1}/shares", "post", {"folder_id": expression}),
+    }
+
+
+def _file_links(expression: str = NEW_ID) -> dict[str, Schema]:
+    """What a file's id (in an answer) leads to."""
+    file_id = {"path.file_id": expression}
+    return {
+        "Get": _link(f"{V1}/files/{{file_id}}", "get", **file_id),
+        "Download": _link(f"{V1}/files/{{file_id}}/content", "get", **file_id),
+        "Thumbnail": _link(f"{V1}/files/{{file_id}}/thumbnail", "get", **file_id),
+        "Versions": _link(f"{V1}/files/{{file_id}}/versions", "get", **file_id),
+        "RenameOrMove": _link(f"{V1}/files/{{file_id}}", "patch", **file_id),
+        "Copy": _link(f"{V1}/files/{{file_id}}/copy", "post", **file_id),
+        "Trash": _link(f"{V1}/files/{{file_id}}", "delete", **file_id),
+        "Share": _body_link(f"{V1}/shares", "post", {"file_id": expression}),
+        "SameContent": _body_link(
+            f"{V1}/files/from-content", "post", {"sha256": "$response.body#/sha256"}
+        ),
+    }
+
+
+def _restore_link(item_type: str) -> dict[str, Schema]:
+    """A trashed item's way back: its id is the one the request named."""
+    return {
+        "Restore": _link(
+            f"{V1}/trash/{{item_type}}/{{item_id}}/restore",
+            "post",
+            **{"path.item_type": item_type, "path.item_id": f"$request.path.{item_type}_id"},
+        )
+    }
+
+
+def _version_links() -> dict[str, Schema]:
+    """The newest version listed, and the file the request named."""
+    ids = {
+        "path.file_id": "$request.path.file_id",
+        "path.version_id": "$response.body#/versions/0/id",
+    }
+    return {
+        "Download": _link(f"{V1}/files/{{file_id}}/versions/{{version_id}}/content", "get", **ids),
+        "Restore": _link(f"{V1}/files/{{file_id}}/versions/{{version_id}}/restore", "post", **ids),
+        "Delete": _link(f"{V1}/files/{{file_id}}/versions/{{version_id}}", "delete", **ids),
+    }
+
+
 def _query(name: str, **schema: Any) -> Schema:
     return {"name": name, "in": "query", "schema": schema}
 
 
 def _sync_paths() -> dict[str, Schema]:
-    moved = _json_body({"name": _string(), "parent_id": {"type": ["integer", "null"]}}, [])
-    file_moved = _json_body({"name": _string(), "folder_id": {"type": ["integer", "null"]}}, [])
+    # A rename and/or a move: at least one of the two (a null folder is no move).
+    moved = _json_body(
+        {"name": NAME, "parent_id": NULLABLE_ID}, [], anyOf=_one_of_given("name", "parent_id")
+    )
+    file_moved = _json_body(
+        {"name": NAME, "folder_id": NULLABLE_ID}, [], anyOf=_one_of_given("name", "folder_id")
+    )
     return {
         f"{V1}/app-passwords": {
             "post": _operation(
@@ -626,13 +811,11 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/folders": {
             "post": _operation(
                 "Create a folder",
-                {"201": _answer("Created", ENTRY)},
+                {"201": _answer("Created", ENTRY, links=_folder_links())},
                 400,
                 404,
                 409,
-                body=_json_body(
-                    {"name": _string(), "parent_id": {"type": ["integer", "null"]}}, ["name"]
-                ),
+                body=_json_body({"name": NAME, "parent_id": NULLABLE_ID}, ["name"]),
                 parameters=[ON_CONFLICT],
             )
         },
@@ -660,7 +843,7 @@ def _sync_paths() -> dict[str, Schema]:
                 parameters=[
                     FOLDER_REF,
                     _query("offset", type="integer", minimum=0),
-                    _query("limit", type="integer", minimum=0),
+                    _query("limit", type="integer", minimum=1, maximum=folders.MAX_PAGE),
                     _query("sort", type="string", enum=["name", "modified_at", "size", "taken_at"]),
                     _query("order", type="string", enum=["asc", "desc"]),
                 ],
@@ -669,8 +852,9 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/folders/{{folder_id}}": {
             "patch": _operation(
                 "Rename and/or move a folder (never into itself)",
-                {"200": _answer("Done", ENTRY)},
+                {"200": _answer("Done", ENTRY, links=_folder_links())},
                 400,
+                403,
                 404,
                 409,
                 body=moved,
@@ -678,8 +862,8 @@ def _sync_paths() -> dict[str, Schema]:
             ),
             "delete": _operation(
                 "Move a folder to the trash",
-                {"200": _answer("Trashed", MESSAGE_ONLY)},
-                400,
+                {"200": _answer("Trashed", MESSAGE_ONLY, links=_restore_link("folder"))},
+                403,
                 404,
                 parameters=[FOLDER_ID],
             ),
@@ -687,8 +871,9 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/folders/{{folder_id}}/copy": {
             "post": _operation(
                 "Copy a folder and everything in it (no bytes are copied)",
-                {"201": _answer("Copied", ENTRY)},
+                {"201": _answer("Copied", ENTRY, links=_folder_links())},
                 400,
+                403,
                 404,
                 409,
                 507,
@@ -699,7 +884,7 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/folders/{{ref}}/files": {
             "post": _operation(
                 "Upload a file into a folder (multipart `file`, optional `modified_at`)",
-                {"201": _answer("Stored", ENTRY)},
+                {"201": _answer("Stored", ENTRY, links=_file_links())},
                 400,
                 404,
                 409,
@@ -712,8 +897,8 @@ def _sync_paths() -> dict[str, Schema]:
                             "schema": _object(
                                 ["file"],
                                 {
-                                    "file": _string(contentEncoding="binary"),
-                                    "modified_at": _string(),
+                                    "file": FILE_PART,
+                                    "modified_at": _string(format="date-time"),
                                 },
                             )
                         }
@@ -728,7 +913,7 @@ def _sync_paths() -> dict[str, Schema]:
             ),
             "patch": _operation(
                 "Rename and/or move a file",
-                {"200": _answer("Done", ENTRY)},
+                {"200": _answer("Done", ENTRY, links=_file_links())},
                 400,
                 404,
                 409,
@@ -737,7 +922,7 @@ def _sync_paths() -> dict[str, Schema]:
             ),
             "delete": _operation(
                 "Move a file to the trash",
-                {"200": _answer("Trashed", MESSAGE_ONLY)},
+                {"200": _answer("Trashed", MESSAGE_ONLY, links=_restore_link("file"))},
                 404,
                 parameters=[FILE_ID],
             ),
@@ -758,7 +943,7 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/files/{{file_id}}/copy": {
             "post": _operation(
                 "Copy a file (a new name for the same bytes)",
-                {"201": _answer("Copied", ENTRY)},
+                {"201": _answer("Copied", ENTRY, links=_file_links())},
                 400,
                 404,
                 409,
@@ -770,20 +955,12 @@ def _sync_paths() -> dict[str, Schema]:
         f"{V1}/files/from-content": {
             "post": _operation(
                 "Make a file from content the user already has: no upload",
-                {"201": _answer("Created", ENTRY)},
+                {"201": _answer("Created", ENTRY, links=_file_links())},
                 400,
                 404,
                 409,
                 507,
-                body=_json_body(
-                    {
-                        "sha256": _string(),
-                        "name": _string(),
-                        "folder_id": {"type": ["integer", "null"]},
-                        "modified_at": _string(),
-                    },
-                    ["sha256", "name"],
-                ),
+                body=_json_body(FROM_CONTENT["properties"], FROM_CONTENT["required"]),
                 parameters=[ON_CONFLICT],
             )
         },
@@ -802,7 +979,14 @@ def _sync_paths() -> dict[str, Schema]:
                 400,
                 413,
                 body=_json_body(
-                    {"files": {"type": "array", "items": {"type": "object"}}}, ["files"]
+                    {
+                        "files": {
+                            "type": "array",
+                            "items": FROM_CONTENT,
+                            "maxItems": from_content.MAX_BATCH,
+                        }
+                    },
+                    ["files"],
                 ),
                 parameters=[ON_CONFLICT],
             )
@@ -842,7 +1026,13 @@ def _sync_paths() -> dict[str, Schema]:
                 400,
                 413,
                 body=_json_body(
-                    {"sha256": {"type": "array", "items": _string(), "maxItems": 10000}},
+                    {
+                        "sha256": {
+                            "type": "array",
+                            "items": SHA256,
+                            "maxItems": upload_check.MAX_HASHES,
+                        }
+                    },
                     ["sha256"],
                 ),
             )
@@ -879,7 +1069,7 @@ def _sync_paths() -> dict[str, Schema]:
                         **_path_parameter("item_type", "file or folder"),
                         "schema": _string(enum=["file", "folder"]),
                     },
-                    {**_path_parameter("item_id", "Its id"), "schema": {"type": "integer"}},
+                    {**_path_parameter("item_id", "Its id"), "schema": PATH_ID},
                 ],
             )
         },
@@ -902,8 +1092,8 @@ def _sync_paths() -> dict[str, Schema]:
                 400,
                 410,
                 parameters=[
-                    _query("cursor", type="string"),
-                    _query("limit", type="integer", minimum=1),
+                    _query("cursor", type="string", pattern="^[0-9]{1,18}$"),
+                    _query("limit", type="integer", minimum=1, maximum=changes.MAX_PAGE),
                     {
                         **_query("versions", type="string", enum=["true", "false"]),
                         "description": "true: changes to files' versions too (type version)",
@@ -945,7 +1135,7 @@ SCHEMAS["Version"] = _object(
     },
     description="Earlier content of a file, kept when new content replaced it.",
 )
-VERSION_ID = {**_path_parameter("version_id", "A version's id"), "schema": {"type": "integer"}}
+VERSION_ID = {**_path_parameter("version_id", "A version's id"), "schema": PATH_ID}
 
 
 def _version_paths() -> dict[str, Schema]:
@@ -960,6 +1150,7 @@ def _version_paths() -> dict[str, Schema]:
                             ["versions"],
                             {"versions": {"type": "array", "items": _ref("Version")}},
                         ),
+                        links=_version_links(),
                     )
                 },
                 404,
@@ -982,7 +1173,7 @@ def _version_paths() -> dict[str, Schema]:
         f"{V1}/files/{{file_id}}/versions/{{version_id}}/restore": {
             "post": _operation(
                 "Make a version the file's content again (the current one becomes a version)",
-                {"200": _answer("Restored", ENTRY)},
+                {"200": _answer("Restored", ENTRY, links=_file_links())},
                 404,
                 parameters=[FILE_ID, VERSION_ID],
             )
@@ -1047,7 +1238,7 @@ def _web_paths() -> dict[str, Schema]:
                 403,
                 429,
                 body=_json_body(
-                    {"login_identifier": _string(), "password": _string()},
+                    {"login_identifier": FILLED, "password": FILLED},
                     ["login_identifier", "password"],
                 ),
                 auth=False,
@@ -1102,12 +1293,12 @@ def _web_paths() -> dict[str, Schema]:
     }
 
 
-def document(metrics: bool = False) -> Schema:
+def document(metrics: bool = False, password_min_length: int = 8) -> Schema:
     """The whole document; /metrics appears when it is on."""
     from pcloud.api import openapi_shares  # it builds on this module's helpers
 
     paths = {
-        **_paths(),
+        **_paths(password_min_length),
         **_sync_paths(),
         **_version_paths(),
         **_web_paths(),
@@ -1151,6 +1342,8 @@ def document(metrics: bool = False) -> Schema:
 def openapi_json():
     cached = current_app.extensions.get("pcloud.openapi")
     if cached is None:
-        metrics_on = bool(current_app.extensions["pcloud"].settings.metrics_token)
-        cached = current_app.extensions["pcloud.openapi"] = document(metrics=metrics_on)
+        settings = current_app.extensions["pcloud"].settings
+        cached = current_app.extensions["pcloud.openapi"] = document(
+            metrics=bool(settings.metrics_token), password_min_length=settings.password_min_length
+        )
     return jsonify(cached)

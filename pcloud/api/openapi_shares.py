@@ -8,6 +8,9 @@ from typing import Any
 from pcloud.api.openapi import (
     FILE_ID,
     FOLDER_ID,
+    ID,
+    NEW_ID,
+    PATH_ID,
     TUS_RESUMABLE,
     TUS_STATE_HEADERS,
     UPLOAD_ID,
@@ -15,6 +18,8 @@ from pcloud.api.openapi import (
     _answer,
     _errors,
     _header,
+    _json_body,
+    _link,
     _object,
     _operation,
     _path_parameter,
@@ -22,6 +27,7 @@ from pcloud.api.openapi import (
     _ref,
     _string,
 )
+from pcloud.services import shares, tree
 
 Schema = dict[str, Any]
 HTML = "text/html"
@@ -69,7 +75,7 @@ SHARE = _object(
     },
 )
 TOKEN = _path_parameter("token", "The link's secret, from POST /api/v1/shares")
-SHARE_ID = {**_path_parameter("share_id", "A link's id"), "schema": {"type": "integer"}}
+SHARE_ID = {**_path_parameter("share_id", "A link's id"), "schema": PATH_ID}
 SIZE = _query("size", type="integer", enum=[256, 1024])
 BYTES = {"200": {"description": "The bytes", "content": {"*/*": {}}}}
 
@@ -145,29 +151,38 @@ def paths() -> dict[str, Schema]:
                                 "url": _string(),
                             },
                         },
+                        links={
+                            "Revoke": _link(
+                                f"{V1}/shares/{{share_id}}", "delete", **{"path.share_id": NEW_ID}
+                            )
+                        },
                     )
                 },
                 400,
                 404,
-                body={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": _object(
-                                [],
-                                {
-                                    "file_id": {"type": "integer"},
-                                    "folder_id": {"type": ["integer", "string"]},
-                                    "mode": _string(enum=["view", "upload"]),
-                                    "password": _string(),
-                                    "expires_at": _string(),
-                                    "expires_in": {"type": "integer"},
-                                    "max_downloads": {"type": "integer", "minimum": 1},
-                                },
-                            )
-                        }
+                body=_json_body(
+                    {
+                        "file_id": ID,
+                        "folder_id": {"anyOf": [ID, {"const": "root"}]},
+                        "mode": _string(enum=list(shares.MODES)),
+                        "password": _string(minLength=1, maxLength=shares.MAX_PASSWORD),
+                        "expires_at": _string(format="date-time", description="In the future"),
+                        "expires_in": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": shares.MAX_EXPIRES_IN,
+                        },
+                        "max_downloads": {"type": "integer", "minimum": 1, "maximum": tree.MAX_ID},
                     },
-                },
+                    [],
+                    # a file or a folder; an upload-only link is a folder's; one expiry
+                    oneOf=[{"required": ["file_id"]}, {"required": ["folder_id"]}],
+                    **{
+                        "not": {"required": ["expires_at", "expires_in"]},
+                        "if": {"required": ["mode"], "properties": {"mode": {"const": "upload"}}},
+                        "then": {"required": ["folder_id"]},
+                    },
+                ),
             ),
             "get": _operation(
                 "My share links, newest first",

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from datetime import datetime
 
-from pcloud.errors import BadRequest
+from pcloud.errors import BadRequest, Forbidden
 from pcloud.models import Blob, Folder, StoredFile, database_proxy, utc_now
 from pcloud.services import changes, content, entries, folders, names, quota, tree
 from pcloud.services.entries import Entry
 
 CHUNK = 500
+# Refused as WebDAV refuses it (403): the request is understood, the root is fixed.
+ROOT_STAYS = "The root folder cannot be renamed, moved, copied or deleted"
 
 
 def move_file(
@@ -81,14 +83,14 @@ def move_folder(
 def movable_folder(owner_id: int, folder_id: int) -> Folder:
     folder = tree.live_folder(owner_id, folder_id)
     if folder.parent_id is None:
-        raise BadRequest("The root folder cannot be renamed, moved, copied or deleted")
+        raise Forbidden(ROOT_STAYS)
     return folder
 
 
 def parent_of(folder: Folder) -> int:
     """The parent of a folder other than the root (see movable_folder)."""
     if folder.parent_id is None:
-        raise BadRequest("The root folder cannot be renamed, moved, copied or deleted")
+        raise Forbidden(ROOT_STAYS)
     return folder.parent_id
 
 
