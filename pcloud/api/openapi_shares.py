@@ -27,7 +27,7 @@ from pcloud.api.openapi import (
     _ref,
     _string,
 )
-from pcloud.services import shares, tree
+from pcloud.services import shares
 
 Schema = dict[str, Any]
 HTML = "text/html"
@@ -172,7 +172,11 @@ def paths() -> dict[str, Schema]:
                             "minimum": 1,
                             "maximum": shares.MAX_EXPIRES_IN,
                         },
-                        "max_downloads": {"type": "integer", "minimum": 1, "maximum": tree.MAX_ID},
+                        "max_downloads": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": shares.MAX_DOWNLOADS,
+                        },
                     },
                     [],
                     # a file or a folder; an upload-only link is a folder's; one expiry

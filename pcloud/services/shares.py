@@ -41,6 +41,7 @@ LINK_GONE = "This link has expired or was revoked"
 LINK_USED_UP = "This link has been used as often as its owner allowed"
 MAX_PASSWORD = 1024
 MAX_EXPIRES_IN = 10**10 - 1  # seconds: over 300 years
+MAX_DOWNLOADS = 2**31 - 1  # what its INTEGER column holds on PostgreSQL
 
 SHARE_CREATED = "share-created"
 SHARE_REVOKED = "share-revoked"
@@ -84,9 +85,9 @@ def create(
         raise BadRequest(f"'password' must be text of 1 to {MAX_PASSWORD} characters")
     if (
         max_downloads is not None
-        and (max_downloads := tree.whole_number(max_downloads, 1, tree.MAX_ID)) is None
+        and (max_downloads := tree.whole_number(max_downloads, 1, MAX_DOWNLOADS)) is None
     ):
-        raise BadRequest(f"'max_downloads' must be a whole number from 1 to {tree.MAX_ID}")
+        raise BadRequest(f"'max_downloads' must be a whole number from 1 to {MAX_DOWNLOADS}")
     if expires_at is not None and expires_at <= utc_now():
         raise BadRequest("'expires_at' must be in the future")
     token = secrets.token_urlsafe(TOKEN_BYTES)
